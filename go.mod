@@ -1,0 +1,3 @@
+module github.com/crewcore/crewcore
+
+go 1.26.8
