@@ -1,0 +1,80 @@
+// Command cabi is the C ABI of crewcore, built with
+//
+//	go build -buildmode=c-shared -o libcrewcore.so ./cabi
+//
+// It is the only package that knows about C. It exports two functions:
+//
+//	int32_t crewcore_call(const uint8_t *req, int64_t req_len, uint8_t **resp, int64_t *resp_len);
+//	void    crewcore_free(uint8_t *p);
+//
+// A request is a MessagePack array [op, handle, args...] (see ops.go); the
+// response is a MessagePack value in C memory that the caller frees with
+// crewcore_free. Status 0 is success; status 1 means the response is an
+// error map {"kind", "message", ...}. Go panics are recovered here and
+// returned as errors of kind "engine": they never cross into the caller.
+package main
+
+/*
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+*/
+import "C"
+
+import (
+	"fmt"
+	"runtime/debug"
+	"unsafe"
+)
+
+func main() {}
+
+// crewcore_call executes one request. See the package documentation.
+//
+//export crewcore_call
+func crewcore_call(req *C.uint8_t, reqLen C.int64_t, resp **C.uint8_t, respLen *C.int64_t) (status C.int32_t) {
+	var out []byte
+	defer func() {
+		if p := recover(); p != nil {
+			out = encodeError(&bridgeError{kind: "engine", msg: fmt.Sprintf("crewcore engine panic: %v\n%s", p, debug.Stack())})
+			status = 1
+		}
+		writeOut(out, resp, respLen)
+	}()
+	if req == nil || reqLen < 0 {
+		out = encodeError(&bridgeError{kind: "bad_request", msg: "empty request"})
+		return 1
+	}
+	in := unsafe.Slice((*byte)(unsafe.Pointer(req)), int(reqLen))
+	res, err := dispatch(in)
+	if err != nil {
+		out = encodeError(err)
+		return 1
+	}
+	out = res
+	return 0
+}
+
+func writeOut(out []byte, resp **C.uint8_t, respLen *C.int64_t) {
+	if resp == nil || respLen == nil {
+		return
+	}
+	if len(out) == 0 {
+		*resp = nil
+		*respLen = 0
+		return
+	}
+	p := C.malloc(C.size_t(len(out)))
+	C.memcpy(p, unsafe.Pointer(&out[0]), C.size_t(len(out)))
+	*resp = (*C.uint8_t)(p)
+	*respLen = C.int64_t(len(out))
+}
+
+// crewcore_free releases a response returned by crewcore_call.
+//
+//export crewcore_free
+func crewcore_free(p *C.uint8_t) {
+	if p != nil {
+		C.free(unsafe.Pointer(p))
+	}
+}

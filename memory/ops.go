@@ -1,0 +1,495 @@
+package memory
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"time"
+)
+
+// logChanges appends one change row per id and returns the new last seq.
+func logChanges(ctx context.Context, tx *sql.Tx, ids []string) (int64, error) {
+	if len(ids) > 0 {
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO changes(record_id) VALUES (?)`)
+		if err != nil {
+			return 0, err
+		}
+		defer stmt.Close()
+		for _, id := range ids {
+			if _, err := stmt.ExecContext(ctx, id); err != nil {
+				return 0, err
+			}
+		}
+	}
+	var seq int64
+	err := tx.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM changes`).Scan(&seq)
+	return seq, err
+}
+
+// checkDims validates the vectors of a batch against the store dimension and
+// returns the dimension the store will have after the batch.
+func (s *Store) checkDims(recs []*prepared) (int, error) {
+	dim := s.ix.dim
+	for _, p := range recs {
+		if len(p.vec) == 0 {
+			continue
+		}
+		if dim == 0 {
+			dim = len(p.vec)
+		} else if len(p.vec) != dim {
+			return 0, &DimensionError{Stored: dim, Got: len(p.vec)}
+		}
+	}
+	return dim, nil
+}
+
+const upsertSQL = `INSERT INTO records(id, content, scope, categories, metadata, importance, created_at, last_accessed, source, private, embedding)
+VALUES (?,?,?,?,?,?,?,?,?,?,?)
+ON CONFLICT(id) DO UPDATE SET content=excluded.content, scope=excluded.scope, categories=excluded.categories,
+ metadata=excluded.metadata, importance=excluded.importance, created_at=excluded.created_at,
+ last_accessed=excluded.last_accessed, source=excluded.source, private=excluded.private, embedding=excluded.embedding
+RETURNING rid`
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Save stores records, replacing any with the same id. The batch is atomic:
+// one invalid record (bad vector, wrong dimension, bad text) stores nothing.
+func (s *Store) Save(ctx context.Context, recs []Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	prep := make([]*prepared, len(recs))
+	for i := range recs {
+		p, err := prepare(&recs[i])
+		if err != nil {
+			return err
+		}
+		prep[i] = p
+	}
+	return s.writeRecords(ctx, "save", prep, false)
+}
+
+// Update replaces the record with r.ID. An empty r.Embedding keeps the stored
+// vector. An unknown id returns ErrNotFound.
+func (s *Store) Update(ctx context.Context, r Record) error {
+	p, err := prepare(&r)
+	if err != nil {
+		return err
+	}
+	return s.writeRecords(ctx, "update", []*prepared{p}, true)
+}
+
+func (s *Store) writeRecords(ctx context.Context, op string, prep []*prepared, mustExist bool) error {
+	return s.withWrite(ctx, op+" records in", func(tx *sql.Tx) (func(), error) {
+		ix := s.ix
+		dim, err := s.checkDims(prep)
+		if err != nil {
+			return nil, err
+		}
+		if mustExist {
+			for _, p := range prep {
+				if _, ok := ix.pos[p.id]; !ok {
+					return nil, fmt.Errorf("%w: %q", ErrNotFound, p.id)
+				}
+			}
+		}
+		if dim != ix.dim {
+			if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO crewcore_meta(key, value) VALUES ('dim', ?)`, strconv.Itoa(dim)); err != nil {
+				return nil, err
+			}
+		}
+		upsert, err := tx.PrepareContext(ctx, upsertSQL)
+		if err != nil {
+			return nil, err
+		}
+		defer upsert.Close()
+		keep, err := tx.PrepareContext(ctx, `UPDATE records SET content=?, scope=?, categories=?, metadata=?, importance=?, created_at=?, last_accessed=?, source=?, private=? WHERE id=?`)
+		if err != nil {
+			return nil, err
+		}
+		defer keep.Close()
+		ids := make([]string, len(prep))
+		rids := make([]int64, len(prep))
+		for i, p := range prep {
+			ids[i] = p.id
+			if mustExist && p.keepVector {
+				rids[i] = ix.entries[ix.pos[p.id]].rid
+				_, err = keep.ExecContext(ctx, p.content, p.scope, p.catsJSON, p.meta, p.importance, p.created, p.accessed, nullable(p.source), boolInt(p.private), p.id)
+			} else {
+				err = upsert.QueryRowContext(ctx, p.id, p.content, p.scope, p.catsJSON, p.meta, p.importance, p.created, p.accessed, nullable(p.source), boolInt(p.private), encodeVector(p.vec)).Scan(&rids[i])
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		seq, err := logChanges(ctx, tx, ids)
+		if err != nil {
+			return nil, err
+		}
+		return func() {
+			if dim != ix.dim {
+				ix.setDim(dim)
+			}
+			for i, p := range prep {
+				e := &entry{
+					rid: rids[i], id: p.id, content: p.content, scopeID: ix.scopeFor(p.scope),
+					cats: p.cats, catsJSON: p.catsJSON, meta: p.meta, importance: p.importance,
+					created: p.created, accessed: p.accessed, source: p.source, private: p.private,
+				}
+				ix.put(e, p.vec, mustExist && p.keepVector)
+			}
+			s.lastSeq = seq
+		}, nil
+	}, true)
+}
+
+// deleteIDs removes rows by id inside tx and logs the changes.
+func deleteIDs(ctx context.Context, tx *sql.Tx, ids []string) (int64, error) {
+	stmt, err := tx.PrepareContext(ctx, `DELETE FROM records WHERE id = ?`)
+	if err != nil {
+		return 0, err
+	}
+	defer stmt.Close()
+	for _, id := range ids {
+		if _, err := stmt.ExecContext(ctx, id); err != nil {
+			return 0, err
+		}
+	}
+	return logChanges(ctx, tx, ids)
+}
+
+// Delete removes the records matching every criterion of f and returns how
+// many were removed. The zero Filter removes everything.
+func (s *Store) Delete(ctx context.Context, f Filter) (int, error) {
+	prefix, err := normalizePrefix(f.ScopePrefix)
+	if err != nil {
+		return 0, err
+	}
+	var older string
+	if !f.OlderThan.IsZero() {
+		older = formatTime(f.OlderThan)
+	}
+	n := 0
+	err = s.withWrite(ctx, "delete from", func(tx *sql.Tx) (func(), error) {
+		ix := s.ix
+		var ids []string
+		if len(f.IDs) > 0 {
+			for _, id := range f.IDs {
+				if i, ok := ix.pos[id]; ok && s.matchDelete(ix.entries[i], prefix, f, older) {
+					ids = append(ids, id)
+				}
+			}
+		} else {
+			for _, e := range ix.entries {
+				if s.matchDelete(e, prefix, f, older) {
+					ids = append(ids, e.id)
+				}
+			}
+		}
+		ids = slices.Compact(sortedCopy(ids))
+		if len(ids) == 0 {
+			return nil, nil
+		}
+		seq, err := deleteIDs(ctx, tx, ids)
+		if err != nil {
+			return nil, err
+		}
+		return func() {
+			for _, id := range ids {
+				ix.remove(id)
+			}
+			n = len(ids)
+			s.lastSeq = seq
+		}, nil
+	}, true)
+	return n, err
+}
+
+func sortedCopy(ss []string) []string {
+	out := slices.Clone(ss)
+	sort.Strings(out)
+	return out
+}
+
+func (s *Store) matchDelete(e *entry, prefix string, f Filter, older string) bool {
+	if prefix != "" && !scopeMatches(prefix, s.ix.scopes[e.scopeID].path) {
+		return false
+	}
+	if len(f.Categories) > 0 && !anyOf(e.cats, f.Categories) {
+		return false
+	}
+	if older != "" && !(e.created < older) {
+		return false
+	}
+	if len(f.Metadata) > 0 && !metaEqual(e.metadata(), f.Metadata) {
+		return false
+	}
+	return true
+}
+
+func anyOf(have, want []string) bool {
+	for _, w := range want {
+		for _, h := range have {
+			if h == w {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Reset deletes every record under prefix ("" or "/" for all). A full reset
+// also forgets the dimension unless Options.Dim fixed it.
+func (s *Store) Reset(ctx context.Context, prefix string) error {
+	p, err := normalizePrefix(prefix)
+	if err != nil {
+		return err
+	}
+	if p != "" {
+		_, err := s.Delete(ctx, Filter{ScopePrefix: p})
+		return err
+	}
+	return s.withWrite(ctx, "reset", func(tx *sql.Tx) (func(), error) {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM records`); err != nil {
+			return nil, err
+		}
+		if s.opts.Dim == 0 {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM crewcore_meta WHERE key='dim'`); err != nil {
+				return nil, err
+			}
+		}
+		seq, err := logChanges(ctx, tx, []string{"*"})
+		if err != nil {
+			return nil, err
+		}
+		return func() {
+			s.ix = newIndex(s.opts.Dim)
+			s.lastSeq = seq
+		}, nil
+	}, true)
+}
+
+// Touch sets LastAccessed to now for the given ids; unknown ids are ignored.
+func (s *Store) Touch(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	now := formatTime(time.Now())
+	return s.withWrite(ctx, "touch records in", func(tx *sql.Tx) (func(), error) {
+		ix := s.ix
+		var hit []string
+		for _, id := range ids {
+			if _, ok := ix.pos[id]; ok {
+				hit = append(hit, id)
+			}
+		}
+		hit = slices.Compact(sortedCopy(hit))
+		if len(hit) == 0 {
+			return nil, nil
+		}
+		stmt, err := tx.PrepareContext(ctx, `UPDATE records SET last_accessed = ? WHERE id = ?`)
+		if err != nil {
+			return nil, err
+		}
+		defer stmt.Close()
+		for _, id := range hit {
+			if _, err := stmt.ExecContext(ctx, now, id); err != nil {
+				return nil, err
+			}
+		}
+		seq, err := logChanges(ctx, tx, hit)
+		if err != nil {
+			return nil, err
+		}
+		return func() {
+			for _, id := range hit {
+				if i, ok := ix.pos[id]; ok {
+					ix.entries[i].accessed = now
+				}
+			}
+			s.lastSeq = seq
+		}, nil
+	}, true)
+}
+
+// read runs fn with the index current and read-locked.
+func (s *Store) read(ctx context.Context, fn func(ix *index) error) error {
+	if err := s.sync(ctx); err != nil {
+		return err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return fn(s.ix)
+}
+
+// Get returns the record with id (with its vector) and whether it exists.
+func (s *Store) Get(ctx context.Context, id string) (Record, bool, error) {
+	var (
+		r  Record
+		ok bool
+	)
+	err := s.read(ctx, func(ix *index) error {
+		var i int
+		if i, ok = ix.pos[id]; ok {
+			r = ix.record(ix.entries[i], true)
+		}
+		return nil
+	})
+	return r, ok, err
+}
+
+// List returns records under prefix, newest CreatedAt first, skipping offset
+// and returning at most limit.
+func (s *Store) List(ctx context.Context, prefix string, limit, offset int) ([]Record, error) {
+	if limit < 0 || offset < 0 {
+		return nil, fmt.Errorf("%w: limit and offset must be >= 0 (got %d, %d)", ErrInvalidArgument, limit, offset)
+	}
+	p, err := normalizePrefix(prefix)
+	if err != nil {
+		return nil, err
+	}
+	var out []Record
+	err = s.read(ctx, func(ix *index) error {
+		match := ix.matchingScopes(p)
+		sel := make([]*entry, 0, len(ix.entries))
+		for _, e := range ix.entries {
+			if match[e.scopeID] {
+				sel = append(sel, e)
+			}
+		}
+		sort.Slice(sel, func(i, j int) bool {
+			if sel[i].created != sel[j].created {
+				return sel[i].created > sel[j].created
+			}
+			return sel[i].rid > sel[j].rid
+		})
+		if offset >= len(sel) {
+			out = []Record{}
+			return nil
+		}
+		sel = sel[offset:]
+		if limit < len(sel) {
+			sel = sel[:limit]
+		}
+		out = make([]Record, len(sel))
+		for i, e := range sel {
+			out[i] = ix.record(e, false)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Count returns the number of records under prefix ("" for all).
+func (s *Store) Count(ctx context.Context, prefix string) (int, error) {
+	p, err := normalizePrefix(prefix)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	err = s.read(ctx, func(ix *index) error { n = ix.count(p); return nil })
+	return n, err
+}
+
+// ListCategories returns category -> number of records under prefix having it.
+func (s *Store) ListCategories(ctx context.Context, prefix string) (map[string]int, error) {
+	p, err := normalizePrefix(prefix)
+	if err != nil {
+		return nil, err
+	}
+	var out map[string]int
+	err = s.read(ctx, func(ix *index) error { out = ix.categories(p); return nil })
+	return out, err
+}
+
+// ListScopes returns the sorted immediate child scopes of parent.
+func (s *Store) ListScopes(ctx context.Context, parent string) ([]string, error) {
+	p, err := NormalizeScope(parent)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	err = s.read(ctx, func(ix *index) error { out = ix.children(p); return nil })
+	return out, err
+}
+
+// ScopeInfo summarizes the records under scope.
+func (s *Store) ScopeInfo(ctx context.Context, scope string) (ScopeInfo, error) {
+	p, err := NormalizeScope(scope)
+	if err != nil {
+		return ScopeInfo{}, err
+	}
+	var out ScopeInfo
+	if err := s.sync(ctx); err != nil {
+		return out, err
+	}
+	// scopeInfo may recompute stale statistics: take the write lock.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return out, ErrClosed
+	}
+	return s.ix.scopeInfo(p), nil
+}
+
+// Optimize trims the change log, checkpoints the WAL and refreshes SQLite's
+// query statistics.
+func (s *Store) Optimize(ctx context.Context) error {
+	err := s.withWrite(ctx, "optimize", func(tx *sql.Tx) (func(), error) {
+		_, err := tx.ExecContext(ctx, `DELETE FROM changes WHERE seq <= (SELECT max(seq) FROM changes) - 10000`)
+		return nil, err
+	}, true)
+	if err != nil {
+		return err
+	}
+	for _, q := range []string{`PRAGMA wal_checkpoint(TRUNCATE)`, `PRAGMA optimize`} {
+		if _, err := s.db.ExecContext(ctx, q); err != nil {
+			return s.classify("optimize", err)
+		}
+	}
+	return nil
+}
+
+// Stats describes a store for tools such as `crewcore memory stats`.
+type Stats struct {
+	Path    string
+	Records int
+	Vectors int
+	Dim     int
+	Scopes  int
+	Metric  string
+}
+
+// Stats returns counts describing the store.
+func (s *Store) Stats(ctx context.Context) (Stats, error) {
+	var st Stats
+	err := s.read(ctx, func(ix *index) error {
+		n := 0
+		for _, sc := range ix.scopes {
+			if sc.count > 0 {
+				n++
+			}
+		}
+		st = Stats{Path: s.path, Records: ix.len(), Vectors: ix.slots(), Dim: ix.dim, Scopes: n, Metric: s.opts.Metric.String()}
+		return nil
+	})
+	return st, err
+}

@@ -1,0 +1,291 @@
+package memory
+
+import (
+	"container/heap"
+	"context"
+	"fmt"
+	"math"
+	"runtime"
+	"sort"
+	"sync"
+
+	"github.com/crewcore/crewcore/internal/vec"
+)
+
+// parallelWork is the scan size (in float32 or code words) above which one
+// search splits its scan across all cores.
+const parallelWork = 1 << 20
+
+var (
+	f32Pool = sync.Pool{New: func() any { return new([]float32) }}
+	u32Pool = sync.Pool{New: func() any { return new([]uint32) }}
+	i32Pool = sync.Pool{New: func() any { return new([]int32) }}
+)
+
+func getF32(n int) *[]float32 {
+	p := f32Pool.Get().(*[]float32)
+	if cap(*p) < n {
+		*p = make([]float32, n)
+	}
+	*p = (*p)[:n]
+	return p
+}
+
+func getU32(n int) *[]uint32 {
+	p := u32Pool.Get().(*[]uint32)
+	if cap(*p) < n {
+		*p = make([]uint32, n)
+	}
+	*p = (*p)[:n]
+	return p
+}
+
+func getI32(n int) *[]int32 {
+	p := i32Pool.Get().(*[]int32)
+	if cap(*p) < n {
+		*p = make([]int32, n)
+	}
+	*p = (*p)[:n]
+	return p
+}
+
+// Search returns the records nearest to q.Vector, best first. Filters are
+// applied before selection, so the result holds min(q.Limit, matches) records.
+func (s *Store) Search(ctx context.Context, q Query) ([]Match, error) {
+	if q.Limit < 0 {
+		return nil, fmt.Errorf("%w: limit must be >= 0, got %d", ErrInvalidArgument, q.Limit)
+	}
+	if err := checkVector(q.Vector, "query vector"); err != nil {
+		return nil, err
+	}
+	prefix, err := normalizePrefix(q.ScopePrefix)
+	if err != nil {
+		return nil, err
+	}
+	var out []Match
+	err = s.read(ctx, func(ix *index) error {
+		if ix.dim > 0 && len(q.Vector) != ix.dim {
+			return &DimensionError{Stored: ix.dim, Got: len(q.Vector)}
+		}
+		hits := s.searchIndex(ix, &q, prefix)
+		out = make([]Match, len(hits))
+		for i, h := range hits {
+			out[i] = Match{Record: ix.record(ix.entries[ix.slotEntry[h.slot]], q.WithEmbeddings), Score: h.score}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// hit is a scored vector slot.
+type hit struct {
+	slot  int32
+	rid   int64
+	score float64
+}
+
+// better orders hits: higher score first, then newer rid.
+func better(a, b hit) bool {
+	if a.score != b.score {
+		return a.score > b.score
+	}
+	return a.rid > b.rid
+}
+
+// hitHeap is a min-heap on "better" (the worst hit on top).
+type hitHeap []hit
+
+func (h hitHeap) Len() int           { return len(h) }
+func (h hitHeap) Less(i, j int) bool { return better(h[j], h[i]) }
+func (h hitHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *hitHeap) Push(x any)        { *h = append(*h, x.(hit)) }
+func (h *hitHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// candidates returns the vector slots passing the filters, or nil when there
+// is no filter (every slot is a candidate).
+func (s *Store) candidates(ix *index, q *Query, prefix string) (rows *[]int32, filtered bool) {
+	if prefix == "" && len(q.Categories) == 0 && len(q.Metadata) == 0 && q.Privacy == nil {
+		return nil, false
+	}
+	match := ix.matchingScopes(prefix)
+	p := getI32(0)
+	r := (*p)[:0]
+	for slot, ep := range ix.slotEntry {
+		e := ix.entries[ep]
+		if !match[e.scopeID] {
+			continue
+		}
+		if len(q.Categories) > 0 && !anyOf(e.cats, q.Categories) {
+			continue
+		}
+		if q.Privacy != nil && e.private && (*q.Privacy == "" || e.source != *q.Privacy) {
+			continue
+		}
+		if len(q.Metadata) > 0 && !metaEqual(e.metadata(), q.Metadata) {
+			continue
+		}
+		r = append(r, int32(slot))
+	}
+	*p = r
+	return p, true
+}
+
+// searchIndex scores and selects. Caller holds s.mu for reading.
+func (s *Store) searchIndex(ix *index, q *Query, prefix string) []hit {
+	if ix.dim == 0 || ix.slots() == 0 || q.Limit == 0 {
+		return nil
+	}
+	rowsP, filtered := s.candidates(ix, q, prefix)
+	var rows []int32
+	n := ix.slots()
+	if filtered {
+		defer i32Pool.Put(rowsP)
+		rows = *rowsP
+		n = len(rows)
+	}
+	if n == 0 {
+		return nil
+	}
+	k := min(q.Limit, n)
+	qn := vec.SquaredNorm(q.Vector)
+	if s.opts.ExactBelow < 0 || n < s.opts.ExactBelow {
+		return s.exact(ix, q, rows, filtered, n, k, qn)
+	}
+	return s.quantized(ix, q, rows, filtered, n, k, qn)
+}
+
+func (s *Store) score(ix *index, slot int32, dot, qn float32) float64 {
+	vn := ix.norms[slot]
+	if s.opts.Metric == Cosine {
+		if qn == 0 || vn == 0 {
+			return 0
+		}
+		return float64(dot) / math.Sqrt(float64(qn)*float64(vn))
+	}
+	d := float64(qn) + float64(vn) - 2*float64(dot)
+	if d < 0 {
+		d = 0
+	}
+	return 1 / (1 + d)
+}
+
+// exact scores every candidate with float32 dot products.
+func (s *Store) exact(ix *index, q *Query, rows []int32, filtered bool, n, k int, qn float32) []hit {
+	dotsP := getF32(n)
+	defer f32Pool.Put(dotsP)
+	dots := *dotsP
+	parallel(n, n*ix.dim, func(lo, hi int) {
+		if filtered {
+			vec.DotMany(ix.vecs, ix.dim, rows[lo:hi], q.Vector, dots[lo:hi])
+		} else {
+			vec.DotAll(ix.vecs[lo*ix.dim:hi*ix.dim], ix.dim, q.Vector, dots[lo:hi])
+		}
+	})
+	h := make(hitHeap, 0, k+1)
+	for i := 0; i < n; i++ {
+		slot := int32(i)
+		if filtered {
+			slot = rows[i]
+		}
+		sc := s.score(ix, slot, dots[i], qn)
+		if sc < q.MinScore {
+			continue
+		}
+		cand := hit{slot: slot, score: sc}
+		if len(h) == k {
+			top := h[0]
+			if top.score > sc {
+				continue
+			}
+			cand.rid = ix.entries[ix.slotEntry[slot]].rid
+			if !better(cand, top) {
+				continue
+			}
+			h[0] = cand
+			heap.Fix(&h, 0)
+			continue
+		}
+		cand.rid = ix.entries[ix.slotEntry[slot]].rid
+		heap.Push(&h, cand)
+	}
+	sort.Slice(h, func(i, j int) bool { return better(h[i], h[j]) })
+	return h
+}
+
+// quantized scans binary codes, keeps the candidates with the smallest
+// Hamming distance and re-ranks them exactly.
+func (s *Store) quantized(ix *index, q *Query, rows []int32, filtered bool, n, k int, qn float32) []hit {
+	qcode := make([]uint64, ix.words)
+	vec.Binarize(q.Vector, qcode)
+	distP := getU32(n)
+	defer u32Pool.Put(distP)
+	dist := *distP
+	parallel(n, n*ix.words*8, func(lo, hi int) {
+		if filtered {
+			vec.HammingMany(ix.codes, ix.words, rows[lo:hi], qcode, dist[lo:hi])
+		} else {
+			vec.HammingAll(ix.codes[lo*ix.words:hi*ix.words], ix.words, qcode, dist[lo:hi])
+		}
+	})
+	r := max(400, s.opts.Rerank*k)
+	if r >= n {
+		return s.exact(ix, q, rows, filtered, n, k, qn)
+	}
+	// Counting selection: distances are bounded by the code length.
+	maxD := ix.words * 64
+	hist := make([]int, maxD+2)
+	for _, d := range dist {
+		hist[d]++
+	}
+	threshold, acc := 0, 0
+	for threshold = 0; threshold <= maxD; threshold++ {
+		acc += hist[threshold]
+		if acc >= r {
+			break
+		}
+	}
+	candP := getI32(0)
+	defer i32Pool.Put(candP)
+	cand := (*candP)[:0]
+	below := acc - hist[threshold] // all strictly below threshold are taken
+	room := r - below
+	for i, d := range dist {
+		slot := int32(i)
+		if filtered {
+			slot = rows[i]
+		}
+		if int(d) < threshold {
+			cand = append(cand, slot)
+		} else if int(d) == threshold && room > 0 {
+			cand = append(cand, slot)
+			room--
+		}
+	}
+	*candP = cand
+	return s.exact(ix, q, cand, true, len(cand), min(k, len(cand)), qn)
+}
+
+// parallel splits [0,n) across the cores when work is large enough.
+func parallel(n, work int, fn func(lo, hi int)) {
+	workers := runtime.GOMAXPROCS(0)
+	if work < parallelWork || workers < 2 || n < 2*workers {
+		fn(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	chunk := (n + workers - 1) / workers
+	for lo := 0; lo < n; lo += chunk {
+		hi := min(lo+chunk, n)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(lo, hi)
+		}()
+	}
+	wg.Wait()
+}

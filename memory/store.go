@@ -1,0 +1,596 @@
+package memory
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+
+	sqlite3 "github.com/mattn/go-sqlite3"
+)
+
+// Metric selects the score a search returns.
+type Metric int
+
+const (
+	// L2 scores 1/(1 + squared euclidean distance): the number CrewAI's default
+	// LanceDB store returns, so CrewAI's thresholds keep their meaning.
+	L2 Metric = iota
+	// Cosine scores the cosine similarity in [-1, 1].
+	Cosine
+)
+
+// String returns "l2" or "cosine".
+func (m Metric) String() string {
+	if m == Cosine {
+		return "cosine"
+	}
+	return "l2"
+}
+
+// ParseMetric parses "l2" (or "") and "cosine".
+func ParseMetric(s string) (Metric, error) {
+	switch strings.ToLower(s) {
+	case "", "l2":
+		return L2, nil
+	case "cosine":
+		return Cosine, nil
+	}
+	return L2, fmt.Errorf("%w: unknown metric %q (want \"l2\" or \"cosine\")", ErrInvalidArgument, s)
+}
+
+// Options tune a Store. The zero value is the default.
+type Options struct {
+	// Dim fixes the vector dimension. 0 takes it from the store file or from
+	// the first saved embedding.
+	Dim int
+	// Metric is the score convention (default L2).
+	Metric Metric
+	// BusyTimeout bounds how long a write waits for other processes' locks
+	// (default 60s).
+	BusyTimeout time.Duration
+	// ExactBelow is the number of candidate vectors under which search scans
+	// exact float32 vectors only; at or above it, search scans binary codes
+	// first and re-ranks the best candidates exactly. Default 20000; a
+	// negative value always scans exactly.
+	ExactBelow int
+	// Rerank is the number of binary-scan candidates re-ranked exactly per
+	// result requested (default 40, at least 400 candidates in all).
+	Rerank int
+}
+
+const schemaSQL = `
+CREATE TABLE IF NOT EXISTS crewcore_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+  rid           INTEGER PRIMARY KEY,
+  id            TEXT NOT NULL UNIQUE,
+  content       TEXT NOT NULL,
+  scope         TEXT NOT NULL,
+  categories    TEXT NOT NULL,
+  metadata      TEXT NOT NULL,
+  importance    REAL NOT NULL,
+  created_at    TEXT NOT NULL,
+  last_accessed TEXT NOT NULL,
+  source        TEXT,
+  private       INTEGER NOT NULL,
+  embedding     BLOB
+);
+CREATE INDEX IF NOT EXISTS records_scope ON records(scope);
+CREATE INDEX IF NOT EXISTS records_created ON records(created_at);
+CREATE TABLE IF NOT EXISTS changes (
+  seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+  record_id TEXT NOT NULL
+);
+INSERT OR IGNORE INTO crewcore_meta(key, value) VALUES ('format', 'crewcore-memory'), ('version', '1');
+`
+
+const recordCols = `rid, id, content, scope, categories, metadata, importance, created_at, last_accessed, source, private, embedding`
+
+// Store is an embedded memory store: SQLite (WAL) is the durable truth and an
+// in-memory arena serves searches. A Store is safe for concurrent use, and
+// many processes may open the same file: each sees the others' writes on its
+// next call.
+type Store struct {
+	path string
+	opts Options
+	db   *sql.DB
+
+	writeMu sync.Mutex   // one writer per process; SQLite serializes processes
+	mu      sync.RWMutex // guards ix, lastSeq, closed
+	ix      *index
+	lastSeq int64
+	closed  bool
+
+	stmtMaxSeq *sql.Stmt
+}
+
+// Open opens or creates the store at path (a database file). The parent
+// directory is created if needed. A file that is not a crewcore store is
+// refused with ErrCorrupt and left untouched.
+func Open(path string, opts *Options) (*Store, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.Dim < 0 {
+		return nil, fmt.Errorf("open store %s: %w: negative dimension %d", path, ErrInvalidArgument, o.Dim)
+	}
+	if o.BusyTimeout <= 0 {
+		o.BusyTimeout = 60 * time.Second
+	}
+	if o.ExactBelow == 0 {
+		o.ExactBelow = 20000
+	}
+	if o.Rerank <= 0 {
+		o.Rerank = 40
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if err := checkFile(abs); err != nil {
+		return nil, err
+	}
+	q := url.Values{}
+	q.Set("_journal_mode", "WAL")
+	q.Set("_synchronous", "NORMAL")
+	q.Set("_busy_timeout", "10000")
+	q.Set("_txlock", "immediate")
+	q.Set("_foreign_keys", "0")
+	db, err := sql.Open("sqlite3", "file:"+escapePath(abs)+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", abs, err)
+	}
+	db.SetMaxOpenConns(8)
+	db.SetMaxIdleConns(8)
+	db.SetConnMaxLifetime(0)
+	s := &Store{path: abs, opts: o, db: db, ix: newIndex(o.Dim)}
+	if err := s.init(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func escapePath(p string) string {
+	return strings.NewReplacer("?", "%3f", "#", "%23", "%", "%25").Replace(p)
+}
+
+// checkFile refuses a path that exists and is not a SQLite file, and reports
+// unwritable locations before SQLite does it less clearly.
+func checkFile(path string) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("open store %s: %w: %v", path, ErrAccess, err)
+	}
+	st, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		if err := writableDir(dir); err != nil {
+			return fmt.Errorf("open store %s: %w: directory %s: %v", path, ErrAccess, dir, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open store %s: %w", path, err)
+	}
+	if st.IsDir() {
+		return fmt.Errorf("open store %s: %w: path is a directory", path, ErrCorrupt)
+	}
+	if st.Size() == 0 {
+		return nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("open store %s: %w: %v", path, ErrAccess, err)
+	}
+	defer f.Close()
+	head := make([]byte, 16)
+	if _, err := io.ReadFull(f, head); err != nil || !bytes.Equal(head, []byte("SQLite format 3\x00")) {
+		return fmt.Errorf("open store %s: %w: the file is not a SQLite database", path, ErrCorrupt)
+	}
+	return nil
+}
+
+func writableDir(dir string) error {
+	f, err := os.CreateTemp(dir, ".crewcore-probe-*")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
+// classify maps SQLite failures onto the package's sentinel errors.
+func (s *Store) classify(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var se sqlite3.Error
+	if errors.As(err, &se) {
+		switch se.Code {
+		case sqlite3.ErrNotADB, sqlite3.ErrCorrupt:
+			return fmt.Errorf("%s %s: %w: %v", op, s.path, ErrCorrupt, err)
+		case sqlite3.ErrReadonly, sqlite3.ErrPerm, sqlite3.ErrCantOpen, sqlite3.ErrAuth:
+			return fmt.Errorf("%s %s: %w: %v", op, s.path, ErrAccess, err)
+		case sqlite3.ErrBusy, sqlite3.ErrLocked:
+			return fmt.Errorf("%s %s: %w: %v", op, s.path, ErrTimeout, err)
+		case sqlite3.ErrFull, sqlite3.ErrIoErr:
+			return fmt.Errorf("%s %s: %w", op, s.path, err)
+		}
+	}
+	return fmt.Errorf("%s %s: %w", op, s.path, err)
+}
+
+func isBusy(err error) bool {
+	var se sqlite3.Error
+	return errors.As(err, &se) && (se.Code == sqlite3.ErrBusy || se.Code == sqlite3.ErrLocked)
+}
+
+func (s *Store) init() error {
+	ctx := context.Background()
+	// A foreign database has tables but no crewcore_meta format row.
+	var tables int
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type='table'`).Scan(&tables); err != nil {
+		return s.classify("open store", err)
+	}
+	if tables > 0 {
+		var format string
+		err := s.db.QueryRowContext(ctx, `SELECT value FROM crewcore_meta WHERE key='format'`).Scan(&format)
+		if err != nil || format != "crewcore-memory" {
+			return fmt.Errorf("open store %s: %w: it holds another application's tables", s.path, ErrCorrupt)
+		}
+	}
+	err := s.withWrite(ctx, "open store", func(tx *sql.Tx) (func(), error) {
+		if _, err := tx.ExecContext(ctx, schemaSQL); err != nil {
+			return nil, err
+		}
+		var v string
+		if err := tx.QueryRowContext(ctx, `SELECT value FROM crewcore_meta WHERE key='version'`).Scan(&v); err != nil {
+			return nil, err
+		}
+		if v != "1" {
+			return nil, fmt.Errorf("%w: unsupported format version %s", ErrCorrupt, v)
+		}
+		return nil, nil
+	}, false)
+	if err != nil {
+		return err
+	}
+	if s.stmtMaxSeq, err = s.db.Prepare(`SELECT coalesce(max(seq), 0), coalesce(min(seq), 0) FROM changes`); err != nil {
+		return s.classify("open store", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reload(ctx, s.db)
+}
+
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// storedDim reads the dimension recorded in the file (0 if none).
+func storedDim(ctx context.Context, q querier) (int, error) {
+	var v string
+	err := q.QueryRowContext(ctx, `SELECT value FROM crewcore_meta WHERE key='dim'`).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(v)
+}
+
+// reload rebuilds the index from the database. Caller holds s.mu.
+func (s *Store) reload(ctx context.Context, q querier) error {
+	var maxSeq int64
+	if err := q.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM changes`).Scan(&maxSeq); err != nil {
+		return s.classify("load store", err)
+	}
+	dim, err := storedDim(ctx, q)
+	if err != nil {
+		return s.classify("load store", err)
+	}
+	if s.opts.Dim > 0 {
+		if dim > 0 && dim != s.opts.Dim {
+			return fmt.Errorf("open store %s: %w", s.path, &DimensionError{Stored: dim, Got: s.opts.Dim})
+		}
+		dim = s.opts.Dim
+	}
+	var n int
+	if err := q.QueryRowContext(ctx, `SELECT count(*) FROM records`).Scan(&n); err != nil {
+		return s.classify("load store", err)
+	}
+	ix := newIndex(dim)
+	ix.entries = make([]*entry, 0, n)
+	if dim > 0 {
+		ix.vecs = make([]float32, 0, n*dim)
+		ix.codes = make([]uint64, 0, n*ix.words)
+	}
+	rows, err := q.QueryContext(ctx, `SELECT `+recordCols+` FROM records ORDER BY rid`)
+	if err != nil {
+		return s.classify("load store", err)
+	}
+	defer rows.Close()
+	var buf []float32
+	for rows.Next() {
+		e, v, err := scanEntry(rows, ix, &buf)
+		if err != nil {
+			return s.classify("load store", err)
+		}
+		ix.put(e, v, false)
+	}
+	if err := rows.Err(); err != nil {
+		return s.classify("load store", err)
+	}
+	s.ix = ix
+	s.lastSeq = maxSeq
+	return nil
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+// scanEntry reads one records row. The returned vector aliases *buf.
+func scanEntry(r scanner, ix *index, buf *[]float32) (*entry, []float32, error) {
+	var (
+		e                         entry
+		scope                     string
+		source                    sql.NullString
+		private                   int64
+		blob                      sql.RawBytes
+	)
+	if err := r.Scan(&e.rid, &e.id, &e.content, &scope, &e.catsJSON, &e.meta, &e.importance,
+		&e.created, &e.accessed, &source, &private, &blob); err != nil {
+		return nil, nil, err
+	}
+	e.cats = decodeStrings(e.catsJSON)
+	e.source = source.String
+	e.private = private != 0
+	e.scopeID = ix.scopeFor(scope)
+	var v []float32
+	if len(blob) > 0 && ix.dim > 0 && len(blob) == 4*ix.dim {
+		if cap(*buf) < ix.dim {
+			*buf = make([]float32, ix.dim)
+		}
+		v = (*buf)[:ix.dim]
+		decodeVector(blob, v)
+	}
+	return &e, v, nil
+}
+
+// decodeVector copies little-endian float32 bytes into v.
+func decodeVector(b []byte, v []float32) {
+	if nativeLittleEndian {
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), len(v)*4), b)
+		return
+	}
+	for i := range v {
+		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[i*4:]))
+	}
+}
+
+// encodeVector returns v as little-endian float32 bytes.
+func encodeVector(v []float32) []byte {
+	if len(v) == 0 {
+		return nil
+	}
+	if nativeLittleEndian {
+		return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), len(v)*4)
+	}
+	b := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(b[i*4:], math.Float32bits(x))
+	}
+	return b
+}
+
+var nativeLittleEndian = func() bool {
+	x := uint16(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}()
+
+// sync brings the index up to date with other writers (cheap when nothing
+// changed: one indexed query).
+func (s *Store) sync(ctx context.Context) error {
+	s.mu.RLock()
+	closed, last := s.closed, s.lastSeq
+	s.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	var maxSeq, minSeq int64
+	if err := s.stmtMaxSeq.QueryRowContext(ctx).Scan(&maxSeq, &minSeq); err != nil {
+		return s.classify("read store", err)
+	}
+	if maxSeq == last {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.apply(ctx, s.db)
+}
+
+// apply reads changes after s.lastSeq and updates the index. Caller holds s.mu.
+func (s *Store) apply(ctx context.Context, q querier) error {
+	var maxSeq, minSeq int64
+	if err := q.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0), coalesce(min(seq), 0) FROM changes`).Scan(&maxSeq, &minSeq); err != nil {
+		return s.classify("read store", err)
+	}
+	if maxSeq == s.lastSeq {
+		return nil
+	}
+	if maxSeq < s.lastSeq || minSeq > s.lastSeq+1 {
+		return s.reload(ctx, q)
+	}
+	rows, err := q.QueryContext(ctx, `SELECT record_id FROM changes WHERE seq > ? ORDER BY seq`, s.lastSeq)
+	if err != nil {
+		return s.classify("read store", err)
+	}
+	ids := make([]string, 0, 16)
+	seen := map[string]bool{}
+	all := false
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return s.classify("read store", err)
+		}
+		if id == "*" {
+			all = true
+		}
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	rows.Close()
+	if all {
+		return s.reload(ctx, q)
+	}
+	if s.ix.dim == 0 {
+		dim, err := storedDim(ctx, q)
+		if err != nil {
+			return s.classify("read store", err)
+		}
+		s.ix.setDim(dim)
+	}
+	var buf []float32
+	const batch = 500
+	for start := 0; start < len(ids); start += batch {
+		chunk := ids[start:min(start+batch, len(ids))]
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		rs, err := q.QueryContext(ctx, `SELECT `+recordCols+` FROM records WHERE id IN (?`+strings.Repeat(",?", len(chunk)-1)+`)`, args...)
+		if err != nil {
+			return s.classify("read store", err)
+		}
+		present := map[string]bool{}
+		for rs.Next() {
+			e, v, err := scanEntry(rs, s.ix, &buf)
+			if err != nil {
+				rs.Close()
+				return s.classify("read store", err)
+			}
+			present[e.id] = true
+			s.ix.put(e, v, false)
+		}
+		err = rs.Err()
+		rs.Close()
+		if err != nil {
+			return s.classify("read store", err)
+		}
+		for _, id := range chunk {
+			if !present[id] {
+				s.ix.remove(id)
+			}
+		}
+	}
+	s.lastSeq = maxSeq
+	return nil
+}
+
+// withWrite runs fn in a BEGIN IMMEDIATE transaction, retrying while other
+// processes hold the lock, up to the busy deadline. With syncFirst the index
+// is brought up to date inside the transaction before fn runs, and s.mu is
+// held for the whole transaction so fn may update the index after its writes.
+func (s *Store) withWrite(ctx context.Context, op string, fn func(tx *sql.Tx) (func(), error), syncFirst bool) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	deadline := time.Now().Add(s.opts.BusyTimeout)
+	backoff := 5 * time.Millisecond
+	for {
+		err := s.tryWrite(ctx, fn, syncFirst)
+		if err == nil {
+			return nil
+		}
+		if !isBusy(err) || time.Now().After(deadline) {
+			if errors.Is(err, ErrInvalidRecord) || errors.Is(err, ErrDimensionMismatch) ||
+				errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalidArgument) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrClosed) {
+				return err
+			}
+			return s.classify(op, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s %s: %w", op, s.path, ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 200*time.Millisecond)
+	}
+}
+
+func (s *Store) tryWrite(ctx context.Context, fn func(tx *sql.Tx) (func(), error), syncFirst bool) (err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	if syncFirst {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.closed {
+			return ErrClosed
+		}
+		if err := s.apply(ctx, tx); err != nil {
+			return err
+		}
+	}
+	onCommit, err := fn(tx)
+	if err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	if onCommit != nil {
+		onCommit()
+	}
+	return nil
+}
+
+// Path returns the database file's absolute path.
+func (s *Store) Path() string { return s.path }
+
+// Dim returns the vector dimension (0 while unknown).
+func (s *Store) Dim() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.ix.dim
+}
+
+// Close releases the database. Further calls return ErrClosed.
+func (s *Store) Close() error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	s.ix = newIndex(0)
+	if s.stmtMaxSeq != nil {
+		s.stmtMaxSeq.Close()
+	}
+	return s.db.Close()
+}

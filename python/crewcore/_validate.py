@@ -1,0 +1,252 @@
+"""Input checks and conversions shared by the native binding and the fallback.
+
+Both engines store the same canonical values (docs/architecture.md, "On-disk
+format"); this module turns a CrewAI ``MemoryRecord`` into them and back, and
+raises the typed errors of :mod:`crewcore.errors` on bad input.
+"""
+
+from __future__ import annotations
+
+from array import array
+from datetime import datetime, timezone
+import json
+import math
+from typing import Any, NamedTuple
+
+from crewcore.errors import (
+    InvalidArgumentError,
+    InvalidRecordError,
+    InvalidScopeError,
+)
+
+#: Largest content stored whole; larger content is refused with InvalidRecordError.
+MAX_CONTENT_BYTES = 64 * 1024 * 1024
+
+_DT_FMT = "%Y-%m-%dT%H:%M:%S.%f"
+
+
+class Row(NamedTuple):
+    """A record in its stored form (see docs/architecture.md)."""
+
+    id: str
+    content: str
+    scope: str
+    categories: str  # JSON array
+    metadata: str  # JSON object
+    importance: float
+    created_at: str
+    last_accessed: str
+    source: str | None
+    private: bool
+    embedding: bytes | None  # little-endian float32
+
+
+def normalize_scope(scope: str | None) -> str:
+    """Return the canonical form of a scope path; raise InvalidScopeError."""
+    if scope is None or scope == "":
+        return "/"
+    if not isinstance(scope, str):
+        raise InvalidScopeError(f"scope must be a string, got {type(scope).__name__}")
+    if "\x00" in scope or any(ord(c) < 0x20 or ord(c) == 0x7F for c in scope):
+        raise InvalidScopeError(f"scope {scope!r} contains a control character")
+    parts = [p for p in scope.split("/") if p]
+    for p in parts:
+        if p in (".", ".."):
+            raise InvalidScopeError(
+                f"scope {scope!r} contains a {p!r} segment; scopes are absolute paths"
+            )
+    _check_utf8(scope, "scope")
+    return "/" + "/".join(parts)
+
+
+def normalize_prefix(prefix: str | None) -> str | None:
+    """Canonical scope prefix for filtering; None means no scope filter."""
+    if prefix is None or prefix == "":
+        return None
+    p = normalize_scope(prefix)
+    return None if p == "/" else p
+
+
+def scope_matches(prefix: str | None, scope: str) -> bool:
+    """Segment-exact prefix match (``/a`` matches ``/a`` and ``/a/x``, not ``/ab``)."""
+    if prefix is None or prefix == "/":
+        return True
+    return scope == prefix or scope.startswith(prefix + "/")
+
+
+def check_limit(value: int, name: str = "limit") -> int:
+    """Validate a non-negative integer argument."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                raise TypeError
+        except TypeError:
+            raise InvalidArgumentError(
+                f"{name} must be an integer, got {value!r}"
+            ) from None
+    if value < 0:
+        raise InvalidArgumentError(f"{name} must be >= 0, got {value}")
+    return min(value, 2**31 - 1)
+
+
+def fmt_dt(dt: datetime | None) -> str:
+    """Stored form of a datetime: naive UTC with 6 fractional digits."""
+    if dt is None:
+        dt = datetime.now(timezone.utc).replace(tzinfo=None)
+    elif not isinstance(dt, datetime):
+        raise InvalidRecordError(f"expected a datetime, got {type(dt).__name__}")
+    elif dt.tzinfo is not None:
+        dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+    return dt.strftime(_DT_FMT)
+
+
+def utcnow_str() -> str:
+    """The current time in stored form."""
+    return fmt_dt(None)
+
+
+def parse_dt(s: str) -> datetime:
+    """Parse a stored datetime back into a naive UTC datetime."""
+    return datetime.fromisoformat(s)
+
+
+def _check_utf8(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidRecordError(
+            f"{what} is not valid UTF-8 (position {e.start}: {e.reason})"
+        ) from None
+
+
+def vector_bytes(vec: Any, what: str = "embedding") -> bytes | None:
+    """Raw little-endian float32 bytes of a vector; None for None/empty.
+
+    Raises InvalidRecordError for NaN/Inf or values that are not numbers.
+    """
+    if vec is None:
+        return None
+    try:
+        n = len(vec)
+    except TypeError:
+        raise InvalidRecordError(f"{what} must be a sequence of floats") from None
+    if n == 0:
+        return None
+    try:
+        arr = array("f", vec)
+    except (TypeError, OverflowError) as e:
+        raise InvalidRecordError(f"{what} contains a value that is not a float: {e}") from None
+    s = math.fsum(arr)  # NaN/Inf propagate through the sum
+    if not math.isfinite(s):
+        bad = next(i for i, x in enumerate(arr) if not math.isfinite(x))
+        raise InvalidRecordError(
+            f"{what} has a non-finite value ({arr[bad]}) at index {bad}"
+        )
+    return arr.tobytes()
+
+
+def vector_dim(vec: Any) -> int:
+    """Length of a vector (0 for None/empty)."""
+    return 0 if vec is None else len(vec)
+
+
+def to_row(record: Any) -> Row:
+    """Validate a MemoryRecord and return its stored form."""
+    rid = record.id
+    if not isinstance(rid, str) or not rid:
+        raise InvalidRecordError(f"record id must be a non-empty string, got {rid!r}")
+    _check_utf8(rid, "record id")
+    content = record.content
+    if not isinstance(content, str):
+        raise InvalidRecordError(f"record {rid}: content must be a string")
+    if len(content) > MAX_CONTENT_BYTES // 4 or len(content) * 4 > MAX_CONTENT_BYTES:
+        n = len(content.encode("utf-8", "surrogatepass"))
+        if n > MAX_CONTENT_BYTES:
+            raise InvalidRecordError(
+                f"record {rid}: content is {n} bytes, over the {MAX_CONTENT_BYTES} byte limit"
+            )
+    _check_utf8(content, f"record {rid}: content")
+    scope = normalize_scope(record.scope)
+    cats = record.categories or []
+    for c in cats:
+        if not isinstance(c, str):
+            raise InvalidRecordError(f"record {rid}: category {c!r} is not a string")
+        _check_utf8(c, f"record {rid}: category")
+    try:
+        cats_json = json.dumps(list(cats), ensure_ascii=False)
+        meta_json = json.dumps(record.metadata or {}, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise InvalidRecordError(
+            f"record {rid}: metadata is not JSON-serializable: {e}"
+        ) from None
+    _check_utf8(meta_json, f"record {rid}: metadata")
+    source = record.source
+    if source is not None:
+        if not isinstance(source, str):
+            raise InvalidRecordError(f"record {rid}: source must be a string")
+        _check_utf8(source, f"record {rid}: source")
+    importance = float(record.importance)
+    if not math.isfinite(importance):
+        raise InvalidRecordError(f"record {rid}: importance must be finite")
+    return Row(
+        rid,
+        content,
+        scope,
+        cats_json,
+        meta_json,
+        importance,
+        fmt_dt(record.created_at),
+        fmt_dt(record.last_accessed),
+        source,
+        bool(record.private),
+        vector_bytes(record.embedding, f"record {rid}: embedding"),
+    )
+
+
+def make_record(
+    rid: str,
+    content: str,
+    scope: str,
+    categories: str | list[str],
+    metadata: str | dict[str, Any],
+    importance: float,
+    created_at: str,
+    last_accessed: str,
+    source: str | None,
+    private: bool,
+    embedding: list[float] | None,
+) -> Any:
+    """Build a MemoryRecord from stored values without re-validating them."""
+    from crewai.memory.types import MemoryRecord
+
+    return MemoryRecord.model_construct(
+        id=rid,
+        content=content,
+        scope=scope,
+        categories=json.loads(categories) if isinstance(categories, str) else categories,
+        metadata=json.loads(metadata) if isinstance(metadata, str) else metadata,
+        importance=importance,
+        created_at=parse_dt(created_at),
+        last_accessed=parse_dt(last_accessed),
+        embedding=embedding,
+        source=source,
+        private=bool(private),
+    )
+
+
+def floats_from_bytes(b: bytes | None) -> list[float] | None:
+    """Decode stored float32 bytes into a list of floats."""
+    if not b:
+        return None
+    arr = array("f")
+    arr.frombytes(b)
+    return arr.tolist()
+
+
+def dimension_error(stored: int, new: int) -> Exception:
+    """CrewAI's EmbeddingDimensionMismatchError (a ValueError)."""
+    from crewai.memory.storage.backend import EmbeddingDimensionMismatchError
+
+    return EmbeddingDimensionMismatchError(stored, new)

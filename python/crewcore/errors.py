@@ -1,0 +1,59 @@
+"""Typed errors raised by crewcore.
+
+Every error crewcore raises on bad input or a failing store is a subclass of
+:class:`CrewcoreError`, and also of the builtin that best describes it, so code
+that already catches ``ValueError`` or ``LookupError`` keeps working. A wrong
+embedding dimension raises CrewAI's own ``EmbeddingDimensionMismatchError``.
+"""
+
+from __future__ import annotations
+
+
+class CrewcoreError(Exception):
+    """Base class of every crewcore error."""
+
+
+class InvalidRecordError(CrewcoreError, ValueError):
+    """A record cannot be stored: NaN/Inf in its vector, content too large,
+    text that is not valid UTF-8, metadata that is not JSON-serializable."""
+
+
+class InvalidScopeError(CrewcoreError, ValueError):
+    """A scope path contains a `.`/`..` segment or a control character."""
+
+
+class InvalidArgumentError(CrewcoreError, ValueError):
+    """An argument is out of range (a negative limit or offset, a bad option)."""
+
+
+class RecordNotFoundError(CrewcoreError, LookupError):
+    """``update()`` named a record id that is not in the store."""
+
+
+class StoreCorruptError(CrewcoreError):
+    """The file at the store path is not a crewcore memory store (corrupt or foreign)."""
+
+
+class StoreAccessError(CrewcoreError, PermissionError):
+    """The store path cannot be created or written (read-only directory or file)."""
+
+
+class StoreTimeoutError(CrewcoreError, TimeoutError):
+    """The database stayed locked by another process past the deadline."""
+
+
+class EngineError(CrewcoreError):
+    """An internal failure of the engine (for example a recovered Go panic)."""
+
+
+__all__ = [
+    "CrewcoreError",
+    "EngineError",
+    "InvalidArgumentError",
+    "InvalidRecordError",
+    "InvalidScopeError",
+    "RecordNotFoundError",
+    "StoreAccessError",
+    "StoreCorruptError",
+    "StoreTimeoutError",
+]
