@@ -13,21 +13,21 @@ import (
 
 // entry is one record held in memory.
 type entry struct {
-	rid                  int64
-	id, content          string
-	scopeID              int32
-	cats                 []string
-	catsJSON             string
-	meta                 string
-	importance           float64
-	created, accessed    string
-	source               string
-	private              bool
-	slot                 int32 // row in the vector arena, -1 without a vector
-	metaOnce             sync.Once
-	metaParsed           map[string]any
-	createdT, accessedT  time.Time
-	timesParsed          bool
+	rid                 int64
+	id, content         string
+	scopeID             int32
+	cats                []string
+	catsJSON            string
+	meta                string
+	importance          float64
+	created, accessed   string
+	source              string
+	private             bool
+	slot                int32 // row in the vector arena, -1 without a vector
+	metaOnce            sync.Once
+	metaParsed          map[string]any
+	createdT, accessedT time.Time
+	timesParsed         bool
 }
 
 func (e *entry) metadata() map[string]any {
@@ -55,8 +55,8 @@ type scopeStat struct {
 // and per-scope statistics. It is guarded by Store.mu.
 type index struct {
 	dim     int
-	entries []*entry         // dense; order is not meaningful
-	pos     map[string]int   // id -> position in entries
+	entries []*entry       // dense; order is not meaningful
+	pos     map[string]int // id -> position in entries
 	// Vector arena: slot i holds vecs[i*dim:(i+1)*dim].
 	vecs      []float32
 	norms     []float32

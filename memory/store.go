@@ -347,11 +347,11 @@ type scanner interface{ Scan(dest ...any) error }
 // scanEntry reads one records row. The returned vector aliases *buf.
 func scanEntry(r scanner, ix *index, buf *[]float32) (*entry, []float32, error) {
 	var (
-		e                         entry
-		scope                     string
-		source                    sql.NullString
-		private                   int64
-		blob                      sql.RawBytes
+		e       entry
+		scope   string
+		source  sql.NullString
+		private int64
+		blob    sql.RawBytes
 	)
 	if err := r.Scan(&e.rid, &e.id, &e.content, &scope, &e.catsJSON, &e.meta, &e.importance,
 		&e.created, &e.accessed, &source, &private, &blob); err != nil {
