@@ -42,6 +42,10 @@ class StoreTimeoutError(CrewcoreError, TimeoutError):
     """The database stayed locked by another process past the deadline."""
 
 
+class StoreClosedError(CrewcoreError):
+    """A call on a store that was closed."""
+
+
 class EngineError(CrewcoreError):
     """An internal failure of the engine (for example a recovered Go panic)."""
 
@@ -54,6 +58,7 @@ __all__ = [
     "InvalidScopeError",
     "RecordNotFoundError",
     "StoreAccessError",
+    "StoreClosedError",
     "StoreCorruptError",
     "StoreTimeoutError",
 ]

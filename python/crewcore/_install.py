@@ -1,0 +1,61 @@
+"""``crewcore.install()``: route CrewAI's seams through crewcore."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+_lock = threading.Lock()
+_installed: dict[str, Any] = {}
+
+#: CrewAI's built-in specs that crewcore never takes over.
+_FOREIGN_SPECS = frozenset({"qdrant-edge"})
+
+
+def _memory_factory(replace_default: bool) -> Any:
+    def factory(spec: str) -> Any:
+        from crewcore.storage import MemoryStorage
+
+        if spec == "crewcore":
+            return MemoryStorage()
+        if spec.startswith("crewcore:"):
+            return MemoryStorage(spec[len("crewcore:"):] or None)
+        if not replace_default or spec in _FOREIGN_SPECS:
+            return None
+        if spec == "lancedb":
+            return MemoryStorage()
+        return MemoryStorage(spec)  # a bare path, as LanceDB would take it
+
+    factory.crewcore = True  # type: ignore[attr-defined]
+    return factory
+
+
+def install(replace_default_memory: bool = True) -> None:
+    """Route CrewAI memory storage to crewcore.
+
+    The storage specs ``"crewcore"`` and ``"crewcore:<path>"`` always map to
+    crewcore. With ``replace_default_memory`` (the default), ``"lancedb"`` (the
+    default of every ``Memory``) and bare paths do too. Calling it again
+    replaces the previous settings; ``uninstall()`` restores CrewAI's defaults.
+    An explicit ``Memory(storage=obj)`` always wins, as in CrewAI.
+    """
+    from crewai.memory.storage.factory import set_memory_storage_factory
+
+    with _lock:
+        set_memory_storage_factory(_memory_factory(replace_default_memory))
+        _installed["memory"] = replace_default_memory
+
+
+def uninstall() -> None:
+    """Restore CrewAI's default storage selection."""
+    from crewai.memory.storage.factory import set_memory_storage_factory
+
+    with _lock:
+        if "memory" in _installed:
+            set_memory_storage_factory(None)
+            _installed.pop("memory", None)
+
+
+def installed() -> dict[str, Any]:
+    """What install() has set (for diagnostics)."""
+    return dict(_installed)

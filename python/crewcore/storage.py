@@ -1,0 +1,288 @@
+"""``MemoryStorage``: CrewAI's ``StorageBackend`` served by the crewcore engine.
+
+One engine is opened per database file (and options) per process and shared
+by every ``MemoryStorage`` on it, so the many ``Memory`` objects a crew builds
+load the store once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+import os
+from pathlib import Path
+import threading
+from typing import Any
+import warnings
+
+from crewcore import _backend
+from crewcore.errors import InvalidArgumentError
+
+_DB_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+
+def default_path() -> Path:
+    """``<CREWAI_STORAGE_DIR or CrewAI's data dir>/crewcore/memory.db``."""
+    env = os.environ.get("CREWAI_STORAGE_DIR")
+    if env:
+        base = Path(env)
+    else:
+        from crewai_core.paths import db_storage_path
+
+        base = Path(db_storage_path())
+    return base / "crewcore" / "memory.db"
+
+
+def resolve_db_path(path: str | os.PathLike[str] | None) -> str:
+    """The database file a ``path`` argument names (see docs/architecture.md)."""
+    if path is None or str(path) == "":
+        p = default_path()
+    else:
+        p = Path(os.path.expanduser(os.fspath(path)))
+        if p.is_dir():
+            p = p / "memory.db"
+        elif not p.exists() and p.suffix.lower() not in _DB_SUFFIXES:
+            p = p / "memory.db"
+    return str(p.resolve())
+
+
+class _Shared:
+    """An open engine and the number of MemoryStorage objects using it."""
+
+    def __init__(self, engine: Any, kind: str) -> None:
+        self.engine = engine
+        self.kind = kind
+        self.refs = 0
+        self.pid = os.getpid()
+
+
+_shared: dict[tuple[Any, ...], _Shared] = {}
+_shared_lock = threading.Lock()
+
+
+def _open(key: tuple[Any, ...], engine: str = "auto") -> _Shared:
+    db_path, dim, metric, ret_emb = key
+    with _shared_lock:
+        sh = _shared.get(key)
+        if sh is not None and sh.pid == os.getpid() and engine in ("auto", sh.kind):
+            sh.refs += 1
+            return sh
+        kind = _backend.backend() if engine == "auto" else engine
+        for (other_path, *_), other in _shared.items():
+            if other_path == db_path and other.kind != kind and other.pid == os.getpid() and other.refs > 0:
+                raise InvalidArgumentError(
+                    f"{db_path} is already open with the {other.kind} engine in this process; "
+                    "SQLite locks break if two SQLite libraries open one file in one process"
+                )
+        if kind == "native":
+            from crewcore._native import NativeStore
+
+            engine: Any = NativeStore(db_path, dim, metric, ret_emb)
+        else:
+            from crewcore._fallback import PyStore
+
+            engine = PyStore(db_path, dim, metric, return_embeddings=ret_emb)
+        sh = _Shared(engine, kind)
+        sh.refs = 1
+        _shared[key] = sh
+        return sh
+
+
+class MemoryStorage:
+    """A CrewAI memory ``StorageBackend`` backed by crewcore.
+
+    Args:
+        path: database file, or a directory to hold ``memory.db``. Default:
+            ``<CREWAI_STORAGE_DIR or CrewAI's storage dir>/crewcore/memory.db``
+            (never LanceDB's files).
+        vector_dim: fix the embedding dimension; default: taken from the
+            store or the first saved embedding.
+        metric: ``"l2"`` (default) scores ``1/(1 + squared L2 distance)`` like
+            CrewAI's LanceDB store, so CrewAI's thresholds keep their meaning;
+            ``"cosine"`` scores cosine similarity.
+        return_embeddings: include vectors in search and list results
+            (``get_record`` always includes it). Off by default: CrewAI does not
+            need them and ``update`` with no embedding keeps the stored one.
+        engine: ``"auto"`` (default: native when the library loads, else the
+            fallback), ``"native"`` or ``"python"``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        vector_dim: int | None = None,
+        *,
+        metric: str = "l2",
+        return_embeddings: bool = False,
+        engine: str = "auto",
+    ) -> None:
+        if engine not in ("auto", "native", "python"):
+            raise InvalidArgumentError(f"engine must be 'auto', 'native' or 'python', got {engine!r}")
+        if metric not in ("l2", "cosine"):
+            raise InvalidArgumentError(f"metric must be 'l2' or 'cosine', got {metric!r}")
+        if vector_dim is not None and (
+            isinstance(vector_dim, bool) or not isinstance(vector_dim, int) or vector_dim <= 0
+        ):
+            raise InvalidArgumentError(f"vector_dim must be a positive integer, got {vector_dim!r}")
+        self._key = (resolve_db_path(path), vector_dim, metric, bool(return_embeddings))
+        self._shared: _Shared | None = _open(self._key, engine)
+        self._lock = threading.Lock()
+
+    # -- engine selection -------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        """The database file."""
+        return self._key[0]
+
+    @property
+    def backend(self) -> str:
+        """``"native"`` or ``"python"``: the engine serving this store."""
+        return self._sh().kind
+
+    def _sh(self) -> _Shared:
+        sh = self._shared
+        if sh is None:
+            from crewcore.errors import StoreClosedError
+
+            raise StoreClosedError(f"memory store {self.path} is closed")
+        if sh.kind == "native" and (sh.pid != os.getpid() or _backend.forked()):
+            with self._lock:
+                sh = self._shared
+                if sh is not None and sh.kind == "native" and (sh.pid != os.getpid() or _backend.forked()):
+                    warnings.warn(
+                        "crewcore: this process was forked after the native engine loaded; "
+                        f"the store {self.path} switches to the pure-Python engine in this child.",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+                    self._shared = sh = _open(self._key, "python")
+        assert sh is not None
+        return sh
+
+    def _e(self) -> Any:
+        return self._sh().engine
+
+    # -- StorageBackend ---------------------------------------------------
+
+    def save(self, records: list[Any]) -> None:
+        self._e().save(records)
+
+    def search(
+        self,
+        query_embedding: list[float],
+        scope_prefix: str | None = None,
+        categories: list[str] | None = None,
+        metadata_filter: dict[str, Any] | None = None,
+        limit: int = 10,
+        min_score: float = 0.0,
+        *,
+        source: str | None = None,
+        include_private: bool = True,
+    ) -> list[tuple[Any, float]]:
+        """Nearest records, best first. ``source``/``include_private`` apply
+        CrewAI's privacy rule inside the engine (before top-k); by default no
+        privacy filter is applied, as CrewAI's own backends do."""
+        return self._e().search(
+            query_embedding,
+            scope_prefix=scope_prefix,
+            categories=categories,
+            metadata_filter=metadata_filter,
+            limit=limit,
+            min_score=min_score,
+            source=source,
+            include_private=include_private,
+        )
+
+    def delete(
+        self,
+        scope_prefix: str | None = None,
+        categories: list[str] | None = None,
+        record_ids: list[str] | None = None,
+        older_than: datetime | None = None,
+        metadata_filter: dict[str, Any] | None = None,
+    ) -> int:
+        return self._e().delete(
+            scope_prefix=scope_prefix,
+            categories=categories,
+            record_ids=record_ids,
+            older_than=older_than,
+            metadata_filter=metadata_filter,
+        )
+
+    def update(self, record: Any) -> None:
+        self._e().update(record)
+
+    def get_record(self, record_id: str) -> Any:
+        return self._e().get_record(record_id)
+
+    def list_records(
+        self, scope_prefix: str | None = None, limit: int = 200, offset: int = 0
+    ) -> list[Any]:
+        return self._e().list_records(scope_prefix=scope_prefix, limit=limit, offset=offset)
+
+    def get_scope_info(self, scope: str) -> Any:
+        return self._e().get_scope_info(scope)
+
+    def list_scopes(self, parent: str = "/") -> list[str]:
+        return self._e().list_scopes(parent)
+
+    def list_categories(self, scope_prefix: str | None = None) -> dict[str, int]:
+        return self._e().list_categories(scope_prefix)
+
+    def count(self, scope_prefix: str | None = None) -> int:
+        return self._e().count(scope_prefix)
+
+    def reset(self, scope_prefix: str | None = None) -> None:
+        self._e().reset(scope_prefix)
+
+    def touch_records(self, record_ids: list[str]) -> None:
+        self._e().touch_records(record_ids)
+
+    def optimize(self) -> None:
+        self._e().optimize()
+
+    def close(self) -> None:
+        """Release this handle; the engine closes when its last user closes."""
+        with _shared_lock:
+            sh, self._shared = self._shared, None
+            if sh is None:
+                return
+            sh.refs -= 1
+            if sh.refs <= 0:
+                if _shared.get(self._key) is sh:
+                    del _shared[self._key]
+                if sh.pid == os.getpid():
+                    sh.engine.close()
+
+    async def asave(self, records: list[Any]) -> None:
+        await asyncio.to_thread(self.save, records)
+
+    async def asearch(
+        self,
+        query_embedding: list[float],
+        scope_prefix: str | None = None,
+        categories: list[str] | None = None,
+        metadata_filter: dict[str, Any] | None = None,
+        limit: int = 10,
+        min_score: float = 0.0,
+    ) -> list[tuple[Any, float]]:
+        return await asyncio.to_thread(
+            self.search, query_embedding, scope_prefix, categories, metadata_filter, limit, min_score
+        )
+
+    async def adelete(
+        self,
+        scope_prefix: str | None = None,
+        categories: list[str] | None = None,
+        record_ids: list[str] | None = None,
+        older_than: datetime | None = None,
+        metadata_filter: dict[str, Any] | None = None,
+    ) -> int:
+        return await asyncio.to_thread(
+            self.delete, scope_prefix, categories, record_ids, older_than, metadata_filter
+        )
+
+    def __repr__(self) -> str:
+        kind = self._shared.kind if self._shared else "closed"
+        return f"MemoryStorage(path={self.path!r}, backend={kind!r})"
