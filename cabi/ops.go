@@ -182,6 +182,12 @@ func (r *reader) arrayLen(what string) (int, bool) {
 		r.fail(what, err)
 		return 0, false
 	}
+	if int(n) > len(rest) {
+		// Every element takes at least one byte: a larger count is a lie
+		// that would otherwise allocate without bound.
+		r.fail(what, fmt.Errorf("array of %d elements in %d bytes", n, len(rest)))
+		return 0, false
+	}
 	r.b = rest
 	return int(n), true
 }
