@@ -486,9 +486,10 @@ class _State:
         self.set_dim(dim, cap)
 
     def set_dim(self, dim: int, cap: int = 0) -> None:
-        if dim <= 0 or self.dim == dim:
+        """Fix the dimension once it becomes known (never changes a known one:
+        a store changes dimension only through a reset, which builds a new state)."""
+        if dim <= 0 or self.dim:
             return
-        # Only called while no vector is held (dim unknown until now).
         self.dim = dim
         self.arena = (_NumpyArena if self.use_numpy else _ListArena)(dim, cap)
 
@@ -706,7 +707,7 @@ class PyStore:
         try:
             st = os.stat(path)
         except FileNotFoundError:
-            self._probe_dir(parent)
+            self._probe_dir(path, parent)
             return
         except OSError as e:
             raise StoreAccessError(f"open store {path}: store not writable: {e}") from None
@@ -735,7 +736,7 @@ class PyStore:
         self._check_foreign()
 
     @staticmethod
-    def _probe_dir(parent: str) -> None:
+    def _probe_dir(path: str, parent: str) -> None:
         probe = os.path.join(parent, f".crewcore-probe-{os.getpid()}-{threading.get_ident()}")
         try:
             fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
@@ -743,7 +744,7 @@ class PyStore:
             os.unlink(probe)
         except OSError as e:
             raise StoreAccessError(
-                f"open store {os.path.join(parent, '...')}: store not writable: directory {parent}: {e}"
+                f"open store {path}: store not writable: directory {parent}: {e}"
             ) from None
 
     def _check_foreign(self) -> None:
@@ -1093,15 +1094,12 @@ class PyStore:
         if not rows:
             self._check_open()
             return
-        batch_dim = 0
-        for row in rows:
-            if row.embedding:
-                d = len(row.embedding) // 4
-                if batch_dim and d != batch_dim:
-                    raise dimension_error(self._state.dim or batch_dim, d)
-                batch_dim = d
-        if batch_dim and self._state.dim and batch_dim != self._state.dim:
-            raise dimension_error(self._state.dim, batch_dim)
+        dims = [len(row.embedding) // 4 for row in rows if row.embedding]
+        batch_dim = dims[0] if dims else 0
+        ref = self._state.dim or batch_dim
+        for d in dims:  # a batch of mixed dimensions is refused whole
+            if d != ref:
+                raise dimension_error(ref, d)
         cats = [_decode_strings(row.categories) for row in rows]
         cats_json = [_encode_strings(c) for c in cats]
 
@@ -1533,10 +1531,15 @@ class PyStore:
         emb = None
         if with_embedding and e.slot >= 0 and st.arena is not None:
             emb = st.arena.vector_list(e.slot)
+        try:
+            meta = json.loads(e.meta_json)  # a fresh dict: callers may mutate it
+        except (TypeError, ValueError):
+            meta = {}
+        if not isinstance(meta, dict):
+            meta = {}
         return make_record(
-            e.id, e.content, e.scope, list(e.cats), e.meta_json if e._meta is None
-            else json.loads(e.meta_json), e.importance, e.created, e.accessed,
-            e.source, e.private, emb,
+            e.id, e.content, e.scope, list(e.cats), meta, e.importance, e.created,
+            e.accessed, e.source, e.private, emb,
         )
 
     def get_record(self, record_id: str) -> Any:
