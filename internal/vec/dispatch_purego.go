@@ -1,0 +1,23 @@
+//go:build !goexperiment.simd || !amd64 || purego
+
+package vec
+
+// Without GOEXPERIMENT=simd on amd64 (or with the purego tag) only the
+// portable implementation exists.
+
+func detectLevel() level { return levelGeneric }
+
+// levels lists the implementations this build and CPU can run.
+func levels() []level { return []level{levelGeneric} }
+
+func dot(a, b []float32) float32 { return dotGeneric(a, b) }
+
+func dotAll(arena []float32, dim int, q, out []float32) {
+	dotAllGeneric(arena, dim, q, out)
+}
+
+func dotMany(arena []float32, dim int, rows []int32, q, out []float32) {
+	dotManyGeneric(arena, dim, rows, q, out)
+}
+
+func binarize(v []float32, dst []uint64) { binarizeGeneric(v, dst) }
