@@ -614,7 +614,6 @@ class PyStore:
         db_path: str | os.PathLike[str],
         vector_dim: int | None = None,
         metric: str = "l2",
-        *,
         return_embeddings: bool = False,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     ) -> None:
