@@ -117,7 +117,7 @@ func (ix *index) put(e *entry, vector []float32, keep bool) {
 	ix.entries = append(ix.entries, e)
 	st := ix.scopes[e.scopeID]
 	st.count++
-	for _, c := range e.cats {
+	for _, c := range uniq(e.cats) {
 		st.cats[c]++
 	}
 	if st.count == 1 || st.stale {
@@ -171,7 +171,7 @@ func (ix *index) removeAt(i int) *entry {
 	delete(ix.pos, e.id)
 	st := ix.scopes[e.scopeID]
 	st.count--
-	for _, c := range e.cats {
+	for _, c := range uniq(e.cats) {
 		if st.cats[c]--; st.cats[c] <= 0 {
 			delete(st.cats, c)
 		}
@@ -353,4 +353,21 @@ func (ix *index) record(e *entry, withVector bool) Record {
 		r.Embedding = slices.Clone(ix.vector(e.slot))
 	}
 	return r
+}
+
+// uniq returns cats without repeats (a record lists a category once for
+// counting purposes). It does not allocate for the common short, unique case.
+func uniq(cats []string) []string {
+	for i := 1; i < len(cats); i++ {
+		if slices.Contains(cats[:i], cats[i]) {
+			out := make([]string, 0, len(cats))
+			for _, c := range cats {
+				if !slices.Contains(out, c) {
+					out = append(out, c)
+				}
+			}
+			return out
+		}
+	}
+	return cats
 }

@@ -188,7 +188,7 @@ func (s *Store) Delete(ctx context.Context, f Filter) (int, error) {
 	err = s.withWrite(ctx, "delete from", func(tx *sql.Tx) (func(), error) {
 		ix := s.ix
 		var ids []string
-		if len(f.IDs) > 0 {
+		if f.IDs != nil {
 			for _, id := range f.IDs {
 				if i, ok := ix.pos[id]; ok && s.matchDelete(ix.entries[i], prefix, f, older) {
 					ids = append(ids, id)

@@ -56,12 +56,12 @@ type Query struct {
 	WithEmbeddings bool
 }
 
-// Filter selects records to delete. Every non-empty field must hold (AND);
-// the zero Filter selects everything.
+// Filter selects records to delete. Every set field must hold (AND); the
+// zero Filter selects everything.
 type Filter struct {
 	ScopePrefix string
 	Categories  []string
-	IDs         []string
+	IDs         []string // non-nil: only these ids (an empty non-nil slice selects nothing)
 	OlderThan   time.Time // created before this instant
 	Metadata    map[string]any
 }

@@ -62,6 +62,7 @@ from crewcore._validate import (
 from crewcore.errors import (
     CrewcoreError,
     EngineError,
+    StoreClosedError,
     InvalidArgumentError,
     InvalidRecordError,
     RecordNotFoundError,
@@ -861,10 +862,10 @@ class PyStore:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise EngineError(f"store {self._path} is closed")
+            raise StoreClosedError(f"memory store {self._path} is closed")
 
     def close(self) -> None:
-        """Release the database and the in-memory state. Idempotent; later calls raise EngineError."""
+        """Release the database and the in-memory state. Idempotent; later calls raise StoreClosedError."""
         with self._wlock:
             with self._lock:
                 if self._closed:

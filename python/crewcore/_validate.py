@@ -55,7 +55,10 @@ def normalize_scope(scope: str | None) -> str:
             raise InvalidScopeError(
                 f"scope {scope!r} contains a {p!r} segment; scopes are absolute paths"
             )
-    _check_utf8(scope, "scope")
+    try:
+        scope.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidScopeError(f"scope {scope!r} is not valid UTF-8 ({e.reason})") from None
     return "/" + "/".join(parts)
 
 
