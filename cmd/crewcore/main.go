@@ -7,6 +7,7 @@
 // Commands:
 //
 //	mockllm   run a local OpenAI-compatible mock server (chat + embeddings)
+//	memory    inspect a crewcore memory store (stats|scopes|search)
 //
 // Run "crewcore <command> -h" for a command's flags.
 package main
@@ -38,8 +39,10 @@ var commands = map[string]command{
 		summary: "run a local OpenAI-compatible mock server (chat completions + embeddings)",
 		run:     runMockLLM,
 	},
-	// "memory": {summary: "inspect a crewcore memory store (stats|scopes|search)", run: runMemory},
-	// is to be added here by the memory CLI (its code in memory.go).
+	"memory": {
+		summary: "inspect a crewcore memory store (stats|scopes|search)",
+		run:     runMemory,
+	},
 }
 
 func main() {
