@@ -139,6 +139,10 @@ def version() -> tuple[str, str]:
     return ver, kernel
 
 
+def _row(record: Any) -> v.Row:
+    return v.to_row(record, check_vector=False)
+
+
 def _wire_record(row: v.Row, categories: list[str]) -> list[Any]:
     return [
         row.id,
@@ -195,11 +199,11 @@ class NativeStore:
     def save(self, records: list[Any]) -> None:
         if not records:
             return
-        wire = [_wire_record(v.to_row(r), list(r.categories or [])) for r in records]
+        wire = [_wire_record(_row(r), list(r.categories or [])) for r in records]
         call(["save", self._handle(), wire])
 
     def update(self, record: Any) -> None:
-        call(["update", self._handle(), _wire_record(v.to_row(record), list(record.categories or []))])
+        call(["update", self._handle(), _wire_record(_row(record), list(record.categories or []))])
 
     def search(
         self,
@@ -212,7 +216,7 @@ class NativeStore:
         source: str | None = None,
         include_private: bool = True,
     ) -> list[tuple[Any, float]]:
-        q = v.vector_bytes(query_embedding, "query embedding")
+        q = v.vector_bytes(query_embedding, "query embedding", check=False)
         if q is None:
             raise InvalidArgumentError("query_embedding is empty")
         limit = v.check_limit(limit)

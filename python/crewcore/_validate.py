@@ -7,10 +7,10 @@ raises the typed errors of :mod:`crewcore.errors` on bad input.
 
 from __future__ import annotations
 
-from array import array
 from datetime import datetime, timezone
 import json
 import math
+import struct
 from typing import Any, NamedTuple
 
 from crewcore.errors import (
@@ -124,10 +124,22 @@ def _check_utf8(text: str, what: str) -> None:
         ) from None
 
 
-def vector_bytes(vec: Any, what: str = "embedding") -> bytes | None:
+_structs: dict[int, struct.Struct] = {}
+
+
+def _packer(n: int) -> struct.Struct:
+    st = _structs.get(n)
+    if st is None:
+        st = _structs[n] = struct.Struct(f"<{n}f")
+    return st
+
+
+def vector_bytes(vec: Any, what: str = "embedding", check: bool = True) -> bytes | None:
     """Raw little-endian float32 bytes of a vector; None for None/empty.
 
-    Raises InvalidRecordError for NaN/Inf or values that are not numbers.
+    Raises InvalidRecordError for values that are not numbers or overflow
+    float32, and (with ``check``) for NaN/Inf. The native engine checks
+    NaN/Inf itself, so its callers pass ``check=False``.
     """
     if vec is None:
         return None
@@ -137,17 +149,16 @@ def vector_bytes(vec: Any, what: str = "embedding") -> bytes | None:
         raise InvalidRecordError(f"{what} must be a sequence of floats") from None
     if n == 0:
         return None
+    if hasattr(vec, "tolist") and not isinstance(vec, list):
+        vec = vec.tolist()
     try:
-        arr = array("f", vec)
-    except (TypeError, OverflowError) as e:
-        raise InvalidRecordError(f"{what} contains a value that is not a float: {e}") from None
-    s = math.fsum(arr)  # NaN/Inf propagate through the sum
-    if not math.isfinite(s):
-        bad = next(i for i, x in enumerate(arr) if not math.isfinite(x))
-        raise InvalidRecordError(
-            f"{what} has a non-finite value ({arr[bad]}) at index {bad}"
-        )
-    return arr.tobytes()
+        b = _packer(n).pack(*vec)
+    except (struct.error, TypeError, OverflowError) as e:
+        raise InvalidRecordError(f"{what} contains a value that is not a float32: {e}") from None
+    if check and not math.isfinite(sum(vec)):
+        bad = next(i for i, x in enumerate(vec) if not math.isfinite(float(x)))
+        raise InvalidRecordError(f"{what} has a non-finite value ({vec[bad]}) at index {bad}")
+    return b
 
 
 def vector_dim(vec: Any) -> int:
@@ -155,8 +166,9 @@ def vector_dim(vec: Any) -> int:
     return 0 if vec is None else len(vec)
 
 
-def to_row(record: Any) -> Row:
-    """Validate a MemoryRecord and return its stored form."""
+def to_row(record: Any, check_vector: bool = True) -> Row:
+    """Validate a MemoryRecord and return its stored form (``check_vector``
+    False leaves the NaN/Inf check to the native engine)."""
     rid = record.id
     if not isinstance(rid, str) or not rid:
         raise InvalidRecordError(f"record id must be a non-empty string, got {rid!r}")
@@ -204,8 +216,11 @@ def to_row(record: Any) -> Row:
         fmt_dt(record.last_accessed),
         source,
         bool(record.private),
-        vector_bytes(record.embedding, f"record {rid}: embedding"),
+        vector_bytes(record.embedding, f"record {rid}: embedding", check_vector),
     )
+
+
+_record_cls: Any = None
 
 
 def make_record(
@@ -221,18 +236,26 @@ def make_record(
     private: bool,
     embedding: list[float] | None,
 ) -> Any:
-    """Build a MemoryRecord from stored values without re-validating them."""
-    from crewai.memory.types import MemoryRecord
+    """Build a MemoryRecord from stored values."""
+    global _record_cls
+    if _record_cls is None:
+        from crewai.memory.types import MemoryRecord
 
-    return MemoryRecord.model_construct(
+        _record_cls = MemoryRecord
+    if isinstance(categories, str):
+        categories = json.loads(categories)
+    if isinstance(metadata, str):
+        metadata = {} if metadata == "{}" else json.loads(metadata)
+    # pydantic-core's validated constructor is faster than model_construct here.
+    return _record_cls(
         id=rid,
         content=content,
         scope=scope,
-        categories=json.loads(categories) if isinstance(categories, str) else categories,
-        metadata=json.loads(metadata) if isinstance(metadata, str) else metadata,
+        categories=categories,
+        metadata=metadata,
         importance=importance,
-        created_at=parse_dt(created_at),
-        last_accessed=parse_dt(last_accessed),
+        created_at=datetime.fromisoformat(created_at),
+        last_accessed=datetime.fromisoformat(last_accessed),
         embedding=embedding,
         source=source,
         private=bool(private),
@@ -240,12 +263,10 @@ def make_record(
 
 
 def floats_from_bytes(b: bytes | None) -> list[float] | None:
-    """Decode stored float32 bytes into a list of floats."""
+    """Decode stored little-endian float32 bytes into a list of floats."""
     if not b:
         return None
-    arr = array("f")
-    arr.frombytes(b)
-    return arr.tolist()
+    return list(_packer(len(b) // 4).unpack(b))
 
 
 def dimension_error(stored: int, new: int) -> Exception:
