@@ -96,6 +96,11 @@ CREATE TABLE IF NOT EXISTS changes (
 INSERT OR IGNORE INTO crewcore_meta(key, value) VALUES ('format', 'crewcore-memory'), ('version', '1');
 `
 
+// minMaxSeqSQL reads both ends of the change log. Two subqueries, because
+// SQLite answers a lone max() or min() from the rowid b-tree in O(log n) but
+// scans the whole table for max() and min() in one select.
+const minMaxSeqSQL = `SELECT coalesce((SELECT max(seq) FROM changes), 0), coalesce((SELECT min(seq) FROM changes), 0)`
+
 const recordCols = `rid, id, content, scope, categories, metadata, importance, created_at, last_accessed, source, private, embedding`
 
 // Store is an embedded memory store: SQLite (WAL) is the durable truth and an
@@ -269,7 +274,7 @@ func (s *Store) init() error {
 	if err != nil {
 		return err
 	}
-	if s.stmtMaxSeq, err = s.db.Prepare(`SELECT coalesce(max(seq), 0), coalesce(min(seq), 0) FROM changes`); err != nil {
+	if s.stmtMaxSeq, err = s.db.Prepare(`SELECT coalesce(max(seq), 0) FROM changes`); err != nil {
 		return s.classify("open store", err)
 	}
 	s.mu.Lock()
@@ -412,8 +417,8 @@ func (s *Store) sync(ctx context.Context) error {
 	if closed {
 		return ErrClosed
 	}
-	var maxSeq, minSeq int64
-	if err := s.stmtMaxSeq.QueryRowContext(ctx).Scan(&maxSeq, &minSeq); err != nil {
+	var maxSeq int64
+	if err := s.stmtMaxSeq.QueryRowContext(ctx).Scan(&maxSeq); err != nil {
 		return s.classify("read store", err)
 	}
 	if maxSeq == last {
@@ -427,7 +432,7 @@ func (s *Store) sync(ctx context.Context) error {
 // apply reads changes after s.lastSeq and updates the index. Caller holds s.mu.
 func (s *Store) apply(ctx context.Context, q querier) error {
 	var maxSeq, minSeq int64
-	if err := q.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0), coalesce(min(seq), 0) FROM changes`).Scan(&maxSeq, &minSeq); err != nil {
+	if err := q.QueryRowContext(ctx, minMaxSeqSQL).Scan(&maxSeq, &minSeq); err != nil {
 		return s.classify("read store", err)
 	}
 	if maxSeq == s.lastSeq {

@@ -939,7 +939,8 @@ class PyStore:
         """Bring memory up to date with the change log. Caller holds _lock,
         and conn is inside a transaction (read snapshot or write lock)."""
         max_seq, min_seq = conn.execute(
-            "SELECT coalesce(max(seq), 0), coalesce(min(seq), 0) FROM changes"
+            "SELECT coalesce((SELECT max(seq) FROM changes), 0), "
+            "coalesce((SELECT min(seq) FROM changes), 0)"
         ).fetchone()
         last = self._last
         if self._force_reload:
