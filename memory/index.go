@@ -62,6 +62,8 @@ type index struct {
 	norms     []float32
 	codes     []uint64 // binary codes, words per slot
 	words     int
+	q8        []int8    // int8 codes, dim per slot
+	q8scale   []float32 // per-slot scale: vector ~= scale * code
 	slotEntry []int32 // slot -> position in entries
 	// Scopes: ids are stable for the life of the index.
 	scopes   []*scopeStat
@@ -147,6 +149,9 @@ func (ix *index) addVector(v []float32, entryPos int32) int32 {
 	n := len(ix.codes)
 	ix.codes = slices.Grow(ix.codes, ix.words)[:n+ix.words]
 	vec.Binarize(v, ix.codes[n:n+ix.words])
+	m := len(ix.q8)
+	ix.q8 = slices.Grow(ix.q8, ix.dim)[:m+ix.dim]
+	ix.q8scale = append(ix.q8scale, vec.QuantizeInt8(v, ix.q8[m:m+ix.dim]))
 	ix.slotEntry = append(ix.slotEntry, entryPos)
 	return slot
 }
@@ -191,6 +196,8 @@ func (ix *index) removeSlot(slot int32) {
 	if slot != last {
 		copy(ix.vecs[int(slot)*d:int(slot+1)*d], ix.vecs[int(last)*d:int(last+1)*d])
 		copy(ix.codes[int(slot)*w:int(slot+1)*w], ix.codes[int(last)*w:int(last+1)*w])
+		copy(ix.q8[int(slot)*d:int(slot+1)*d], ix.q8[int(last)*d:int(last+1)*d])
+		ix.q8scale[slot] = ix.q8scale[last]
 		ix.norms[slot] = ix.norms[last]
 		ep := ix.slotEntry[last]
 		ix.slotEntry[slot] = ep
@@ -198,6 +205,8 @@ func (ix *index) removeSlot(slot int32) {
 	}
 	ix.vecs = ix.vecs[:int(last)*d]
 	ix.codes = ix.codes[:int(last)*w]
+	ix.q8 = ix.q8[:int(last)*d]
+	ix.q8scale = ix.q8scale[:last]
 	ix.norms = ix.norms[:last]
 	ix.slotEntry = ix.slotEntry[:last]
 }

@@ -12,15 +12,25 @@ import (
 	"github.com/crewcore/crewcore/internal/vec"
 )
 
-// parallelWork is the scan size (in float32 or code words) above which one
-// search splits its scan across all cores.
+// parallelWork is the scan size (in bytes) above which one search splits
+// its scan across all cores.
 const parallelWork = 1 << 20
 
 var (
 	f32Pool = sync.Pool{New: func() any { return new([]float32) }}
 	u32Pool = sync.Pool{New: func() any { return new([]uint32) }}
-	i32Pool = sync.Pool{New: func() any { return new([]int32) }}
+	i32Pool  = sync.Pool{New: func() any { return new([]int32) }}
+	i32bPool = sync.Pool{New: func() any { return new([]int32) }}
 )
+
+func getI32b(n int) *[]int32 {
+	p := i32bPool.Get().(*[]int32)
+	if cap(*p) < n {
+		*p = make([]int32, n)
+	}
+	*p = (*p)[:n]
+	return p
+}
 
 func getF32(n int) *[]float32 {
 	p := f32Pool.Get().(*[]float32)
@@ -179,7 +189,7 @@ func (s *Store) exact(ix *index, q *Query, rows []int32, filtered bool, n, k int
 	dotsP := getF32(n)
 	defer f32Pool.Put(dotsP)
 	dots := *dotsP
-	parallel(n, n*ix.dim, func(lo, hi int) {
+	parallel(n, n*ix.dim*4, func(lo, hi int) {
 		if filtered {
 			vec.DotMany(ix.vecs, ix.dim, rows[lo:hi], q.Vector, dots[lo:hi])
 		} else {
@@ -217,57 +227,107 @@ func (s *Store) exact(ix *index, q *Query, rows []int32, filtered bool, n, k int
 	return h
 }
 
-// quantized scans binary codes, keeps the candidates with the smallest
-// Hamming distance and re-ranks them exactly.
+// Cascade sizes: the binary stage keeps at least stage1Min candidates and
+// the int8 stage at least stage2Min.
+var (
+	stage1Min = 2000
+	stage2Min = 100
+)
+
+// quantized is the cascade: a Hamming scan of 1-bit codes over every
+// candidate, int8 dot products over the best of those, exact float32 scores
+// over the best of those.
 func (s *Store) quantized(ix *index, q *Query, rows []int32, filtered bool, n, k int, qn float32) []hit {
-	qcode := make([]uint64, ix.words)
-	vec.Binarize(q.Vector, qcode)
-	distP := getU32(n)
-	defer u32Pool.Put(distP)
-	dist := *distP
-	parallel(n, n*ix.words*8, func(lo, hi int) {
-		if filtered {
-			vec.HammingMany(ix.codes, ix.words, rows[lo:hi], qcode, dist[lo:hi])
-		} else {
-			vec.HammingAll(ix.codes[lo*ix.words:hi*ix.words], ix.words, qcode, dist[lo:hi])
-		}
-	})
-	r := max(400, s.opts.Rerank*k)
-	if r >= n {
+	c1 := max(stage1Min, int(s.opts.Stage1*float64(n)))
+	c2 := max(stage2Min, s.opts.Stage2*k)
+	if c2 >= n {
 		return s.exact(ix, q, rows, filtered, n, k, qn)
 	}
-	// Counting selection: distances are bounded by the code length.
-	maxD := ix.words * 64
+	// Stage 1: binary codes.
+	var cand []int32
+	if c1 < n {
+		qcode := make([]uint64, ix.words)
+		vec.Binarize(q.Vector, qcode)
+		distP := getU32(n)
+		defer u32Pool.Put(distP)
+		dist := *distP
+		parallel(n, n*ix.words*8, func(lo, hi int) {
+			if filtered {
+				vec.HammingMany(ix.codes, ix.words, rows[lo:hi], qcode, dist[lo:hi])
+			} else {
+				vec.HammingAll(ix.codes[lo*ix.words:hi*ix.words], ix.words, qcode, dist[lo:hi])
+			}
+		})
+		candP := getI32(0)
+		defer i32Pool.Put(candP)
+		cand = selectSmallest(dist, ix.words*64, c1, rows, filtered, (*candP)[:0])
+		*candP = cand
+	} else if filtered {
+		cand = rows
+	} else {
+		candP := getI32(n)
+		defer i32Pool.Put(candP)
+		cand = *candP
+		for i := range cand {
+			cand[i] = int32(i)
+		}
+	}
+	// Stage 2: int8 dot products, approximate scores.
+	q8 := make([]int8, ix.dim)
+	qscale := vec.QuantizeInt8(q.Vector, q8)
+	dotsP := getI32b(len(cand))
+	defer i32bPool.Put(dotsP)
+	dots := *dotsP
+	parallel(len(cand), len(cand)*ix.dim, func(lo, hi int) {
+		vec.DotInt8Many(ix.q8, ix.dim, cand[lo:hi], q8, dots[lo:hi])
+	})
+	approx := make(hitHeap, 0, c2+1)
+	for i, slot := range cand {
+		d := float32(dots[i]) * qscale * ix.q8scale[slot]
+		h := hit{slot: slot, score: s.score(ix, slot, d, qn)}
+		if len(approx) < c2 {
+			heap.Push(&approx, h)
+		} else if h.score > approx[0].score {
+			approx[0] = h
+			heap.Fix(&approx, 0)
+		}
+	}
+	// Stage 3: exact scores on the survivors.
+	final := make([]int32, len(approx))
+	for i, h := range approx {
+		final[i] = h.slot
+	}
+	return s.exact(ix, q, final, true, len(final), min(k, len(final)), qn)
+}
+
+// selectSmallest appends to out the slots of the c smallest distances
+// (distances are bounded by maxD) by counting selection, in O(n).
+func selectSmallest(dist []uint32, maxD, c int, rows []int32, filtered bool, out []int32) []int32 {
 	hist := make([]int, maxD+2)
 	for _, d := range dist {
-		hist[d]++
+		hist[min(int(d), maxD+1)]++
 	}
 	threshold, acc := 0, 0
-	for threshold = 0; threshold <= maxD; threshold++ {
+	for threshold = 0; threshold <= maxD+1; threshold++ {
 		acc += hist[threshold]
-		if acc >= r {
+		if acc >= c {
 			break
 		}
 	}
-	candP := getI32(0)
-	defer i32Pool.Put(candP)
-	cand := (*candP)[:0]
-	below := acc - hist[threshold] // all strictly below threshold are taken
-	room := r - below
+	room := c - (acc - hist[min(threshold, maxD+1)])
 	for i, d := range dist {
 		slot := int32(i)
 		if filtered {
 			slot = rows[i]
 		}
 		if int(d) < threshold {
-			cand = append(cand, slot)
+			out = append(out, slot)
 		} else if int(d) == threshold && room > 0 {
-			cand = append(cand, slot)
+			out = append(out, slot)
 			room--
 		}
 	}
-	*candP = cand
-	return s.exact(ix, q, cand, true, len(cand), min(k, len(cand)), qn)
+	return out
 }
 
 // parallel splits [0,n) across the cores when work is large enough.

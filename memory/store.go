@@ -62,13 +62,17 @@ type Options struct {
 	// (default 60s).
 	BusyTimeout time.Duration
 	// ExactBelow is the number of candidate vectors under which search scans
-	// exact float32 vectors only; at or above it, search scans binary codes
-	// first and re-ranks the best candidates exactly. Default 20000; a
-	// negative value always scans exactly.
+	// exact float32 vectors only. At or above it, search is a cascade: a
+	// Hamming scan of 1-bit codes keeps the best Stage1 candidates, int8 dot
+	// products keep the best Stage2 of those, and exact float32 scores pick
+	// the results. Default 2048; a negative value always scans exactly.
 	ExactBelow int
-	// Rerank is the number of binary-scan candidates re-ranked exactly per
-	// result requested (default 40, at least 400 candidates in all).
-	Rerank int
+	// Stage1 is the fraction of candidates the binary scan keeps (default
+	// 0.1, never fewer than 2000).
+	Stage1 float64
+	// Stage2 is the number of int8-ranked candidates per requested result
+	// that are scored exactly (default 10, never fewer than 100).
+	Stage2 int
 }
 
 const schemaSQL = `
@@ -136,10 +140,13 @@ func Open(path string, opts *Options) (*Store, error) {
 		o.BusyTimeout = 60 * time.Second
 	}
 	if o.ExactBelow == 0 {
-		o.ExactBelow = 20000
+		o.ExactBelow = 2048
 	}
-	if o.Rerank <= 0 {
-		o.Rerank = 40
+	if o.Stage1 <= 0 || o.Stage1 > 1 {
+		o.Stage1 = 0.1
+	}
+	if o.Stage2 <= 0 {
+		o.Stage2 = 10
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -325,6 +332,8 @@ func (s *Store) reload(ctx context.Context, q querier) error {
 	if dim > 0 {
 		ix.vecs = make([]float32, 0, n*dim)
 		ix.codes = make([]uint64, 0, n*ix.words)
+		ix.q8 = make([]int8, 0, n*dim)
+		ix.q8scale = make([]float32, 0, n)
 	}
 	rows, err := q.QueryContext(ctx, `SELECT `+recordCols+` FROM records ORDER BY rid`)
 	if err != nil {
