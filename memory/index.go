@@ -64,7 +64,7 @@ type index struct {
 	words     int
 	q8        []int8    // int8 codes, dim per slot
 	q8scale   []float32 // per-slot scale: vector ~= scale * code
-	slotEntry []int32 // slot -> position in entries
+	slotEntry []int32   // slot -> position in entries
 	// Scopes: ids are stable for the life of the index.
 	scopes   []*scopeStat
 	scopeIDs map[string]int32

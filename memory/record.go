@@ -61,7 +61,7 @@ type Query struct {
 type Filter struct {
 	ScopePrefix string
 	Categories  []string
-	IDs         []string // non-nil: only these ids (an empty non-nil slice selects nothing)
+	IDs         []string  // non-nil: only these ids (an empty non-nil slice selects nothing)
 	OlderThan   time.Time // created before this instant
 	Metadata    map[string]any
 }

@@ -17,8 +17,8 @@ import (
 const parallelWork = 1 << 20
 
 var (
-	f32Pool = sync.Pool{New: func() any { return new([]float32) }}
-	u32Pool = sync.Pool{New: func() any { return new([]uint32) }}
+	f32Pool  = sync.Pool{New: func() any { return new([]float32) }}
+	u32Pool  = sync.Pool{New: func() any { return new([]uint32) }}
 	i32Pool  = sync.Pool{New: func() any { return new([]int32) }}
 	i32bPool = sync.Pool{New: func() any { return new([]int32) }}
 )
