@@ -364,6 +364,50 @@ def rss_bytes() -> int:
     return 0
 
 
+def cpu_snapshot() -> tuple[float, float, float]:
+    """(wall s, machine busy CPU s, this process's + waited children's CPU s)."""
+    busy = 0.0
+    try:
+        with open("/proc/stat") as f:
+            vals = [int(x) for x in f.readline().split()[1:9]]
+        busy = (sum(vals) - vals[3] - vals[4]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        pass
+    t = os.times()
+    return _now(), busy, t.user + t.system + t.children_user + t.children_system
+
+
+def cpu_other(a: tuple[float, float, float], b: tuple[float, float, float]) -> dict[str, float]:
+    """CPU used by other processes between two snapshots, as a share of the machine."""
+    wall = max(b[0] - a[0], 1e-9)
+    ncpu = os.cpu_count() or 1
+    other = max(0.0, (b[1] - a[1]) - (b[2] - a[2]))
+    return {"wall_s": wall, "other_cpu_s": other, "other_share": other / (wall * ncpu),
+            "loadavg_end": os.getloadavg()[0]}
+
+
+def wait_quiet(max_wait: float, threshold: float = 0.2, window: float = 5.0) -> float:
+    """Wait (up to max_wait s) until other processes use < threshold of the CPU
+    over a window; return the time waited."""
+    if max_wait <= 0:
+        return 0.0
+    t0 = _now()
+    announced = False
+    while True:
+        a = cpu_snapshot()
+        time.sleep(window)
+        share = cpu_other(a, cpu_snapshot())["other_share"]
+        if share < threshold:
+            return _now() - t0
+        if _now() - t0 >= max_wait:
+            progress(f"machine still busy ({100 * share:.0f}% CPU used by others) after "
+                     f"{max_wait:.0f} s; going on")
+            return _now() - t0
+        if not announced:
+            progress(f"waiting for the machine to be quiet ({100 * share:.0f}% CPU used by others)")
+            announced = True
+
+
 def du(path: Path) -> int:
     total = 0
     for root, _dirs, files in os.walk(path):
@@ -465,6 +509,8 @@ def run_backend(kind: str, ds: Dataset, args: argparse.Namespace, workdir: Path)
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     res: dict[str, Any] = {"status": "ok", "path": str(path)}
+    waited = wait_quiet(args.quiet_wait)
+    cpu0 = cpu_snapshot()
     st = open_backend(kind, path)
     try:
         # ---- bulk load ------------------------------------------------
@@ -629,6 +675,11 @@ def run_backend(kind: str, ds: Dataset, args: argparse.Namespace, workdir: Path)
         del st
         gc.collect()
 
+    res["cpu_other"] = cpu_other(cpu0, cpu_snapshot())
+    res["quiet_wait_s"] = waited
+    if res["cpu_other"]["other_share"] > 0.05:
+        progress(f"{tag}: other processes used {100 * res['cpu_other']['other_share']:.0f}% of the "
+                 f"machine's CPU meanwhile (load average {res['cpu_other']['loadavg_end']:.1f})")
     if res["status"] == "ok" and args.open_runs > 0:
         progress(f"{tag}: open in a fresh process x{args.open_runs}")
         res["open"] = open_probe(kind, path, ds.dim, args.open_runs, args.open_mode)
@@ -1007,6 +1058,8 @@ def config_tables(cfg: dict[str, Any], backends: list[str]) -> str:
          lambda r: "yes" if r["check"]["ok"] else "NO: " + "; ".join(
              f"{k} got {v['got']} want {v['want']}" for k, v in r["check"]["wrong"].items()))
     row2("store size on disk after load", lambda r: f"{r['disk_bytes'] / 2**20:,.0f} MiB")
+    row2("CPU used by other processes meanwhile (share of the machine)",
+         lambda r: f"{100 * r['cpu_other']['other_share']:.0f}%")
     row2("process RSS growth during the load", lambda r: f"{r['rss_growth_load'] / 2**20:,.0f} MiB")
     return "\n".join(lines)
 
@@ -1080,6 +1133,13 @@ def render_markdown(results: dict[str, Any]) -> str:
              f"lancedb {m.get('lancedb')} (pylance {m.get('pylance', '?')}, pyarrow {m.get('pyarrow')}); "
              f"numpy {m.get('numpy')}")
     L.append(f"- **Total run time:** {results['elapsed_s'] / 60:.1f} min")
+    co = results.get("cpu_other")
+    if co:
+        L.append(
+            f"- **Other load on the machine during the run:** other processes used "
+            f"{100 * co['other_share']:.0f}% of its CPU time on average (per backend and size: the "
+            f"`CPU used by other processes` rows). Numbers taken while that share is high are noisy."
+        )
     L.append("")
     L.append("## Reproduce")
     L.append("")
@@ -1170,7 +1230,8 @@ def render_markdown(results: dict[str, Any]) -> str:
     if bw:
         L.append(
             f"Machine memory bandwidth as one numpy thread sees it (512 MiB arrays, best of 5): "
-            f"read (sum) {bw['read_gbs']:.1f} GB/s, copy (read+write) {bw['copy_gbs']:.1f} GB/s."
+            f"read (sum) {bw['read_gbs']:.1f} GB/s, copy (read+write) {bw['copy_gbs']:.1f} GB/s "
+            f"(other processes used {100 * bw.get('cpu_other', {}).get('other_share', 0):.0f}% of the CPU meanwhile)."
         )
         L.append("")
     gb = results.get("go_bench")
@@ -1181,6 +1242,9 @@ def render_markdown(results: dict[str, Any]) -> str:
         L.append("")
         if gb["status"] != "ok":
             L.append(f"Status: {gb['status']}")
+        if gb.get("cpu_other"):
+            L.append(f"Other processes used {100 * gb['cpu_other']['other_share']:.0f}% of the CPU while "
+                     f"these ran. `-benchtime 5x` gives few samples: treat as indicative.")
         if gb.get("results"):
             L.append("")
             L.append("| benchmark | ns/op | GB/s |")
@@ -1289,6 +1353,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--open-mode", choices=("forkserver", "subprocess"), default="forkserver",
                     help="how the fresh process for the open time starts: forked from a server that has "
                          "the modules imported (default), or a new interpreter (pays CrewAI's import)")
+    ap.add_argument("--quiet-wait", type=float, default=0.0, metavar="SECONDS",
+                    help="before each backend, wait up to this long for other processes to use < 20%% "
+                         "of the CPU (a shared machine); 0: do not wait")
     ap.add_argument("--seed", type=int, default=20250101)
     ap.add_argument("--workdir", default=str(ROOT / ".bench-data"), help="where the stores are written")
     ap.add_argument("--keep", action="store_true", help="keep the stores after the run")
@@ -1370,6 +1437,7 @@ def main(argv: list[str]) -> int:
         "library": lib_info,
         "configs": [],
     }
+    cpu_start = cpu_snapshot()
     m = results["machine"]
     progress(f"machine: {m['cpu']}, {m['cores']} cores, {m.get('ram_bytes', 0) / 2**30:.1f} GiB, "
              f"kernel {m.get('simd_kernel')}; backends {args.backends}; sizes {args.sizes}; dims {args.dims}")
@@ -1378,13 +1446,18 @@ def main(argv: list[str]) -> int:
         if why:
             progress(f"{k}: unavailable: {why}")
 
+    wait_quiet(args.quiet_wait)
     progress("numpy memory bandwidth")
+    c0 = cpu_snapshot()
     results["numpy_bandwidth"] = numpy_bandwidth()
+    results["numpy_bandwidth"]["cpu_other"] = cpu_other(c0, cpu_snapshot())
     progress(f"numpy: read {results['numpy_bandwidth']['read_gbs']:.1f} GB/s, "
              f"copy {results['numpy_bandwidth']['copy_gbs']:.1f} GB/s")
     if not args.no_go_bench:
         progress(f"go kernel benchmarks ({args.go_bench}, benchtime {args.go_benchtime})")
+        c0 = cpu_snapshot()
         results["go_bench"] = go_kernel_bench(args.go_bench, args.go_benchtime)
+        results["go_bench"]["cpu_other"] = cpu_other(c0, cpu_snapshot())
         progress(f"go bench: {results['go_bench']['status']}")
         for r in results["go_bench"].get("results", []):
             progress(f"  {r['name']}: {r['ns_op']:,.0f} ns/op"
@@ -1411,6 +1484,7 @@ def main(argv: list[str]) -> int:
             print()
 
     results["elapsed_s"] = _now() - _T0
+    results["cpu_other"] = cpu_other(cpu_start, cpu_snapshot())
     results["targets"] = evaluate_targets(results)
     results["notes"] = derive_notes(results)
     print("## Targets\n")
