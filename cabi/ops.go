@@ -462,10 +462,15 @@ var ops = map[string]opFunc{
 		prefix := r.str("scope_prefix")
 		limit := int(min(r.int("limit"), math.MaxInt32))
 		offset := int(min(r.int("offset"), math.MaxInt32))
+		withVectors := r.bool("with_embeddings")
 		if r.err != nil {
 			return nil, r.err
 		}
-		recs, err := s.List(ctx, prefix, limit, offset)
+		list := s.List
+		if withVectors {
+			list = s.ListWithVectors
+		}
+		recs, err := list(ctx, prefix, limit, offset)
 		if err != nil {
 			return nil, err
 		}

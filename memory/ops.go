@@ -357,8 +357,17 @@ func (s *Store) Get(ctx context.Context, id string) (Record, bool, error) {
 }
 
 // List returns records under prefix, newest CreatedAt first, skipping offset
-// and returning at most limit.
+// and returning at most limit, without their vectors.
 func (s *Store) List(ctx context.Context, prefix string, limit, offset int) ([]Record, error) {
+	return s.list(ctx, prefix, limit, offset, false)
+}
+
+// ListWithVectors is List with each record's vector.
+func (s *Store) ListWithVectors(ctx context.Context, prefix string, limit, offset int) ([]Record, error) {
+	return s.list(ctx, prefix, limit, offset, true)
+}
+
+func (s *Store) list(ctx context.Context, prefix string, limit, offset int, withVectors bool) ([]Record, error) {
 	if limit < 0 || offset < 0 {
 		return nil, fmt.Errorf("%w: limit and offset must be >= 0 (got %d, %d)", ErrInvalidArgument, limit, offset)
 	}
@@ -391,7 +400,7 @@ func (s *Store) List(ctx context.Context, prefix string, limit, offset int) ([]R
 		}
 		out = make([]Record, len(sel))
 		for i, e := range sel {
-			out[i] = ix.record(e, false)
+			out[i] = ix.record(e, withVectors)
 		}
 		return nil
 	})

@@ -65,6 +65,9 @@ func (s *Store) Search(ctx context.Context, q Query) ([]Match, error) {
 	if q.Limit < 0 {
 		return nil, fmt.Errorf("%w: limit must be >= 0, got %d", ErrInvalidArgument, q.Limit)
 	}
+	if math.IsNaN(q.MinScore) {
+		return nil, fmt.Errorf("%w: min_score is NaN", ErrInvalidArgument)
+	}
 	if err := checkVector(q.Vector, "query vector"); err != nil {
 		return nil, err
 	}

@@ -57,3 +57,12 @@ func BenchmarkSearch(b *testing.B) {
 		})
 	}
 }
+
+func BenchmarkCount(b *testing.B) {
+	s, _ := benchStore(b, 2000, 64, nil)
+	for b.Loop() {
+		if _, err := s.Count(ctx, "/crew/c1"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

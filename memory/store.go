@@ -155,6 +155,9 @@ func Open(path string, opts *Options) (*Store, error) {
 	if err := checkFile(abs); err != nil {
 		return nil, err
 	}
+	if err := checkForeign(abs); err != nil {
+		return nil, err
+	}
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
 	q.Set("_synchronous", "NORMAL")
@@ -211,6 +214,38 @@ func checkFile(path string) error {
 	head := make([]byte, 16)
 	if _, err := io.ReadFull(f, head); err != nil || !bytes.Equal(head, []byte("SQLite format 3\x00")) {
 		return fmt.Errorf("open store %s: %w: the file is not a SQLite database", path, ErrCorrupt)
+	}
+	return nil
+}
+
+// checkForeign refuses an existing SQLite database that is not a crewcore
+// store. It looks through a read-only connection with no pragmas, so the
+// file is never switched to WAL or otherwise changed.
+func checkForeign(path string) error {
+	st, err := os.Stat(path)
+	if err != nil || st.Size() == 0 {
+		return nil
+	}
+	db, err := sql.Open("sqlite3", "file:"+escapePath(path)+"?mode=ro")
+	if err != nil {
+		return fmt.Errorf("open store %s: %w", path, err)
+	}
+	defer db.Close()
+	var tables int
+	if err := db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type='table'`).Scan(&tables); err != nil {
+		var se sqlite3.Error
+		if errors.As(err, &se) && (se.Code == sqlite3.ErrNotADB || se.Code == sqlite3.ErrCorrupt) {
+			return fmt.Errorf("open store %s: %w: %v", path, ErrCorrupt, err)
+		}
+		return nil // let the normal open report access problems
+	}
+	if tables == 0 {
+		return nil
+	}
+	var format string
+	err = db.QueryRow(`SELECT value FROM crewcore_meta WHERE key='format'`).Scan(&format)
+	if err != nil || format != "crewcore-memory" {
+		return fmt.Errorf("open store %s: %w: it holds another application's tables", path, ErrCorrupt)
 	}
 	return nil
 }

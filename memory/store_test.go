@@ -1,7 +1,9 @@
 package memory
 
 import (
+	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"math"
@@ -413,6 +415,24 @@ func TestOpenRefusesForeignFiles(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(garbage); string(b) != string(content) {
 		t.Errorf("garbage file was modified")
+	}
+	// Another application's SQLite database: refused, header untouched
+	// (in particular not switched to WAL).
+	foreign := filepath.Join(dir, "app.db")
+	fdb, err := sql.Open("sqlite3", foreign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fdb.Exec(`CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT); INSERT INTO users(name) VALUES ('ann')`); err != nil {
+		t.Fatal(err)
+	}
+	fdb.Close()
+	before, _ := os.ReadFile(foreign)
+	if _, err := Open(foreign, nil); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("foreign sqlite: %v", err)
+	}
+	if after, _ := os.ReadFile(foreign); !bytes.Equal(before, after) {
+		t.Errorf("foreign sqlite file was modified")
 	}
 	if _, err := Open(dir, nil); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("directory: %v", err)

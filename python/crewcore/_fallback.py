@@ -277,7 +277,7 @@ def _check_metadata_filter(value: Any) -> dict[str, Any] | None:
             raise InvalidArgumentError(f"metadata_filter keys must be strings, got {k!r}")
     try:
         # Round-trip through JSON so tuples compare as arrays, like stored values.
-        return json.loads(json.dumps(value, ensure_ascii=False))
+        return json.loads(json.dumps(value, ensure_ascii=False, allow_nan=False))
     except (TypeError, ValueError) as e:
         raise InvalidArgumentError(f"metadata_filter is not JSON-serializable: {e}") from None
 

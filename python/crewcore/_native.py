@@ -108,7 +108,14 @@ def call(req: list[Any]) -> Any:
     import msgpack
 
     lib = load()
-    data = msgpack.packb(req, use_bin_type=True)
+    try:
+        data = msgpack.packb(req, use_bin_type=True)
+    except UnicodeEncodeError as e:
+        raise InvalidArgumentError(
+            f"{req[0]}: an argument is not valid UTF-8 ({e.reason} at position {e.start})"
+        ) from None
+    except (TypeError, ValueError, OverflowError) as e:
+        raise InvalidArgumentError(f"{req[0]}: an argument cannot be encoded: {e}") from None
     out = ctypes.c_void_p()
     n = ctypes.c_int64()
     status = lib.crewcore_call(data, len(data), ctypes.byref(out), ctypes.byref(n))
@@ -220,6 +227,8 @@ class NativeStore:
         if q is None:
             raise InvalidArgumentError("query_embedding is empty")
         limit = v.check_limit(limit)
+        if min_score != min_score:  # NaN
+            raise InvalidArgumentError("min_score is NaN")
         prefix = v.normalize_prefix(scope_prefix)
         mf = _meta_filter(metadata_filter)
         privacy = None if include_private else (source or "")
@@ -274,7 +283,9 @@ class NativeStore:
     ) -> list[Any]:
         limit = v.check_limit(limit)
         offset = v.check_limit(offset, "offset")
-        rows = call(["list", self._handle(), v.normalize_prefix(scope_prefix), limit, offset])
+        rows = call(
+            ["list", self._handle(), v.normalize_prefix(scope_prefix), limit, offset, self._return_embeddings]
+        )
         return [_record(f) for f in rows]
 
     def get_scope_info(self, scope: str) -> Any:
