@@ -21,3 +21,13 @@ func dotMany(arena []float32, dim int, rows []int32, q, out []float32) {
 }
 
 func binarize(v []float32, dst []uint64) { binarizeGeneric(v, dst) }
+
+func dotInt8(a, b []int8) int32 { return dotInt8Generic(a, b) }
+
+func dotInt8All(codes []int8, dim int, q []int8, out []int32) {
+	dotInt8AllGeneric(codes, dim, q, out)
+}
+
+func dotInt8Many(codes []int8, dim int, rows []int32, q []int8, out []int32) {
+	dotInt8ManyGeneric(codes, dim, rows, q, out)
+}

@@ -2,7 +2,11 @@
 
 package vec
 
-import "simd/archsimd"
+import (
+	"bytes"
+	"simd/archsimd"
+	"unsafe"
+)
 
 // With GOEXPERIMENT=simd on amd64 the kernels come in three flavours, chosen
 // once at initialization from the CPU features and switched on per call (not
@@ -118,5 +122,88 @@ func binarize(v []float32, dst []uint64) {
 	binarizeAVX2(v, dst)
 	if k := len(v) / 64; k < len(dst) {
 		dst[k] = binarizeWord(v[k*64:])
+	}
+}
+
+// dotInt8 uses the sign-extension kernel: it takes any int8 values, where
+// the faster dotInt8x4AVX2 would need a scan of one operand for -128 first.
+func dotInt8(a, b []int8) int32 {
+	b = b[:len(a)]
+	n16 := len(a) &^ 15
+	if active == levelGeneric || n16 == 0 {
+		return dotInt8Generic(a, b)
+	}
+	return dotInt8AVX2(a[:n16], b[:n16]) + dotInt8Generic(a[n16:], b[n16:])
+}
+
+// hasMinInt8 reports whether q holds -128, which dotInt8x4AVX2 cannot take.
+// (bytes.IndexByte is vectorized; the check is once per call.)
+func hasMinInt8(q []int8) bool {
+	return bytes.IndexByte(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(q))), len(q)), 0x80) >= 0
+}
+
+// dotInt8Rows4 sets out[0:4] to the dot products of r0..r3 with q (all of
+// length len(q)): dotInt8x4AVX2 for the 16-byte blocks, then the scalar
+// remainders.
+func dotInt8Rows4(r0, r1, r2, r3, q []int8, out []int32) {
+	var d [4]int32
+	dotInt8x4AVX2(r0, r1, r2, r3, q, &d)
+	n16 := len(q) &^ 15
+	qt := q[n16:]
+	out = out[:4]
+	if len(qt) == 0 {
+		out[0], out[1], out[2], out[3] = d[0], d[1], d[2], d[3]
+		return
+	}
+	out[0] = d[0] + dotInt8Generic(r0[n16:], qt)
+	out[1] = d[1] + dotInt8Generic(r1[n16:], qt)
+	out[2] = d[2] + dotInt8Generic(r2[n16:], qt)
+	out[3] = d[3] + dotInt8Generic(r3[n16:], qt)
+}
+
+func dotInt8All(codes []int8, dim int, q []int8, out []int32) {
+	q = q[:dim]
+	if active == levelGeneric || dim < 16 {
+		dotInt8AllGeneric(codes, dim, q, out)
+		return
+	}
+	// Four rows at a time with the fast kernel if q allows it, then the
+	// rest (or, if q holds -128, all rows) with the sign-extension kernel.
+	i := 0
+	if !hasMinInt8(q) {
+		for ; i+4 <= len(out); i += 4 {
+			o := codes[i*dim : (i+4)*dim]
+			dotInt8Rows4(o[:dim], o[dim:2*dim], o[2*dim:3*dim], o[3*dim:], q, out[i:i+4])
+		}
+	}
+	n16 := dim &^ 15
+	q16, qt := q[:n16], q[n16:]
+	for ; i < len(out); i++ {
+		row := codes[i*dim : (i+1)*dim]
+		out[i] = dotInt8AVX2(row[:n16], q16) + dotInt8Generic(row[n16:], qt)
+	}
+}
+
+func dotInt8Many(codes []int8, dim int, rows []int32, q []int8, out []int32) {
+	q = q[:dim]
+	out = out[:len(rows)]
+	if active == levelGeneric || dim < 16 {
+		dotInt8ManyGeneric(codes, dim, rows, q, out)
+		return
+	}
+	row := func(r int32) []int8 { return codes[int(r)*dim : (int(r)+1)*dim] }
+	// Four rows at a time with the fast kernel if q allows it, then the
+	// rest (or, if q holds -128, all rows) with the sign-extension kernel.
+	i := 0
+	if !hasMinInt8(q) {
+		for ; i+4 <= len(rows); i += 4 {
+			dotInt8Rows4(row(rows[i]), row(rows[i+1]), row(rows[i+2]), row(rows[i+3]), q, out[i:i+4])
+		}
+	}
+	n16 := dim &^ 15
+	q16, qt := q[:n16], q[n16:]
+	for ; i < len(rows); i++ {
+		r := row(rows[i])
+		out[i] = dotInt8AVX2(r[:n16], q16) + dotInt8Generic(r[n16:], qt)
 	}
 }
