@@ -61,7 +61,7 @@ _shared_lock = threading.Lock()
 
 
 def _open(key: tuple[Any, ...], engine: str = "auto") -> _Shared:
-    db_path, dim, metric, ret_emb = key
+    db_path, dim, metric, ret_emb, exact = key
     with _shared_lock:
         sh = _shared.get(key)
         if sh is not None and sh.pid == os.getpid() and engine in ("auto", sh.kind):
@@ -77,7 +77,7 @@ def _open(key: tuple[Any, ...], engine: str = "auto") -> _Shared:
         if kind == "native":
             from crewcore._native import NativeStore
 
-            engine: Any = NativeStore(db_path, dim, metric, ret_emb)
+            engine: Any = NativeStore(db_path, dim, metric, ret_emb, exact_below=-1 if exact else 0)
         else:
             from crewcore._fallback import PyStore
 
@@ -105,6 +105,10 @@ class MemoryStorage:
             need them and ``update`` with no embedding keeps the stored one.
         engine: ``"auto"`` (default: native when the library loads, else the
             fallback), ``"native"`` or ``"python"``.
+        exact: always score every candidate exactly. By default the native
+            engine searches stores of 2048+ vectors with a quantized cascade
+            (1-bit scan, int8 re-rank, exact float32 top-k; recall@10 >= 0.99,
+            see docs/architecture.md). The fallback is always exact.
     """
 
     def __init__(
@@ -115,6 +119,7 @@ class MemoryStorage:
         metric: str = "l2",
         return_embeddings: bool = False,
         engine: str = "auto",
+        exact: bool = False,
     ) -> None:
         if engine not in ("auto", "native", "python"):
             raise InvalidArgumentError(f"engine must be 'auto', 'native' or 'python', got {engine!r}")
@@ -124,7 +129,7 @@ class MemoryStorage:
             isinstance(vector_dim, bool) or not isinstance(vector_dim, int) or vector_dim <= 0
         ):
             raise InvalidArgumentError(f"vector_dim must be a positive integer, got {vector_dim!r}")
-        self._key = (resolve_db_path(path), vector_dim, metric, bool(return_embeddings))
+        self._key = (resolve_db_path(path), vector_dim, metric, bool(return_embeddings), bool(exact))
         self._shared: _Shared | None = _open(self._key, engine)
         self._lock = threading.Lock()
 
