@@ -155,7 +155,7 @@ class Engine:
             from crewai.memory.storage.lancedb_storage import LanceDBStorage
 
             kw.setdefault("compact_every", 0)
-            for k in ("metric", "return_embeddings", "engine"):
+            for k in ("metric", "return_embeddings", "engine", "exact"):
                 kw.pop(k, None)
             st = LanceDBStorage(path=str(path), **kw)
         else:
