@@ -58,13 +58,19 @@ type index struct {
 	entries []*entry       // dense; order is not meaningful
 	pos     map[string]int // id -> position in entries
 	// Vector arena: slot i holds vecs[i*dim:(i+1)*dim].
-	vecs      []float32
-	norms     []float32
-	codes     []uint64 // binary codes, words per slot
-	words     int
-	q8        []int8    // int8 codes, dim per slot
-	q8scale   []float32 // per-slot scale: vector ~= scale * code
-	slotEntry []int32   // slot -> position in entries
+	vecs  []float32
+	norms []float32
+	codes []uint64 // binary codes, words per slot
+	words int
+	// center is subtracted before taking sign bits, so data that is not
+	// centred at the origin (say, all components positive) still spreads
+	// over the codes. It is recomputed, and every code rebuilt, each time
+	// the number of vectors doubles (amortized O(1) per vector).
+	center     []float32
+	recenterAt int
+	q8         []int8    // int8 codes, dim per slot
+	q8scale    []float32 // per-slot scale: vector ~= scale * code
+	slotEntry  []int32   // slot -> position in entries
 	// Scopes: ids are stable for the life of the index.
 	scopes   []*scopeStat
 	scopeIDs map[string]int32
@@ -72,7 +78,7 @@ type index struct {
 }
 
 func newIndex(dim int) *index {
-	ix := &index{pos: map[string]int{}, scopeIDs: map[string]int32{}}
+	ix := &index{pos: map[string]int{}, scopeIDs: map[string]int32{}, recenterAt: minRecenter}
 	ix.setDim(dim)
 	return ix
 }
@@ -148,12 +154,56 @@ func (ix *index) addVector(v []float32, entryPos int32) int32 {
 	ix.norms = append(ix.norms, vec.SquaredNorm(v))
 	n := len(ix.codes)
 	ix.codes = slices.Grow(ix.codes, ix.words)[:n+ix.words]
-	vec.Binarize(v, ix.codes[n:n+ix.words])
+	binarize(v, ix.center, ix.codes[n:n+ix.words])
 	m := len(ix.q8)
 	ix.q8 = slices.Grow(ix.q8, ix.dim)[:m+ix.dim]
 	ix.q8scale = append(ix.q8scale, vec.QuantizeInt8(v, ix.q8[m:m+ix.dim]))
 	ix.slotEntry = append(ix.slotEntry, entryPos)
+	if len(ix.slotEntry) >= ix.recenterAt {
+		ix.recenter()
+	}
 	return slot
+}
+
+// minRecenter is the number of vectors at which codes are first centred.
+const minRecenter = 512
+
+// recenter sets center to the mean vector and rebuilds every binary code.
+func (ix *index) recenter() {
+	n, d := len(ix.slotEntry), ix.dim
+	ix.recenterAt = max(2*n, minRecenter)
+	if n == 0 || d == 0 {
+		return
+	}
+	sum := make([]float64, d)
+	for i := 0; i < n; i++ {
+		for j, x := range ix.vecs[i*d : (i+1)*d] {
+			sum[j] += float64(x)
+		}
+	}
+	c := make([]float32, d)
+	for j := range c {
+		c[j] = float32(sum[j] / float64(n))
+	}
+	ix.center = c
+	w := ix.words
+	for i := 0; i < n; i++ {
+		binarize(ix.vecs[i*d:(i+1)*d], c, ix.codes[i*w:(i+1)*w])
+	}
+}
+
+// binarize sets bit j of dst iff v[j] > center[j] (center nil: 0).
+func binarize(v, center []float32, dst []uint64) {
+	if center == nil {
+		vec.Binarize(v, dst)
+		return
+	}
+	clear(dst)
+	for j, x := range v {
+		if x > center[j] {
+			dst[j>>6] |= 1 << (uint(j) & 63)
+		}
+	}
 }
 
 // removeAt deletes the entry at position i (swap with the last).

@@ -233,7 +233,7 @@ func (s *Store) exact(ix *index, q *Query, rows []int32, filtered bool, n, k int
 // Cascade sizes: the binary stage keeps at least stage1Min candidates and
 // the int8 stage at least stage2Min.
 var (
-	stage1Min = 2000
+	stage1Min = 3000
 	stage2Min = 100
 )
 
@@ -248,9 +248,10 @@ func (s *Store) quantized(ix *index, q *Query, rows []int32, filtered bool, n, k
 	}
 	// Stage 1: binary codes.
 	var cand []int32
+	chosen := false
 	if c1 < n {
 		qcode := make([]uint64, ix.words)
-		vec.Binarize(q.Vector, qcode)
+		binarize(q.Vector, ix.center, qcode)
 		distP := getU32(n)
 		defer u32Pool.Put(distP)
 		dist := *distP
@@ -263,11 +264,16 @@ func (s *Store) quantized(ix *index, q *Query, rows []int32, filtered bool, n, k
 		})
 		candP := getI32(0)
 		defer i32Pool.Put(candP)
-		cand = selectSmallest(dist, ix.words*64, c1, rows, filtered, (*candP)[:0])
+		// When the codes do not separate these vectors (a large tie at the
+		// cut), every candidate goes on to the int8 stage instead.
+		cand, chosen = selectSmallest(dist, ix.words*64, c1, rows, filtered, (*candP)[:0])
 		*candP = cand
-	} else if filtered {
+	}
+	switch {
+	case chosen:
+	case filtered:
 		cand = rows
-	} else {
+	default:
 		candP := getI32(n)
 		defer i32Pool.Put(candP)
 		cand = *candP
@@ -304,8 +310,11 @@ func (s *Store) quantized(ix *index, q *Query, rows []int32, filtered bool, n, k
 }
 
 // selectSmallest appends to out the slots of the c smallest distances
-// (distances are bounded by maxD) by counting selection, in O(n).
-func selectSmallest(dist []uint32, maxD, c int, rows []int32, filtered bool, out []int32) []int32 {
+// (distances are bounded by maxD) by counting selection, in O(n). It
+// reports false, selecting nothing, when the distances do not discriminate:
+// the records tied at the cut are as many as c itself, so which of them
+// survive would be arbitrary.
+func selectSmallest(dist []uint32, maxD, c int, rows []int32, filtered bool, out []int32) ([]int32, bool) {
 	hist := make([]int, maxD+2)
 	for _, d := range dist {
 		hist[min(int(d), maxD+1)]++
@@ -317,7 +326,11 @@ func selectSmallest(dist []uint32, maxD, c int, rows []int32, filtered bool, out
 			break
 		}
 	}
-	room := c - (acc - hist[min(threshold, maxD+1)])
+	tied := hist[min(threshold, maxD+1)]
+	room := c - (acc - tied)
+	if tied-room >= c {
+		return out, false
+	}
 	for i, d := range dist {
 		slot := int32(i)
 		if filtered {
@@ -330,7 +343,7 @@ func selectSmallest(dist []uint32, maxD, c int, rows []int32, filtered bool, out
 			room--
 		}
 	}
-	return out
+	return out, true
 }
 
 // parallel splits [0,n) across the cores when work is large enough.

@@ -68,7 +68,7 @@ type Options struct {
 	// the results. Default 2048; a negative value always scans exactly.
 	ExactBelow int
 	// Stage1 is the fraction of candidates the binary scan keeps (default
-	// 0.1, never fewer than 2000).
+	// 0.1, never fewer than 3000).
 	Stage1 float64
 	// Stage2 is the number of int8-ranked candidates per requested result
 	// that are scored exactly (default 10, never fewer than 100).

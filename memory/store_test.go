@@ -558,3 +558,53 @@ func TestConcurrentReadersAndWriters(t *testing.T) {
 		}
 	}
 }
+
+// TestCascadeNonNegativeVectors: vectors with no negative component all
+// share one sign code unless codes are centred; the cascade must still find
+// each stored vector first when searched with it.
+func TestCascadeNonNegativeVectors(t *testing.T) {
+	const n, dim = 5000, 32
+	rng := rand.New(rand.NewPCG(3, 4))
+	recs := make([]Record, n)
+	for i := range recs {
+		v := randVec(rng, dim, nil, 0)
+		for j := range v {
+			v[j] = float32(math.Abs(float64(v[j])))
+		}
+		recs[i] = rec(fmt.Sprint(i), "/", v...)
+	}
+	s := openT(t, nil)
+	if err := s.Save(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i += 125 {
+		got, err := s.Search(ctx, Query{Vector: recs[i].Embedding, Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 0 || got[0].Record.ID != recs[i].ID || math.Abs(got[0].Score-1) > 1e-6 {
+			t.Fatalf("query %d: best %v", i, ids(got))
+		}
+	}
+}
+
+func TestSelectSmallest(t *testing.T) {
+	tests := []struct {
+		name string
+		dist []uint32
+		c    int
+		want []int32
+		ok   bool
+	}{
+		{"distinct", []uint32{5, 1, 4, 2, 3}, 2, []int32{1, 3}, true},
+		{"tie at cut filled in order", []uint32{1, 2, 2, 2, 9}, 3, []int32{0, 1, 2}, true},
+		{"all equal: no information", []uint32{7, 7, 7, 7, 7, 7}, 2, nil, false},
+		{"tie group larger than c", []uint32{0, 3, 3, 3, 3, 3}, 2, nil, false},
+	}
+	for _, tt := range tests {
+		got, ok := selectSmallest(tt.dist, 16, tt.c, nil, false, nil)
+		if ok != tt.ok || (ok && !slices.Equal(got, tt.want)) {
+			t.Errorf("%s: got %v %v, want %v %v", tt.name, got, ok, tt.want, tt.ok)
+		}
+	}
+}
