@@ -231,8 +231,8 @@ func (r *reader) jsonMap(what string) map[string]any {
 	if s == "" {
 		return nil
 	}
-	var m map[string]any
-	if err := json.Unmarshal([]byte(s), &m); err != nil {
+	m, err := memory.DecodeJSONObject(s)
+	if err != nil {
 		r.fail(what, err)
 	}
 	return m

@@ -32,8 +32,8 @@ type entry struct {
 
 func (e *entry) metadata() map[string]any {
 	e.metaOnce.Do(func() {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(e.meta), &m); err != nil || m == nil {
+		m, err := DecodeJSONObject(e.meta)
+		if err != nil || m == nil {
 			m = map[string]any{}
 		}
 		e.metaParsed = m

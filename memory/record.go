@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/big"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -276,6 +278,8 @@ func jsonEqual(a, b any) bool {
 	case bool:
 		bv, ok := b.(bool)
 		return ok && av == bv
+	case json.Number:
+		return numberEqual(av, b)
 	case float64:
 		bv, ok := toFloat(b)
 		return ok && av == bv
@@ -311,6 +315,49 @@ func jsonEqual(a, b any) bool {
 		}
 		return false
 	}
+}
+
+// numberEqual compares a JSON number with another decoded value: integers
+// exactly (2^60 and 2^60+1 differ), anything else by float64 value (1 == 1.0).
+func numberEqual(a json.Number, b any) bool {
+	bn, isNum := b.(json.Number)
+	if !isNum {
+		if _, ok := b.(bool); ok || b == nil {
+			return false
+		}
+		switch x := b.(type) {
+		case int64:
+			bn, isNum = json.Number(strconv.FormatInt(x, 10)), true
+		case int:
+			bn, isNum = json.Number(strconv.Itoa(x)), true
+		case uint64:
+			bn, isNum = json.Number(strconv.FormatUint(x, 10)), true
+		default:
+			bf, ok := toFloat(b)
+			af, err := a.Float64()
+			return ok && err == nil && af == bf
+		}
+	}
+	ai, aok := new(big.Int).SetString(string(a), 10)
+	bi, bok := new(big.Int).SetString(string(bn), 10)
+	if aok && bok {
+		return ai.Cmp(bi) == 0
+	}
+	af, err1 := a.Float64()
+	bf, err2 := bn.Float64()
+	return err1 == nil && err2 == nil && af == bf
+}
+
+// DecodeJSONObject decodes a JSON object keeping numbers as json.Number, the
+// form Query.Metadata and Filter.Metadata compare exactly.
+func DecodeJSONObject(s string) (map[string]any, error) {
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 func toFloat(v any) (float64, bool) {

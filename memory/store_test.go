@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -605,6 +606,35 @@ func TestSelectSmallest(t *testing.T) {
 		got, ok := selectSmallest(tt.dist, 16, tt.c, nil, false, nil)
 		if ok != tt.ok || (ok && !slices.Equal(got, tt.want)) {
 			t.Errorf("%s: got %v %v, want %v %v", tt.name, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestMetadataFilterLargeIntegersExact(t *testing.T) {
+	s := openT(t, nil)
+	a, b := rec("a", "/", 1, 0), rec("b", "/", 1, 0)
+	a.Metadata = []byte(`{"msg": 1152921504606846976, "f": 1}`)
+	b.Metadata = []byte(`{"msg": 1152921504606846977, "f": 1.0}`)
+	if err := s.Save(ctx, []Record{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		filter map[string]any
+		want   []string
+	}{
+		{map[string]any{"msg": int64(1152921504606846977)}, []string{"b"}},
+		{map[string]any{"msg": json.Number("1152921504606846976")}, []string{"a"}},
+		{map[string]any{"f": 1.0}, []string{"a", "b"}},
+		{map[string]any{"f": int64(1)}, []string{"a", "b"}},
+	} {
+		got, err := s.Search(ctx, Query{Vector: []float32{1, 0}, Limit: 10, Metadata: tt.filter})
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := ids(got)
+		sort.Strings(g)
+		if !slices.Equal(g, tt.want) {
+			t.Errorf("filter %v: got %v want %v", tt.filter, g, tt.want)
 		}
 	}
 }

@@ -192,10 +192,9 @@ def _json_equal(a: Any, b: Any) -> bool:
     if isinstance(a, (int, float)):
         if not isinstance(b, (int, float)):
             return False
-        try:
-            return float(a) == float(b)
-        except OverflowError:
-            return a == b
+        # Python compares int with int exactly and int with float by value
+        # without overflow: 2**60 != 2**60 + 1, 1 == 1.0.
+        return a == b
     if isinstance(a, str):
         return isinstance(b, str) and a == b
     if isinstance(a, list):
