@@ -1209,9 +1209,7 @@ class PyStore:
             self._check_open()
             st = self._state
             if qb is None:
-                if st.dim:
-                    raise dimension_error(st.dim, 0)
-                return []
+                raise InvalidArgumentError("query_embedding is empty")
             qdim = len(qb) // 4
             if st.dim == 0 or st.arena is None:
                 return []  # nothing has a vector yet

@@ -268,7 +268,7 @@ class NativeStore:
                     v.normalize_prefix(scope_prefix),
                     list(categories) if categories else None,
                     [str(i) for i in record_ids] if record_ids else None,
-                    v.fmt_dt(older_than) if older_than is not None else None,
+                    _older_than(older_than),
                     _meta_filter(metadata_filter),
                 ]
             )
@@ -326,6 +326,16 @@ class NativeStore:
         h, self._h = self._h, None
         if h is not None and not _forked and os.getpid() == self._pid:
             call(["close", h])
+
+
+def _older_than(value: Any) -> str | None:
+    from datetime import datetime
+
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise InvalidArgumentError(f"older_than must be a datetime, got {type(value).__name__}")
+    return v.fmt_dt(value)
 
 
 def _meta_filter(metadata_filter: dict[str, Any] | None) -> str | None:
