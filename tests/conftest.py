@@ -336,3 +336,27 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "filterwarnings", "ignore:create_scalar_index is deprecated:DeprecationWarning"
     )
+
+
+@contextlib.contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """Make a directory or file read-only for this block, even for root.
+
+    chmod does not stop root (CI runs as root); a read-only bind mount does.
+    """
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(0o555 if path.is_dir() else 0o444)
+        try:
+            yield
+        finally:
+            path.chmod(mode)
+        return
+    subprocess.run(["mount", "--bind", str(path), str(path)], check=True, capture_output=True)
+    try:
+        r = subprocess.run(["mount", "-o", "remount,bind,ro", str(path)], capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.fail(f"cannot remount {path} read-only: {r.stderr}")
+        yield
+    finally:
+        subprocess.run(["umount", str(path)], check=True, capture_output=True)

@@ -204,34 +204,31 @@ def test_unwritable_location_parent_is_a_file(tmp_path):
 
 
 def test_read_only_directory(tmp_path):
+    from conftest import read_only
+
     d = tmp_path / "ro"
     d.mkdir()
-    os.chmod(d, 0o555)
-    try:
-        if os.access(d, os.W_OK):
-            pytest.skip("RUNNING AS ROOT: chmod 0555 does not stop root from writing, so a "
-                        "read-only directory cannot be simulated here (the parent-is-a-file "
-                        "test covers StoreAccessError)")
+    with read_only(d):
         with pytest.raises(StoreAccessError) as ei:
             PyStore(str(d / "m.db"))
         assert str(d / "m.db") in str(ei.value)
-    finally:
-        os.chmod(d, 0o755)
 
 
 def test_read_only_file(tmp_path):
+    from conftest import read_only
+
     p = tmp_path / "m.db"
-    PyStore(str(p)).close()
-    os.chmod(p, 0o444)
-    try:
-        if os.access(p, os.W_OK):
-            pytest.skip("RUNNING AS ROOT: chmod 0444 does not stop root from writing, so a "
-                        "read-only file cannot be simulated here")
+    s = PyStore(str(p))
+    s.save([rec()])
+    s.close()
+    with read_only(p):
         with pytest.raises(StoreAccessError) as ei:
-            PyStore(str(p))
+            s2 = PyStore(str(p))
+            s2.save([rec("another")])
         assert str(p) in str(ei.value)
-    finally:
-        os.chmod(p, 0o644)
+    s3 = PyStore(str(p))
+    assert s3.count() == 1
+    s3.close()
 
 
 @pytest.mark.parametrize("metric", ["dot", "L1", None, 3])

@@ -6,7 +6,6 @@ mount does. Without root, chmod 0555 is used.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 import subprocess
@@ -14,29 +13,9 @@ import sys
 
 import pytest
 
+from conftest import read_only  # type: ignore[import-not-found]
 import crewcore
 from crewcore import errors as E
-
-
-@contextlib.contextmanager
-def read_only(d: Path):
-    if os.geteuid() != 0:
-        d.chmod(0o555)
-        try:
-            yield
-        finally:
-            d.chmod(0o755)
-        return
-    subprocess.run(["mount", "--bind", str(d), str(d)], check=True, capture_output=True)
-    try:
-        r = subprocess.run(
-            ["mount", "-o", "remount,bind,ro", str(d)], capture_output=True, text=True
-        )
-        if r.returncode != 0:
-            pytest.fail(f"cannot remount {d} read-only: {r.stderr}")
-        yield
-    finally:
-        subprocess.run(["umount", str(d)], check=True, capture_output=True)
 
 
 def _can_mount() -> bool:
