@@ -364,13 +364,13 @@ func dispatch(in []byte) ([]byte, error) {
 		}
 		return msgp.AppendNil(nil), nil
 	}
-	s, err := store(h)
-	if err != nil {
-		return nil, err
-	}
 	fn, ok := ops[op]
 	if !ok {
 		return nil, badRequest("unknown op %q", op)
+	}
+	s, err := store(h)
+	if err != nil {
+		return nil, err
 	}
 	return fn(ctx, s, r)
 }
