@@ -22,6 +22,14 @@ func dotMany(arena []float32, dim int, rows []int32, q, out []float32) {
 
 func binarize(v []float32, dst []uint64) { binarizeGeneric(v, dst) }
 
+func hammingAll(codes []uint64, words int, q []uint64, out []uint32) {
+	hammingAllGeneric(codes, words, q, out)
+}
+
+func hammingMany(codes []uint64, words int, rows []int32, q []uint64, out []uint32) {
+	hammingManyGeneric(codes, words, rows, q, out)
+}
+
 func dotInt8(a, b []int8) int32 { return dotInt8Generic(a, b) }
 
 func dotInt8All(codes []int8, dim int, q []int8, out []int32) {

@@ -125,6 +125,89 @@ func binarize(v []float32, dst []uint64) {
 	}
 }
 
+// hasVPOPCNTQ reports whether the AVX-512 level can use hamming4AVX512;
+// without AVX512VPOPCNTDQ it runs the AVX2 Hamming kernels.
+var hasVPOPCNTQ = archsimd.X86.AVX512VPOPCNTDQ()
+
+// hammingAll runs the kernel for the common code sizes (48 and 24 words,
+// 3072 and 1536 dimensions), for short codes, or for any size, on the rows
+// in groups of four; the last len(out)%4 rows, and codes of 1 to 3 words,
+// go to the generic code. See hamming_simd.go for the choice of kernel.
+func hammingAll(codes []uint64, words int, q []uint64, out []uint32) {
+	q = q[:words]
+	if active == levelGeneric || words < 4 {
+		hammingAllGeneric(codes, words, q, out)
+		return
+	}
+	n4 := len(out) &^ 3
+	switch {
+	case active == levelAVX512 && hasVPOPCNTQ:
+		for i := 0; i < n4; i += 4 {
+			o := codes[i*words : (i+4)*words]
+			hamming4(o[:words], o[words:2*words], o[2*words:3*words], o[3*words:], q, out[i:i+4])
+		}
+	case words == 48:
+		hammingAll48AVX2(codes[:n4*48], (*[48]uint64)(q), out[:n4])
+	case words == 24:
+		hammingAll24AVX2(codes[:n4*24], (*[24]uint64)(q), out[:n4])
+	case words < hamShort:
+		hammingAllShortAVX2(codes[:n4*words], words, q, out[:n4])
+	default:
+		hammingAllAVX2(codes[:n4*words], words, q, out[:n4])
+	}
+	hammingAllGeneric(codes[n4*words:], words, q, out[n4:])
+}
+
+// hammingMany runs hamming4 on the rows in groups of four; the last
+// len(rows)%4 rows, and codes of 1 to 3 words, go to the generic code.
+func hammingMany(codes []uint64, words int, rows []int32, q []uint64, out []uint32) {
+	q = q[:words]
+	out = out[:len(rows)]
+	if active == levelGeneric || words < 4 {
+		hammingManyGeneric(codes, words, rows, q, out)
+		return
+	}
+	row := func(r int32) []uint64 { return codes[int(r)*words : (int(r)+1)*words] }
+	i := 0
+	for ; i+4 <= len(rows); i += 4 {
+		hamming4(row(rows[i]), row(rows[i+1]), row(rows[i+2]), row(rows[i+3]), q, out[i:i+4])
+	}
+	hammingManyGeneric(codes, words, rows[i:], q, out[i:])
+}
+
+// hamming4 sets out[0:4] to the Hamming distances of q from r0, r1, r2 and
+// r3 (each len(q) >= 4 words): the vector kernel for the whole 4-word
+// blocks, in slices of at most hamBlock words for the AVX2 one, then the
+// last len(q)%4 words in scalar code.
+func hamming4(r0, r1, r2, r3, q []uint64, out []uint32) {
+	out = out[:4]
+	w := len(q)
+	r0, r1, r2, r3 = r0[:w], r1[:w], r2[:w], r3[:w]
+	w4 := w &^ 3
+	var d [4]uint32
+	if active == levelAVX512 && hasVPOPCNTQ {
+		hamming4AVX512(r0, r1, r2, r3, q, &d)
+	} else {
+		for lo := 0; lo < w4; lo += hamBlock {
+			hi := min(lo+hamBlock, w4)
+			var b [4]uint32
+			hamming4AVX2(r0[lo:hi], r1[lo:hi], r2[lo:hi], r3[lo:hi], q[lo:hi], &b)
+			d[0] += b[0]
+			d[1] += b[1]
+			d[2] += b[2]
+			d[3] += b[3]
+		}
+	}
+	if w4 < w {
+		qt := q[w4:]
+		d[0] += hammingTail(r0[w4:], qt)
+		d[1] += hammingTail(r1[w4:], qt)
+		d[2] += hammingTail(r2[w4:], qt)
+		d[3] += hammingTail(r3[w4:], qt)
+	}
+	out[0], out[1], out[2], out[3] = d[0], d[1], d[2], d[3]
+}
+
 // dotInt8 uses the sign-extension kernel: it takes any int8 values, where
 // the faster dotInt8x4AVX2 would need a scan of one operand for -128 first.
 func dotInt8(a, b []int8) int32 {

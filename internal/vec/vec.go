@@ -13,11 +13,13 @@
 // generic code.
 //
 // The int8 kernels have no AVX-512 variant: the avx512 level runs their AVX2
-// code.
+// code. The Hamming scans use VPOPCNTQ at the avx512 level if the CPU has
+// AVX512VPOPCNTDQ, and the AVX2 code otherwise.
 //
 // Results of the different implementations agree up to float32 rounding: they
 // sum in different orders, so the last bits of a dot product may differ. The
-// int8 dot products are exact integers, identical in every implementation.
+// int8 dot products and the Hamming distances are exact integers, identical
+// in every implementation.
 //
 // The functions do no allocation and keep no state; they are safe for
 // concurrent use.
@@ -147,7 +149,7 @@ func HammingAll(codes []uint64, words int, q []uint64, out []uint32) {
 	if len(out) < n {
 		panic("vec: HammingAll output shorter than the number of codes")
 	}
-	hammingAllGeneric(codes[:n*words], words, q, out[:n])
+	hammingAll(codes[:n*words], words, q, out[:n])
 }
 
 // HammingMany computes the Hamming distance between q and selected codes of a
@@ -165,7 +167,7 @@ func HammingMany(codes []uint64, words int, rows []int32, q []uint64, out []uint
 	if len(out) < len(rows) {
 		panic("vec: HammingMany output shorter than rows")
 	}
-	hammingManyGeneric(codes, words, rows, q, out[:len(rows)])
+	hammingMany(codes, words, rows, q, out[:len(rows)])
 }
 
 // QuantizeInt8 writes the symmetric int8 quantization of v into

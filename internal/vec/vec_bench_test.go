@@ -117,24 +117,6 @@ func BenchmarkBinarize(b *testing.B) {
 	})
 }
 
-func BenchmarkHammingAll(b *testing.B) {
-	const n, dim = 100_000, 3072
-	words := Words(dim)
-	r := rand.New(rand.NewPCG(1, 1))
-	codes := make([]uint64, n*words)
-	for i := range codes {
-		codes[i] = r.Uint64()
-	}
-	q := codes[:words]
-	out := make([]uint32, n)
-	b.Run(fmt.Sprintf("%dx%dbit", n, dim), func(b *testing.B) {
-		b.SetBytes(int64(n * words * 8))
-		for b.Loop() {
-			HammingAll(codes, words, q, out)
-		}
-	})
-}
-
 // bandwidthBuf is the 1 GiB buffer of BenchmarkMemoryBandwidth, allocated
 // and written once (writing it makes the kernel back it with real pages: an
 // untouched allocation would read the shared zero page, from cache).
