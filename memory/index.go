@@ -150,13 +150,13 @@ func (ix *index) vector(slot int32) []float32 {
 
 func (ix *index) addVector(v []float32, entryPos int32) int32 {
 	slot := int32(len(ix.slotEntry))
-	ix.vecs = append(ix.vecs, v...)
+	ix.vecs = append(growDouble(ix.vecs, len(v)), v...)
 	ix.norms = append(ix.norms, vec.SquaredNorm(v))
 	n := len(ix.codes)
-	ix.codes = slices.Grow(ix.codes, ix.words)[:n+ix.words]
+	ix.codes = growDouble(ix.codes, ix.words)[:n+ix.words]
 	binarize(v, ix.center, ix.codes[n:n+ix.words])
 	m := len(ix.q8)
-	ix.q8 = slices.Grow(ix.q8, ix.dim)[:m+ix.dim]
+	ix.q8 = growDouble(ix.q8, ix.dim)[:m+ix.dim]
 	ix.q8scale = append(ix.q8scale, vec.QuantizeInt8(v, ix.q8[m:m+ix.dim]))
 	ix.slotEntry = append(ix.slotEntry, entryPos)
 	if len(ix.slotEntry) >= ix.recenterAt {
@@ -192,18 +192,24 @@ func (ix *index) recenter() {
 	}
 }
 
+var diffPool = sync.Pool{New: func() any { return new([]float32) }}
+
 // binarize sets bit j of dst iff v[j] > center[j] (center nil: 0).
 func binarize(v, center []float32, dst []uint64) {
 	if center == nil {
 		vec.Binarize(v, dst)
 		return
 	}
-	clear(dst)
-	for j, x := range v {
-		if x > center[j] {
-			dst[j>>6] |= 1 << (uint(j) & 63)
-		}
+	p := diffPool.Get().(*[]float32)
+	if cap(*p) < len(v) {
+		*p = make([]float32, len(v))
 	}
+	d := (*p)[:len(v)]
+	for j, x := range v {
+		d[j] = x - center[j]
+	}
+	vec.Binarize(d, dst)
+	diffPool.Put(p)
 }
 
 // removeAt deletes the entry at position i (swap with the last).
@@ -429,4 +435,16 @@ func uniq(cats []string) []string {
 		}
 	}
 	return cats
+}
+
+// growDouble makes room for n more elements, doubling the capacity when it
+// must grow (append grows large slices by only 1.25x, which copies a
+// gigabyte arena far more often).
+func growDouble[T any](s []T, n int) []T {
+	if cap(s)-len(s) >= n {
+		return s
+	}
+	out := make([]T, len(s), max(2*cap(s), len(s)+n, 1024))
+	copy(out, s)
+	return out
 }

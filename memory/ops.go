@@ -7,25 +7,85 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 )
 
+// Statements prepared once per store and bound to each transaction with
+// Tx.StmtContext: database/sql keeps one prepared statement per connection,
+// so a write does not pay SQLite's prepare again.
+const (
+	sqlLogChange        = `INSERT INTO changes(record_id) VALUES (?)`
+	sqlUpdateKeepVector = `UPDATE records SET content=?, scope=?, categories=?, metadata=?, importance=?, created_at=?, last_accessed=?, source=?, private=? WHERE id=?`
+	sqlDeleteID         = `DELETE FROM records WHERE id = ?`
+	sqlTouch            = `UPDATE records SET last_accessed = ? WHERE id = ?`
+	sqlMaxSeq           = `SELECT coalesce(max(seq), 0) FROM changes`
+)
+
+// stmtCache holds statements prepared on the store's pool, keyed by SQL
+// text. Bound to a transaction with Tx.StmtContext, database/sql prepares
+// each once per connection and reuses it (a statement prepared on a
+// *sql.Conn would be prepared again for every transaction instead).
+type stmtCache struct {
+	mu    sync.Mutex
+	db    *sql.DB
+	stmts map[string]*sql.Stmt
+}
+
+func (c *stmtCache) get(ctx context.Context, query string) (*sql.Stmt, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st, ok := c.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := c.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if c.stmts == nil {
+		c.stmts = map[string]*sql.Stmt{}
+	}
+	c.stmts[query] = st
+	return st, nil
+}
+
+func (c *stmtCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.stmts {
+		st.Close()
+	}
+	c.stmts = nil
+}
+
+// stmtFor returns query prepared on the store and bound to tx.
+func (s *Store) stmtFor(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, error) {
+	st, err := s.stmts.get(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return tx.StmtContext(ctx, st), nil
+}
+
 // logChanges appends one change row per id and returns the new last seq.
-func logChanges(ctx context.Context, tx *sql.Tx, ids []string) (int64, error) {
+func (s *Store) logChanges(ctx context.Context, tx *sql.Tx, ids []string) (int64, error) {
 	if len(ids) > 0 {
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO changes(record_id) VALUES (?)`)
+		stmt, err := s.stmtFor(ctx, tx, sqlLogChange)
 		if err != nil {
 			return 0, err
 		}
-		defer stmt.Close()
 		for _, id := range ids {
 			if _, err := stmt.ExecContext(ctx, id); err != nil {
 				return 0, err
 			}
 		}
 	}
+	st, err := s.stmtFor(ctx, tx, sqlMaxSeq)
+	if err != nil {
+		return 0, err
+	}
 	var seq int64
-	err := tx.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM changes`).Scan(&seq)
+	err = st.QueryRowContext(ctx).Scan(&seq)
 	return seq, err
 }
 
@@ -113,16 +173,14 @@ func (s *Store) writeRecords(ctx context.Context, op string, prep []*prepared, m
 				return nil, err
 			}
 		}
-		upsert, err := tx.PrepareContext(ctx, upsertSQL)
+		upsert, err := s.stmtFor(ctx, tx, upsertSQL)
 		if err != nil {
 			return nil, err
 		}
-		defer upsert.Close()
-		keep, err := tx.PrepareContext(ctx, `UPDATE records SET content=?, scope=?, categories=?, metadata=?, importance=?, created_at=?, last_accessed=?, source=?, private=? WHERE id=?`)
+		keep, err := s.stmtFor(ctx, tx, sqlUpdateKeepVector)
 		if err != nil {
 			return nil, err
 		}
-		defer keep.Close()
 		ids := make([]string, len(prep))
 		rids := make([]int64, len(prep))
 		for i, p := range prep {
@@ -137,7 +195,7 @@ func (s *Store) writeRecords(ctx context.Context, op string, prep []*prepared, m
 				return nil, err
 			}
 		}
-		seq, err := logChanges(ctx, tx, ids)
+		seq, err := s.logChanges(ctx, tx, ids)
 		if err != nil {
 			return nil, err
 		}
@@ -159,18 +217,17 @@ func (s *Store) writeRecords(ctx context.Context, op string, prep []*prepared, m
 }
 
 // deleteIDs removes rows by id inside tx and logs the changes.
-func deleteIDs(ctx context.Context, tx *sql.Tx, ids []string) (int64, error) {
-	stmt, err := tx.PrepareContext(ctx, `DELETE FROM records WHERE id = ?`)
+func (s *Store) deleteIDs(ctx context.Context, tx *sql.Tx, ids []string) (int64, error) {
+	stmt, err := s.stmtFor(ctx, tx, sqlDeleteID)
 	if err != nil {
 		return 0, err
 	}
-	defer stmt.Close()
 	for _, id := range ids {
 		if _, err := stmt.ExecContext(ctx, id); err != nil {
 			return 0, err
 		}
 	}
-	return logChanges(ctx, tx, ids)
+	return s.logChanges(ctx, tx, ids)
 }
 
 // Delete removes the records matching every criterion of f and returns how
@@ -205,7 +262,7 @@ func (s *Store) Delete(ctx context.Context, f Filter) (int, error) {
 		if len(ids) == 0 {
 			return nil, nil
 		}
-		seq, err := deleteIDs(ctx, tx, ids)
+		seq, err := s.deleteIDs(ctx, tx, ids)
 		if err != nil {
 			return nil, err
 		}
@@ -273,7 +330,7 @@ func (s *Store) Reset(ctx context.Context, prefix string) error {
 				return nil, err
 			}
 		}
-		seq, err := logChanges(ctx, tx, []string{"*"})
+		seq, err := s.logChanges(ctx, tx, []string{"*"})
 		if err != nil {
 			return nil, err
 		}
@@ -302,17 +359,16 @@ func (s *Store) Touch(ctx context.Context, ids []string) error {
 		if len(hit) == 0 {
 			return nil, nil
 		}
-		stmt, err := tx.PrepareContext(ctx, `UPDATE records SET last_accessed = ? WHERE id = ?`)
+		stmt, err := s.stmtFor(ctx, tx, sqlTouch)
 		if err != nil {
 			return nil, err
 		}
-		defer stmt.Close()
 		for _, id := range hit {
 			if _, err := stmt.ExecContext(ctx, now, id); err != nil {
 				return nil, err
 			}
 		}
-		seq, err := logChanges(ctx, tx, hit)
+		seq, err := s.logChanges(ctx, tx, hit)
 		if err != nil {
 			return nil, err
 		}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/crewcore/crewcore/internal/vec"
 )
 
 // MaxContentBytes is the largest record content stored; larger content is
@@ -158,6 +160,15 @@ func parseTime(s string) time.Time {
 
 // checkVector refuses NaN and Inf.
 func checkVector(v []float32, what string) error {
+	if len(v) == 0 {
+		return nil
+	}
+	// Fast path: NaN and Inf propagate into the SIMD squared norm. A finite
+	// norm proves every component finite; an infinite one may also come from
+	// huge finite values, so look closer.
+	if n := vec.SquaredNorm(v); !math.IsNaN(float64(n)) && !math.IsInf(float64(n), 0) {
+		return nil
+	}
 	for i, x := range v {
 		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
 			return fmt.Errorf("%w: %s has a non-finite value (%v) at index %d", ErrInvalidRecord, what, x, i)

@@ -66,3 +66,48 @@ func BenchmarkCount(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkSave100(b *testing.B) {
+	s, _ := benchStore(b, 0, 3072, nil)
+	rng := rand.New(rand.NewPCG(1, 1))
+	batches := make([][]Record, 64)
+	for k := range batches {
+		batches[k] = make([]Record, 100)
+		for j := range batches[k] {
+			batches[k][j] = rec(fmt.Sprintf("x%d-%d", k, j), "/crew/new", randVec(rng, 3072, nil, 0)...)
+		}
+	}
+	i := 0
+	for b.Loop() {
+		batch := batches[i%len(batches)]
+		i++
+		if err := s.Save(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkOpen(b *testing.B) {
+	s, _ := benchStore(b, 10000, 3072, nil)
+	path := s.Path()
+	for b.Loop() {
+		s2, err := Open(path, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s2.Close()
+	}
+}
+
+func BenchmarkSave1(b *testing.B) {
+	s, _ := benchStore(b, 1000, 3072, nil)
+	rng := rand.New(rand.NewPCG(1, 1))
+	v := randVec(rng, 3072, nil, 0)
+	i := 0
+	for b.Loop() {
+		i++
+		if err := s.Save(ctx, []Record{rec(fmt.Sprintf("one%d", i), "/crew/new", v...)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -65,10 +65,10 @@ type Options struct {
 	// exact float32 vectors only. At or above it, search is a cascade: a
 	// Hamming scan of 1-bit codes keeps the best Stage1 candidates, int8 dot
 	// products keep the best Stage2 of those, and exact float32 scores pick
-	// the results. Default 2048; a negative value always scans exactly.
+	// the results. Default 512; a negative value always scans exactly.
 	ExactBelow int
 	// Stage1 is the fraction of candidates the binary scan keeps (default
-	// 0.1, never fewer than 3000).
+	// 0.05, never fewer than 3000).
 	Stage1 float64
 	// Stage2 is the number of int8-ranked candidates per requested result
 	// that are scored exactly (default 10, never fewer than 100).
@@ -103,6 +103,9 @@ INSERT OR IGNORE INTO crewcore_meta(key, value) VALUES ('format', 'crewcore-memo
 // minMaxSeqSQL reads both ends of the change log. Two subqueries, because
 // SQLite answers a lone max() or min() from the rowid b-tree in O(log n) but
 // scans the whole table for max() and min() in one select.
+// newPageSize is the page size of new store files.
+var newPageSize = 16384
+
 const minMaxSeqSQL = `SELECT coalesce((SELECT max(seq) FROM changes), 0), coalesce((SELECT min(seq) FROM changes), 0)`
 
 const recordCols = `rid, id, content, scope, categories, metadata, importance, created_at, last_accessed, source, private, embedding`
@@ -123,6 +126,10 @@ type Store struct {
 	closed  bool
 
 	stmtMaxSeq *sql.Stmt
+	// wconn is the one connection all writes use (they are serialized by
+	// writeMu anyway), so its prepared statements are reused by every write.
+	wconn *sql.Conn
+	stmts stmtCache
 }
 
 // Open opens or creates the store at path (a database file). The parent
@@ -140,10 +147,10 @@ func Open(path string, opts *Options) (*Store, error) {
 		o.BusyTimeout = 60 * time.Second
 	}
 	if o.ExactBelow == 0 {
-		o.ExactBelow = 2048
+		o.ExactBelow = 512
 	}
 	if o.Stage1 <= 0 || o.Stage1 > 1 {
-		o.Stage1 = 0.1
+		o.Stage1 = 0.05
 	}
 	if o.Stage2 <= 0 {
 		o.Stage2 = 10
@@ -164,6 +171,7 @@ func Open(path string, opts *Options) (*Store, error) {
 	q.Set("_busy_timeout", "10000")
 	q.Set("_txlock", "immediate")
 	q.Set("_foreign_keys", "0")
+	q.Set("_cache_size", "-65536") // 64 MiB page cache per connection
 	db, err := sql.Open("sqlite3", "file:"+escapePath(abs)+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", abs, err)
@@ -288,6 +296,12 @@ func isBusy(err error) bool {
 
 func (s *Store) init() error {
 	ctx := context.Background()
+	wconn, err := s.db.Conn(ctx)
+	if err != nil {
+		return s.classify("open store", err)
+	}
+	s.wconn = wconn
+	s.stmts.db = s.db
 	// A foreign database has tables but no crewcore_meta format row.
 	var tables int
 	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type='table'`).Scan(&tables); err != nil {
@@ -300,7 +314,7 @@ func (s *Store) init() error {
 			return fmt.Errorf("open store %s: %w: it holds another application's tables", s.path, ErrCorrupt)
 		}
 	}
-	err := s.withWrite(ctx, "open store", func(tx *sql.Tx) (func(), error) {
+	err = s.withWrite(ctx, "open store", func(tx *sql.Tx) (func(), error) {
 		if _, err := tx.ExecContext(ctx, schemaSQL); err != nil {
 			return nil, err
 		}
@@ -476,7 +490,13 @@ func (s *Store) sync(ctx context.Context) error {
 // apply reads changes after s.lastSeq and updates the index. Caller holds s.mu.
 func (s *Store) apply(ctx context.Context, q querier) error {
 	var maxSeq, minSeq int64
-	if err := q.QueryRowContext(ctx, minMaxSeqSQL).Scan(&maxSeq, &minSeq); err != nil {
+	row := q.QueryRowContext
+	if tx, ok := q.(*sql.Tx); ok {
+		if st, err := s.stmtFor(ctx, tx, minMaxSeqSQL); err == nil {
+			row = func(ctx context.Context, _ string, args ...any) *sql.Row { return st.QueryRowContext(ctx, args...) }
+		}
+	}
+	if err := row(ctx, minMaxSeqSQL).Scan(&maxSeq, &minSeq); err != nil {
 		return s.classify("read store", err)
 	}
 	if maxSeq == s.lastSeq {
@@ -585,7 +605,7 @@ func (s *Store) withWrite(ctx context.Context, op string, fn func(tx *sql.Tx) (f
 }
 
 func (s *Store) tryWrite(ctx context.Context, fn func(tx *sql.Tx) (func(), error), syncFirst bool) (err error) {
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.wconn.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -640,6 +660,10 @@ func (s *Store) Close() error {
 	s.ix = newIndex(0)
 	if s.stmtMaxSeq != nil {
 		s.stmtMaxSeq.Close()
+	}
+	s.stmts.close()
+	if s.wconn != nil {
+		s.wconn.Close()
 	}
 	return s.db.Close()
 }

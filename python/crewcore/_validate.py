@@ -102,7 +102,9 @@ def fmt_dt(dt: datetime | None) -> str:
         raise InvalidRecordError(f"expected a datetime, got {type(dt).__name__}")
     elif dt.tzinfo is not None:
         dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
-    return dt.strftime(_DT_FMT)
+    if dt.year < 1000:  # isoformat and strftime agree from year 1000 on
+        return dt.strftime(_DT_FMT)
+    return dt.isoformat(timespec="microseconds")
 
 
 def utcnow_str() -> str:

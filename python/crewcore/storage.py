@@ -106,7 +106,7 @@ class MemoryStorage:
         engine: ``"auto"`` (default: native when the library loads, else the
             fallback), ``"native"`` or ``"python"``.
         exact: always score every candidate exactly. By default the native
-            engine searches stores of 2048+ vectors with a quantized cascade
+            engine searches 512+ candidate vectors with a quantized cascade
             (1-bit scan, int8 re-rank, exact float32 top-k; recall@10 >= 0.99,
             see docs/architecture.md). The fallback is always exact.
     """
