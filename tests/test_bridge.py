@@ -117,3 +117,22 @@ def test_pip_builds_the_library(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "crewcore/_lib/libcrewcore.so" in names
     assert "crewcore/_lib/crewcore" in names
+
+
+def test_crewcore_command_on_venv_path(tmp_path: Path) -> None:
+    """Installing the package puts the Go `crewcore` command beside python."""
+    exe = Path(sys.executable).parent / "crewcore"
+    assert exe.exists(), f"{exe} missing: the console script was not installed"
+    r = subprocess.run([str(exe), "help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "mockllm" in r.stderr and "memory" in r.stderr
+    s = crewcore.MemoryStorage(tmp_path / "cli.db", engine="native")
+    from crewai.memory.types import MemoryRecord
+
+    s.save([MemoryRecord(content="hello", scope="/crew/x", embedding=[1.0, 0.0])])
+    s.close()
+    r = subprocess.run([str(exe), "memory", "stats", "--path", str(tmp_path / "cli.db"), "--json"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    import json
+
+    assert json.loads(r.stdout)["records"] == 1
