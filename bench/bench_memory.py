@@ -1362,7 +1362,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                     help="before each backend, wait up to this long for other processes to use < 20%% "
                          "of the CPU (a shared machine); 0: do not wait")
     ap.add_argument("--seed", type=int, default=20250101)
-    ap.add_argument("--workdir", default=str(ROOT / ".bench-data"), help="where the stores are written")
+    ap.add_argument("--workdir", default=str(ROOT / ".bench-data"),
+                    help="where the stores are written (in a run-<pid> subdirectory)")
     ap.add_argument("--keep", action="store_true", help="keep the stores after the run")
     ap.add_argument("--no-go-bench", action="store_true", help="skip the Go kernel benchmarks")
     ap.add_argument("--go-bench", default="DotAll|HammingAll|MemoryBandwidth", help="-bench pattern")
@@ -1433,13 +1434,24 @@ def main(argv: list[str]) -> int:
         return 0
     warnings.simplefilter("ignore")
     logging.disable(logging.WARNING)
-    workdir = Path(args.workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    lib_info = pin_library(workdir)
-    if args.profile:
-        profile_native(args.profile, args, workdir)
-        return 0
+    base = Path(args.workdir).resolve()
+    base.mkdir(parents=True, exist_ok=True)
+    lib_info = pin_library(base)
+    # this run's own directory: two runs at once never touch each other's stores
+    workdir = base / f"run-{os.getpid()}"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir()
+    try:
+        if args.profile:
+            profile_native(args.profile, args, workdir)
+            return 0
+        return run_all(args, argv, workdir, lib_info)
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
 
+
+def run_all(args: argparse.Namespace, argv: list[str], workdir: Path, lib_info: dict[str, Any]) -> int:
     command = " ".join(shlex.quote(x) for x in [os.path.relpath(sys.executable, ROOT)
                                                 if sys.executable.startswith(str(ROOT)) else sys.executable,
                                                 os.path.relpath(Path(__file__).resolve(), ROOT), *argv])
