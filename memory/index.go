@@ -71,6 +71,7 @@ type index struct {
 	q8         []int8    // int8 codes, dim per slot
 	q8scale    []float32 // per-slot scale: vector ~= scale * code
 	slotEntry  []int32   // slot -> position in entries
+	slotScope  []int32   // slot -> scope id, so scope filters scan a flat array
 	// Scopes: ids are stable for the life of the index.
 	scopes   []*scopeStat
 	scopeIDs map[string]int32
@@ -119,7 +120,7 @@ func (ix *index) put(e *entry, vector []float32, keep bool) {
 	}
 	e.slot = -1
 	if len(vector) > 0 && len(vector) == ix.dim {
-		e.slot = ix.addVector(vector, int32(len(ix.entries)))
+		e.slot = ix.addVector(vector, int32(len(ix.entries)), e.scopeID)
 	}
 	ix.pos[e.id] = len(ix.entries)
 	ix.entries = append(ix.entries, e)
@@ -148,7 +149,7 @@ func (ix *index) vector(slot int32) []float32 {
 	return ix.vecs[off : off+ix.dim : off+ix.dim]
 }
 
-func (ix *index) addVector(v []float32, entryPos int32) int32 {
+func (ix *index) addVector(v []float32, entryPos, scopeID int32) int32 {
 	slot := int32(len(ix.slotEntry))
 	ix.vecs = append(growDouble(ix.vecs, len(v)), v...)
 	ix.norms = append(ix.norms, vec.SquaredNorm(v))
@@ -159,6 +160,7 @@ func (ix *index) addVector(v []float32, entryPos int32) int32 {
 	ix.q8 = growDouble(ix.q8, ix.dim)[:m+ix.dim]
 	ix.q8scale = append(ix.q8scale, vec.QuantizeInt8(v, ix.q8[m:m+ix.dim]))
 	ix.slotEntry = append(ix.slotEntry, entryPos)
+	ix.slotScope = append(ix.slotScope, scopeID)
 	if len(ix.slotEntry) >= ix.recenterAt {
 		ix.recenter()
 	}
@@ -257,6 +259,7 @@ func (ix *index) removeSlot(slot int32) {
 		ix.norms[slot] = ix.norms[last]
 		ep := ix.slotEntry[last]
 		ix.slotEntry[slot] = ep
+		ix.slotScope[slot] = ix.slotScope[last]
 		ix.entries[ep].slot = slot
 	}
 	ix.vecs = ix.vecs[:int(last)*d]
@@ -265,6 +268,7 @@ func (ix *index) removeSlot(slot int32) {
 	ix.q8scale = ix.q8scale[:last]
 	ix.norms = ix.norms[:last]
 	ix.slotEntry = ix.slotEntry[:last]
+	ix.slotScope = ix.slotScope[:last]
 }
 
 // remove deletes a record by id; it reports whether it existed.

@@ -128,19 +128,23 @@ func (s *Store) candidates(ix *index, q *Query, prefix string) (rows *[]int32, f
 	match := ix.matchingScopes(prefix)
 	p := getI32(0)
 	r := (*p)[:0]
-	for slot, ep := range ix.slotEntry {
-		e := ix.entries[ep]
-		if !match[e.scopeID] {
+	onlyScope := len(q.Categories) == 0 && len(q.Metadata) == 0 && q.Privacy == nil
+	for slot, sid := range ix.slotScope {
+		if !match[sid] {
 			continue
 		}
-		if len(q.Categories) > 0 && !anyOf(e.cats, q.Categories) {
-			continue
-		}
-		if q.Privacy != nil && e.private && (*q.Privacy == "" || e.source != *q.Privacy) {
-			continue
-		}
-		if len(q.Metadata) > 0 && !metaEqual(e.metadata(), q.Metadata) {
-			continue
+		if !onlyScope {
+			// Only records in a matching scope pay for reading their entry.
+			e := ix.entries[ix.slotEntry[slot]]
+			if len(q.Categories) > 0 && !anyOf(e.cats, q.Categories) {
+				continue
+			}
+			if q.Privacy != nil && e.private && (*q.Privacy == "" || e.source != *q.Privacy) {
+				continue
+			}
+			if len(q.Metadata) > 0 && !metaEqual(e.metadata(), q.Metadata) {
+				continue
+			}
 		}
 		r = append(r, int32(slot))
 	}

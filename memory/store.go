@@ -130,7 +130,16 @@ type Store struct {
 	// writeMu anyway), so its prepared statements are reused by every write.
 	wconn *sql.Conn
 	stmts stmtCache
+
+	// Checkpoints run in the background, not in the commit of a write: the
+	// writer connection has wal_autocheckpoint off and signals ckpt.
+	ckpt     chan struct{}
+	ckptDone chan struct{}
 }
+
+// walCheckpointBytes is the WAL size from which the background checkpointer
+// copies the WAL into the database file.
+const walCheckpointBytes = 16 << 20
 
 // Open opens or creates the store at path (a database file). The parent
 // directory is created if needed. A file that is not a crewcore store is
@@ -181,6 +190,10 @@ func Open(path string, opts *Options) (*Store, error) {
 	db.SetConnMaxLifetime(0)
 	s := &Store{path: abs, opts: o, db: db, ix: newIndex(o.Dim)}
 	if err := s.init(); err != nil {
+		if s.ckpt != nil {
+			close(s.ckpt)
+			<-s.ckptDone
+		}
 		db.Close()
 		return nil, err
 	}
@@ -302,6 +315,12 @@ func (s *Store) init() error {
 	}
 	s.wconn = wconn
 	s.stmts.db = s.db
+	if _, err := wconn.ExecContext(ctx, `PRAGMA wal_autocheckpoint=0`); err != nil {
+		return s.classify("open store", err)
+	}
+	s.ckpt = make(chan struct{}, 1)
+	s.ckptDone = make(chan struct{})
+	go s.checkpointer()
 	// A foreign database has tables but no crewcore_meta format row.
 	var tables int
 	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type='table'`).Scan(&tables); err != nil {
@@ -634,7 +653,25 @@ func (s *Store) tryWrite(ctx context.Context, fn func(tx *sql.Tx) (func(), error
 	if onCommit != nil {
 		onCommit()
 	}
+	select {
+	case s.ckpt <- struct{}{}:
+	default:
+	}
 	return nil
+}
+
+// checkpointer copies the WAL into the database file when it has grown past
+// walCheckpointBytes, off the path of the writes that grew it. PASSIVE never
+// waits for readers or writers; what it cannot copy now is copied next time.
+func (s *Store) checkpointer() {
+	defer close(s.ckptDone)
+	for range s.ckpt {
+		st, err := os.Stat(s.path + "-wal")
+		if err != nil || st.Size() < walCheckpointBytes {
+			continue
+		}
+		s.db.Exec(`PRAGMA wal_checkpoint(PASSIVE)`) //nolint:errcheck // best effort; retried on the next write
+	}
 }
 
 // Path returns the database file's absolute path.
@@ -658,6 +695,10 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.ix = newIndex(0)
+	if s.ckpt != nil {
+		close(s.ckpt)
+		<-s.ckptDone
+	}
 	if s.stmtMaxSeq != nil {
 		s.stmtMaxSeq.Close()
 	}
