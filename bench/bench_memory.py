@@ -849,7 +849,7 @@ def machine_info() -> dict[str, Any]:
         info["go"] = "unavailable"
     from importlib.metadata import version as pkgver
 
-    for pkg in ("crewai", "lancedb", "pylance", "pyarrow", "numpy", "msgpack"):
+    for pkg in ("crewai", "lancedb", "pyarrow", "numpy", "msgpack"):
         try:
             info[pkg] = pkgver(pkg)
         except Exception:  # noqa: BLE001
@@ -1132,7 +1132,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     L.append(f"- **crewcore SIMD kernel:** `{m.get('simd_kernel')}` (engine {m.get('crewcore_engine', '?')}, "
              f"commit {m.get('git', '?')}, libcrewcore.so sha256 {lib.get('sha256', '?')[:12]})")
     L.append(f"- **Versions:** {m.get('go')}; Python {m['python']}; crewai {m.get('crewai')}; "
-             f"lancedb {m.get('lancedb')} (pylance {m.get('pylance', '?')}, pyarrow {m.get('pyarrow')}); "
+             f"lancedb {m.get('lancedb')} (pyarrow {m.get('pyarrow')}); "
              f"numpy {m.get('numpy')}")
     L.append(f"- **Total run time:** {results['elapsed_s'] / 60:.1f} min")
     co = results.get("cpu_other")
@@ -1295,8 +1295,13 @@ def derive_notes(results: dict[str, Any]) -> list[str]:
 
 
 def profile_native(spec: str, args: argparse.Namespace, workdir: Path) -> None:
+    """Where a native call's time goes: an exact split without the profiler
+    (engine inside crewcore_call / bridge glue in _native.call / Python-side
+    conversion in the binding), then cProfile's top entries."""
     import cProfile
     import pstats
+
+    from crewcore import _native
 
     n, dim = (int(x) for x in spec.lower().split("x"))
     progress(f"profile: building {n}x{dim}")
@@ -1307,30 +1312,87 @@ def profile_native(spec: str, args: argparse.Namespace, workdir: Path) -> None:
     st = open_backend("native", path)
     for b in range(0, n, LOAD_BATCH):
         st.save(ds.records(b, min(n, b + LOAD_BATCH)))
-    progress("profile: loaded; profiling 300 searches")
+    progress("profile: loaded")
     qs = ds.query_lists
+    nq = len(qs)
     for i in range(20):
         st.search(qs[i])
 
+    # -- exact split: wrap _native.call and the ctypes entry point ---------
+    lib = _native.load()
+    c_fn = lib.crewcore_call
+    t_call: list[int] = []
+    t_c: list[int] = []
+    orig_call = _native.call
+
+    def timed_c(*a: Any) -> Any:
+        t0 = time.perf_counter_ns()
+        r = c_fn(*a)
+        t_c.append(time.perf_counter_ns() - t0)
+        return r
+
+    def timed_call(req: Any) -> Any:
+        t0 = time.perf_counter_ns()
+        r = orig_call(req)
+        t_call.append(time.perf_counter_ns() - t0)
+        return r
+
+    def split(label: str, items: list[Any], fn: Callable[[Any], Any]) -> None:
+        lib.crewcore_call = timed_c
+        _native.call = timed_call
+        tot: list[int] = []
+        eng: list[int] = []
+        glue: list[int] = []
+        py: list[int] = []
+        try:
+            for it in items:
+                t_call.clear()
+                t_c.clear()
+                t0 = time.perf_counter_ns()
+                fn(it)
+                t = time.perf_counter_ns() - t0
+                tot.append(t)
+                eng.append(sum(t_c))
+                glue.append(sum(t_call) - sum(t_c))
+                py.append(t - sum(t_call))
+        finally:
+            _native.call = orig_call
+            lib.crewcore_call = c_fn
+        med = [float(np.median(x)) / 1e3 for x in (tot, eng, glue, py)]
+        print(f"| {label} | {med[0]:,.0f} | " + " | ".join(
+            f"{m:,.0f} ({100 * m / med[0]:.0f}%)" for m in med[1:]) + " |", flush=True)
+
+    print(f"\n## native path at {n:,} x {dim}: median µs per call and of each part (no profiler)\n")
+    print("| call | total | Go engine (inside crewcore_call, GIL released) | bridge glue "
+          "(msgpack pack/unpack, ctypes, string_at) | Python binding (validation, vector packing, "
+          "MemoryRecord construction) |")
+    print("|---|--:|--:|--:|--:|")
+    split("search(limit=10)", list(range(300)), lambda i: st.search(qs[i % nq]))
+    split("search(scope_prefix)", list(range(300)),
+          lambda i: st.search(qs[i % nq], scope_prefix=f"/crew/c{ds.q_crew[i % nq]}"))
+    split("search(categories)", list(range(300)),
+          lambda i: st.search(qs[i % nq], categories=[f"cat{ds.q_cat[i % nq]:02d}"]))
+    split("count()", list(range(1000)), lambda i: st.count())
+    split('get_scope_info("/crew")', list(range(1000)), lambda i: st.get_scope_info("/crew"))
+    split("save(1 record)", [ds.extra_records(i, 1) for i in range(300)], st.save)
+    split("save(100 records)", [ds.extra_records(10_000 + 100 * i, 100) for i in range(30)], st.save)
+
+    # -- cProfile ------------------------------------------------------------
     def run(label: str, fn: Callable[[], None]) -> None:
         pr = cProfile.Profile()
         t0 = _now()
         pr.enable()
         fn()
         pr.disable()
-        print(f"\n=== {label}: {(_now() - t0):.3f} s wall (under the profiler) ===")
-        pstats.Stats(pr).sort_stats("tottime").print_stats(18)
+        print(f"\n=== cProfile, {label}: {(_now() - t0):.3f} s wall (under the profiler) ===")
+        pstats.Stats(pr).sort_stats("tottime").print_stats(15)
 
-    run("300 x search(limit=10)", lambda: [st.search(qs[i % len(qs)]) for i in range(300)])
-    run("300 x search(scope_prefix)", lambda: [
-        st.search(qs[i % len(qs)], scope_prefix=f"/crew/c{ds.q_crew[i % len(qs)]}") for i in range(300)])
-    singles = [ds.extra_records(i, 1) for i in range(300)]
+    run("300 x search(limit=10)", lambda: [st.search(qs[i % nq]) for i in range(300)])
+    singles = [ds.extra_records(20_000 + i, 1) for i in range(300)]
     run("300 x save(1 record)", lambda: [st.save(r) for r in singles])
-    batches = [ds.extra_records(10_000 + 100 * i, 100) for i in range(30)]
+    batches = [ds.extra_records(30_000 + 100 * i, 100) for i in range(30)]
     run("30 x save(100 records)", lambda: [st.save(r) for r in batches])
     close_backend(st)
-    if not args.keep:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------
