@@ -72,6 +72,8 @@ type index struct {
 	q8scale    []float32 // per-slot scale: vector ~= scale * code
 	slotEntry  []int32   // slot -> position in entries
 	slotScope  []int32   // slot -> scope id, so scope filters scan a flat array
+	slotCats   []uint64  // slot -> bit i set for category id i < 63; bit 63: has a later category
+	catIDs     map[string]int
 	// Scopes: ids are stable for the life of the index.
 	scopes   []*scopeStat
 	scopeIDs map[string]int32
@@ -120,7 +122,7 @@ func (ix *index) put(e *entry, vector []float32, keep bool) {
 	}
 	e.slot = -1
 	if len(vector) > 0 && len(vector) == ix.dim {
-		e.slot = ix.addVector(vector, int32(len(ix.entries)), e.scopeID)
+		e.slot = ix.addVector(vector, int32(len(ix.entries)), e.scopeID, ix.catBits(e.cats))
 	}
 	ix.pos[e.id] = len(ix.entries)
 	ix.entries = append(ix.entries, e)
@@ -149,7 +151,48 @@ func (ix *index) vector(slot int32) []float32 {
 	return ix.vecs[off : off+ix.dim : off+ix.dim]
 }
 
-func (ix *index) addVector(v []float32, entryPos, scopeID int32) int32 {
+// overflowCat marks a slot with a category whose id is 63 or more.
+const overflowCat = uint64(1) << 63
+
+// catBits returns the category bit set of cats, assigning new ids.
+func (ix *index) catBits(cats []string) uint64 {
+	var b uint64
+	for _, c := range cats {
+		id, ok := ix.catIDs[c]
+		if !ok {
+			if ix.catIDs == nil {
+				ix.catIDs = map[string]int{}
+			}
+			id = len(ix.catIDs)
+			ix.catIDs[c] = id
+		}
+		if id < 63 {
+			b |= 1 << uint(id)
+		} else {
+			b |= overflowCat
+		}
+	}
+	return b
+}
+
+// catMask is the bit set of wanted categories; exact is false when a wanted
+// category has an id of 63 or more (then overflow slots need a closer look).
+func (ix *index) catMask(want []string) (mask uint64, exact bool) {
+	exact = true
+	for _, c := range want {
+		id, ok := ix.catIDs[c]
+		switch {
+		case !ok: // no record has it
+		case id < 63:
+			mask |= 1 << uint(id)
+		default:
+			exact = false
+		}
+	}
+	return mask, exact
+}
+
+func (ix *index) addVector(v []float32, entryPos, scopeID int32, cats uint64) int32 {
 	slot := int32(len(ix.slotEntry))
 	ix.vecs = append(growDouble(ix.vecs, len(v)), v...)
 	ix.norms = append(ix.norms, vec.SquaredNorm(v))
@@ -161,6 +204,7 @@ func (ix *index) addVector(v []float32, entryPos, scopeID int32) int32 {
 	ix.q8scale = append(ix.q8scale, vec.QuantizeInt8(v, ix.q8[m:m+ix.dim]))
 	ix.slotEntry = append(ix.slotEntry, entryPos)
 	ix.slotScope = append(ix.slotScope, scopeID)
+	ix.slotCats = append(ix.slotCats, cats)
 	if len(ix.slotEntry) >= ix.recenterAt {
 		ix.recenter()
 	}
@@ -260,6 +304,7 @@ func (ix *index) removeSlot(slot int32) {
 		ep := ix.slotEntry[last]
 		ix.slotEntry[slot] = ep
 		ix.slotScope[slot] = ix.slotScope[last]
+		ix.slotCats[slot] = ix.slotCats[last]
 		ix.entries[ep].slot = slot
 	}
 	ix.vecs = ix.vecs[:int(last)*d]
@@ -269,6 +314,7 @@ func (ix *index) removeSlot(slot int32) {
 	ix.norms = ix.norms[:last]
 	ix.slotEntry = ix.slotEntry[:last]
 	ix.slotScope = ix.slotScope[:last]
+	ix.slotCats = ix.slotCats[:last]
 }
 
 // remove deletes a record by id; it reports whether it existed.

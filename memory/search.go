@@ -128,15 +128,28 @@ func (s *Store) candidates(ix *index, q *Query, prefix string) (rows *[]int32, f
 	match := ix.matchingScopes(prefix)
 	p := getI32(0)
 	r := (*p)[:0]
-	onlyScope := len(q.Categories) == 0 && len(q.Metadata) == 0 && q.Privacy == nil
+	wantCats := len(q.Categories) > 0
+	mask, maskExact := ix.catMask(q.Categories)
+	needEntry := len(q.Metadata) > 0 || q.Privacy != nil
 	for slot, sid := range ix.slotScope {
 		if !match[sid] {
 			continue
 		}
-		if !onlyScope {
-			// Only records in a matching scope pay for reading their entry.
+		catsChecked := false
+		if wantCats {
+			bits := ix.slotCats[slot]
+			if bits&mask == 0 {
+				if maskExact || bits&overflowCat == 0 {
+					continue
+				}
+			} else {
+				catsChecked = true
+			}
+		}
+		if needEntry || (wantCats && !catsChecked) {
+			// Only records that pass the flat checks pay for reading their entry.
 			e := ix.entries[ix.slotEntry[slot]]
-			if len(q.Categories) > 0 && !anyOf(e.cats, q.Categories) {
+			if wantCats && !catsChecked && !anyOf(e.cats, q.Categories) {
 				continue
 			}
 			if q.Privacy != nil && e.private && (*q.Privacy == "" || e.source != *q.Privacy) {

@@ -139,7 +139,7 @@ type Store struct {
 
 // walCheckpointBytes is the WAL size from which the background checkpointer
 // copies the WAL into the database file.
-const walCheckpointBytes = 16 << 20
+const walCheckpointBytes = 4 << 20
 
 // Open opens or creates the store at path (a database file). The parent
 // directory is created if needed. A file that is not a crewcore store is

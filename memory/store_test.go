@@ -638,3 +638,38 @@ func TestMetadataFilterLargeIntegersExact(t *testing.T) {
 		}
 	}
 }
+
+// TestCategoryFilterManyCategories covers categories past the 63 that fit the
+// per-slot bit set.
+func TestCategoryFilterManyCategories(t *testing.T) {
+	s := openT(t, nil)
+	var recs []Record
+	for i := range 300 {
+		r := rec(fmt.Sprint(i), "/", 1, float32(i)/300)
+		r.Categories = []string{fmt.Sprintf("c%d", i%100), "all"}
+		recs = append(recs, r)
+	}
+	if err := s.Save(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		cats []string
+		want int
+	}{
+		{[]string{"c5"}, 3}, {[]string{"c80"}, 3}, {[]string{"c5", "c80"}, 6},
+		{[]string{"c99", "nope"}, 3}, {[]string{"nope"}, 0}, {[]string{"all"}, 300},
+	} {
+		got, err := s.Search(ctx, Query{Vector: []float32{1, 0}, Limit: 1000, Categories: tt.cats})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != tt.want {
+			t.Errorf("categories %v: %d results, want %d", tt.cats, len(got), tt.want)
+		}
+		for _, m := range got {
+			if !anyOf(m.Record.Categories, tt.cats) {
+				t.Errorf("categories %v: %s has %v", tt.cats, m.Record.ID, m.Record.Categories)
+			}
+		}
+	}
+}
