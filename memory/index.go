@@ -131,18 +131,14 @@ func (ix *index) put(e *entry, vector []float32, keep bool) {
 	for _, c := range uniq(e.cats) {
 		st.cats[c]++
 	}
-	if st.count == 1 || st.stale {
-		if st.count == 1 {
-			st.oldest, st.newest = e.created, e.created
-			st.stale = false
-		}
-	} else {
-		if e.created < st.oldest {
-			st.oldest = e.created
-		}
-		if e.created > st.newest {
-			st.newest = e.created
-		}
+	switch {
+	case st.count == 1:
+		st.oldest, st.newest, st.stale = e.created, e.created, false
+	case st.stale:
+		// fixStale recomputes both ends from scratch.
+	default:
+		st.oldest = min(st.oldest, e.created)
+		st.newest = max(st.newest, e.created)
 	}
 }
 

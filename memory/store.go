@@ -321,18 +321,7 @@ func (s *Store) init() error {
 	s.ckpt = make(chan struct{}, 1)
 	s.ckptDone = make(chan struct{})
 	go s.checkpointer()
-	// A foreign database has tables but no crewcore_meta format row.
-	var tables int
-	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type='table'`).Scan(&tables); err != nil {
-		return s.classify("open store", err)
-	}
-	if tables > 0 {
-		var format string
-		err := s.db.QueryRowContext(ctx, `SELECT value FROM crewcore_meta WHERE key='format'`).Scan(&format)
-		if err != nil || format != "crewcore-memory" {
-			return fmt.Errorf("open store %s: %w: it holds another application's tables", s.path, ErrCorrupt)
-		}
-	}
+	// Open has already refused foreign databases (checkForeign).
 	err = s.withWrite(ctx, "open store", func(tx *sql.Tx) (func(), error) {
 		if _, err := tx.ExecContext(ctx, schemaSQL); err != nil {
 			return nil, err
