@@ -60,6 +60,9 @@ func kindOf(err error) *bridgeError {
 			return &bridgeError{kind: k.kind, msg: err.Error()}
 		}
 	}
+	if kind, ok := extKindOf(err); ok {
+		return &bridgeError{kind: kind, msg: err.Error()}
+	}
 	return &bridgeError{kind: "io", msg: err.Error()}
 }
 
@@ -363,6 +366,9 @@ func dispatch(in []byte) ([]byte, error) {
 			}
 		}
 		return msgp.AppendNil(nil), nil
+	}
+	if fn, ok := lookupExt(op); ok {
+		return fn(ctx, h, r)
 	}
 	fn, ok := ops[op]
 	if !ok {

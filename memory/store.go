@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -135,11 +136,19 @@ type Store struct {
 	// writer connection has wal_autocheckpoint off and signals ckpt.
 	ckpt     chan struct{}
 	ckptDone chan struct{}
+	// walPending estimates the bytes this process has added to the WAL
+	// since its last complete checkpoint (the WAL file itself never
+	// shrinks, so its size cannot tell).
+	walPending atomic.Int64
 }
 
 // walCheckpointBytes is the WAL size from which the background checkpointer
 // copies the WAL into the database file.
 const walCheckpointBytes = 4 << 20
+
+// walWriteOverhead is what one write transaction is counted as adding to
+// the WAL besides its records' own bytes (b-tree, index and change-log pages).
+const walWriteOverhead = 8 << 10
 
 // Open opens or creates the store at path (a database file). The parent
 // directory is created if needed. A file that is not a crewcore store is
@@ -642,6 +651,9 @@ func (s *Store) tryWrite(ctx context.Context, fn func(tx *sql.Tx) (func(), error
 	if onCommit != nil {
 		onCommit()
 	}
+	if s.walPending.Add(walWriteOverhead) < walCheckpointBytes {
+		return nil
+	}
 	select {
 	case s.ckpt <- struct{}{}:
 	default:
@@ -655,11 +667,16 @@ func (s *Store) tryWrite(ctx context.Context, fn func(tx *sql.Tx) (func(), error
 func (s *Store) checkpointer() {
 	defer close(s.ckptDone)
 	for range s.ckpt {
-		st, err := os.Stat(s.path + "-wal")
-		if err != nil || st.Size() < walCheckpointBytes {
+		if s.walPending.Load() < walCheckpointBytes {
 			continue
 		}
-		s.db.Exec(`PRAGMA wal_checkpoint(PASSIVE)`) //nolint:errcheck // best effort; retried on the next write
+		// log and done are the WAL's frames and how many were copied; when
+		// all were, the next write starts the WAL over from its beginning.
+		var busy, log, done int64
+		err := s.db.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &log, &done)
+		if err == nil && busy == 0 && log == done {
+			s.walPending.Store(0)
+		}
 	}
 }
 
