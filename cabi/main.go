@@ -2,10 +2,16 @@
 //
 //	go build -buildmode=c-shared -o libcrewcore.so ./cabi
 //
-// It is the only package that knows about C. It exports two functions:
+// It is the only package that knows about C. It exports three functions:
 //
 //	int32_t crewcore_call(const uint8_t *req, int64_t req_len, uint8_t **resp, int64_t *resp_len);
 //	void    crewcore_free(uint8_t *p);
+//	int64_t crewcore_count(int64_t handle, const char *scope_prefix, int64_t len);
+//
+// crewcore_count is a fast path for the hottest scalar call (CrewAI asks
+// for counts on every recall): no request encoding, no response buffer. It
+// returns -1 on any error; the caller then repeats the call through
+// crewcore_call to get the typed error.
 //
 // A request is a MessagePack array [op, handle, args...] (see ops.go); the
 // response is a MessagePack value in C memory that the caller frees with
@@ -22,6 +28,7 @@ package main
 import "C"
 
 import (
+	"context"
 	"fmt"
 	"runtime/debug"
 	"unsafe"
@@ -68,6 +75,31 @@ func writeOut(out []byte, resp **C.uint8_t, respLen *C.int64_t) {
 	C.memcpy(p, unsafe.Pointer(&out[0]), C.size_t(len(out)))
 	*resp = (*C.uint8_t)(p)
 	*respLen = C.int64_t(len(out))
+}
+
+// crewcore_count returns the number of records under scope_prefix (all
+// records when len is 0) of the store with handle h, or -1 on any error.
+//
+//export crewcore_count
+func crewcore_count(h C.int64_t, prefix *C.char, n C.int64_t) (out C.int64_t) {
+	defer func() {
+		if recover() != nil {
+			out = -1
+		}
+	}()
+	s, err := store(int64(h))
+	if err != nil || n < 0 || n > 1<<30 || (n > 0 && prefix == nil) {
+		return -1
+	}
+	p := ""
+	if n > 0 {
+		p = C.GoStringN(prefix, C.int(n))
+	}
+	c, err := s.Count(context.Background(), p)
+	if err != nil {
+		return -1
+	}
+	return C.int64_t(c)
 }
 
 // crewcore_free releases a response returned by crewcore_call.

@@ -127,6 +127,12 @@ type Store struct {
 	closed  bool
 
 	stmtMaxSeq *sql.Stmt
+	// wal lets reads skip stmtMaxSeq when no transaction committed since
+	// the last check (nil when the WAL index cannot be mapped).
+	wal   *walWatch
+	walMu sync.Mutex // guards wal.last
+	// freshQueries counts the SQL freshness checks reads have run (tests).
+	freshQueries atomic.Int64
 	// wconn is the one connection all writes use (they are serialized by
 	// writeMu anyway), so its prepared statements are reused by every write.
 	wconn *sql.Conn
@@ -350,6 +356,7 @@ func (s *Store) init() error {
 	if s.stmtMaxSeq, err = s.db.Prepare(`SELECT coalesce(max(seq), 0) FROM changes`); err != nil {
 		return s.classify("open store", err)
 	}
+	s.wal = openWALWatch(s.path)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.reload(ctx, s.db)
@@ -492,16 +499,43 @@ func (s *Store) sync(ctx context.Context) error {
 	if closed {
 		return ErrClosed
 	}
+	w := s.wal
+	var hdr [walIndexHdrWords]uint32
+	consistent := false
+	if w != nil {
+		hdr, consistent = w.snapshot()
+		if consistent && w.ok.Load() && s.walSeen(hdr) {
+			return nil
+		}
+	}
+	s.freshQueries.Add(1)
 	var maxSeq int64
 	if err := s.stmtMaxSeq.QueryRowContext(ctx).Scan(&maxSeq); err != nil {
 		return s.classify("read store", err)
 	}
-	if maxSeq == last {
-		return nil
+	if maxSeq != last {
+		s.mu.Lock()
+		err := s.apply(ctx, s.db)
+		s.mu.Unlock()
+		if err != nil {
+			return err
+		}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.apply(ctx, s.db)
+	if consistent {
+		// Everything committed before hdr was read is now in the index.
+		s.walMu.Lock()
+		w.last = hdr
+		w.ok.Store(true)
+		s.walMu.Unlock()
+	}
+	return nil
+}
+
+// walSeen reports whether hdr is the WAL-index header of the last check.
+func (s *Store) walSeen(hdr [walIndexHdrWords]uint32) bool {
+	s.walMu.Lock()
+	defer s.walMu.Unlock()
+	return s.wal.last == hdr
 }
 
 // apply reads changes after s.lastSeq and updates the index. Caller holds s.mu.
@@ -708,6 +742,7 @@ func (s *Store) Close() error {
 	if s.stmtMaxSeq != nil {
 		s.stmtMaxSeq.Close()
 	}
+	s.wal.close()
 	s.stmts.close()
 	if s.wconn != nil {
 		s.wconn.Close()

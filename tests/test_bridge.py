@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_only_the_bridge_is_exported() -> None:
     """The bundled SQLite must not be visible to the host process (Python's own
-    sqlite3 loads libsqlite3 too); only crewcore_call and crewcore_free are."""
+    sqlite3 loads libsqlite3 too); only the crewcore_* entry points are."""
     nm = shutil.which("nm")
     if nm is None:
         pytest.fail("nm (binutils) is needed to inspect the shared library")
@@ -32,7 +32,8 @@ def test_only_the_bridge_is_exported() -> None:
     names = {line.split()[-1] for line in out.splitlines() if line.strip()}
     assert {"crewcore_call", "crewcore_free"} <= names
     assert not [n for n in names if "sqlite" in n.lower()], "SQLite symbols leak"
-    assert not [n for n in names if n.startswith("crewcore_") and n not in ("crewcore_call", "crewcore_free")]
+    exported = ("crewcore_call", "crewcore_free", "crewcore_count")
+    assert not [n for n in names if n.startswith("crewcore_") and n not in exported]
 
 
 def test_go_panic_becomes_engine_error(tmp_path: Path) -> None:

@@ -83,6 +83,11 @@ def load() -> Any:
             lib.crewcore_call.restype = ctypes.c_int32
             lib.crewcore_free.argtypes = [ctypes.c_void_p]
             lib.crewcore_free.restype = None
+            # Fast path for count() (see cabi/main.go); absent from old builds.
+            fast = getattr(lib, "crewcore_count", None)
+            if fast is not None:
+                fast.argtypes = [ctypes.c_int64, ctypes.c_char_p, ctypes.c_int64]
+                fast.restype = ctypes.c_int64
         except (OSError, AttributeError, ImportError) as e:
             _load_error = f"cannot load {path}: {e}"
             raise OSError(_load_error) from None
@@ -144,6 +149,11 @@ def version() -> tuple[str, str]:
     """(engine version, SIMD kernel in use)."""
     ver, kernel = call(["version", 0])
     return ver, kernel
+
+
+# scope_prefix argument -> canonical prefix as UTF-8 (b"" for no filter),
+# for the count() fast path.
+_prefix_bytes: dict[str | None, bytes] = {}
 
 
 def _row(record: Any) -> v.Row:
@@ -310,6 +320,23 @@ class NativeStore:
         return dict(call(["list_categories", self._handle(), v.normalize_prefix(scope_prefix)]))
 
     def count(self, scope_prefix: str | None = None) -> int:
+        try:
+            p = _prefix_bytes.get(scope_prefix)
+        except TypeError:  # unhashable: let normalize_prefix name the problem
+            p = None
+        if p is None:
+            norm = v.normalize_prefix(scope_prefix)  # raises InvalidScopeError
+            p = (norm or "").encode("utf-8")
+            if len(_prefix_bytes) >= 4096:
+                _prefix_bytes.clear()
+            _prefix_bytes[scope_prefix] = p
+        h = self._h
+        fast = getattr(_lib, "crewcore_count", None)
+        if h is not None and fast is not None:
+            n = fast(h, p, len(p))
+            if n >= 0:
+                return int(n)
+        # The error path (or an old library): the full call raises the typed error.
         return int(call(["count", self._handle(), v.normalize_prefix(scope_prefix)]))
 
     def reset(self, scope_prefix: str | None = None) -> None:

@@ -15,7 +15,7 @@ import threading
 from typing import Any
 import warnings
 
-from crewcore import _backend
+from crewcore import _backend, _native
 from crewcore.errors import InvalidArgumentError
 
 _DB_SUFFIXES = (".db", ".sqlite", ".sqlite3")
@@ -147,14 +147,17 @@ class MemoryStorage:
 
     def _sh(self) -> _Shared:
         sh = self._shared
+        # Fast path (every call goes through here): no syscall, no import.
+        if sh is not None and (sh.kind != "native" or not _native._forked):
+            return sh
         if sh is None:
             from crewcore.errors import StoreClosedError
 
             raise StoreClosedError(f"memory store {self.path} is closed")
-        if sh.kind == "native" and (sh.pid != os.getpid() or _backend.forked()):
+        if sh.kind == "native" and _backend.forked():
             with self._lock:
                 sh = self._shared
-                if sh is not None and sh.kind == "native" and (sh.pid != os.getpid() or _backend.forked()):
+                if sh is not None and sh.kind == "native" and _backend.forked():
                     warnings.warn(
                         "crewcore: this process was forked after the native engine loaded; "
                         f"the store {self.path} switches to the pure-Python engine in this child.",

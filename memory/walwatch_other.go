@@ -1,0 +1,9 @@
+//go:build !(linux || darwin || freebsd)
+
+package memory
+
+// openWALWatch is not available on this platform: every read runs the SQL
+// freshness query.
+func openWALWatch(string) *walWatch { return nil }
+
+func (w *walWatch) close() {}
