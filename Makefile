@@ -13,7 +13,7 @@ CLI := $(LIBDIR)/crewcore
 GO_SOURCES := $(shell find . -name '*.go' -not -path './.venv/*' -not -name '*_test.go') go.mod go.sum cabi/exports.map
 LDFLAGS := -s -w -extldflags '-Wl,--version-script=$(CURDIR)/cabi/exports.map'
 
-.PHONY: build lib cli venv test test-go test-py demo bench fuzz clean
+.PHONY: build lib cli venv test test-go test-py demo bench fuzz clean pg-up pg-down
 
 ## build: the shared library, the crewcore command and .venv (nothing run)
 build: lib cli venv
@@ -58,6 +58,14 @@ demo: build
 ## bench: side-by-side benchmarks (results go to docs/benchmarks.md)
 bench: build
 	$(PY) bench/bench_memory.py --write docs/benchmarks.md
+
+## pg-up: start the PostgreSQL + pgvector test server (pgserver wheel; idempotent); prints its DSN last
+pg-up: venv
+	@$(PY) tools/pgctl.py up
+
+## pg-down: stop that server (its data stays in .pgdata/)
+pg-down:
+	@$(PY) tools/pgctl.py down
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDispatch -fuzztime 30s ./cabi/

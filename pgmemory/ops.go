@@ -1,0 +1,529 @@
+package pgmemory
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/crewcore/crewcore/memory"
+	"github.com/jackc/pgx/v5"
+	"github.com/pgvector/pgvector-go"
+)
+
+// copyAbove is the batch size from which Save loads rows with COPY into a
+// staging table (one upsert statement from it) instead of pipelined upserts.
+const copyAbove = 64
+
+// queries holds the SQL texts for one schema (built once per Store; pgx
+// prepares each once per connection and caches it).
+type queries struct {
+	schema, records, meta string
+	getDim, getDimShare   string
+	getDimForUpdate       string
+	setDim                string
+	upsert                string
+	updateKeep, updateVec string
+	stage, fromStage      string
+	cols                  string
+}
+
+const recordCols = `rid, id, content, scope, categories, metadata, importance, created_at, last_accessed, source, private`
+
+func newQueries(schema string) queries {
+	s := pgx.Identifier{schema}.Sanitize()
+	r := s + ".records"
+	m := s + ".crewcore_meta"
+	set := `content=excluded.content, scope=excluded.scope, categories=excluded.categories, metadata=excluded.metadata,
+ importance=excluded.importance, created_at=excluded.created_at, last_accessed=excluded.last_accessed,
+ source=excluded.source, private=excluded.private, embedding=excluded.embedding`
+	ins := `(id, content, scope, categories, metadata, importance, created_at, last_accessed, source, private, embedding)`
+	return queries{
+		schema: s, records: r, meta: m,
+		getDim:          `SELECT value::int FROM ` + m + ` WHERE key = 'dim'`,
+		getDimShare:     `SELECT value::int FROM ` + m + ` WHERE key = 'dim' FOR SHARE`,
+		getDimForUpdate: `SELECT value::int FROM ` + m + ` WHERE key = 'dim' FOR UPDATE`,
+		setDim:          `UPDATE ` + m + ` SET value = $1 WHERE key = 'dim'`,
+		upsert:          `INSERT INTO ` + r + ins + ` VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT (id) DO UPDATE SET ` + set,
+		updateKeep: `UPDATE ` + r + ` SET content=$2, scope=$3, categories=$4, metadata=$5, importance=$6, created_at=$7,
+ last_accessed=$8, source=$9, private=$10 WHERE id=$1`,
+		updateVec: `UPDATE ` + r + ` SET content=$2, scope=$3, categories=$4, metadata=$5, importance=$6, created_at=$7,
+ last_accessed=$8, source=$9, private=$10, embedding=$11 WHERE id=$1`,
+		stage: `CREATE TEMP TABLE IF NOT EXISTS crewcore_stage (ord int, id text, content text, scope text, categories text[],
+ metadata text, importance double precision, created_at timestamp, last_accessed timestamp, source text, private boolean,
+ embedding vector) ON COMMIT DELETE ROWS`,
+		fromStage: `INSERT INTO ` + r + ins + ` SELECT id, content, scope, categories, metadata, importance, created_at,
+ last_accessed, source, private, embedding FROM crewcore_stage ORDER BY ord ON CONFLICT (id) DO UPDATE SET ` + set,
+		cols: recordCols,
+	}
+}
+
+// row is a validated record in the form the database takes.
+type row struct {
+	r   memory.Record
+	vec any // pgvector.Vector or nil
+}
+
+func (w *row) args() []any {
+	var src any
+	if w.r.Source != "" {
+		src = w.r.Source
+	}
+	return []any{w.r.ID, w.r.Content, w.r.Scope, w.r.Categories, string(w.r.Metadata), w.r.Importance,
+		w.r.CreatedAt, w.r.LastAccessed, src, w.r.Private, w.vec}
+}
+
+// validate checks records as the embedded store does, plus what PostgreSQL
+// text cannot hold (NUL), and returns the batch dimension (0: no vectors).
+func (s *Store) validate(recs []memory.Record) ([]row, int, error) {
+	out := make([]row, 0, len(recs))
+	dim := 0
+	for _, in := range recs {
+		r, err := memory.ValidateRecord(in)
+		if err != nil {
+			return nil, 0, err
+		}
+		if err := noNUL(&r); err != nil {
+			return nil, 0, err
+		}
+		w := row{r: r}
+		if len(r.Embedding) > 0 {
+			if dim == 0 {
+				dim = len(r.Embedding)
+				if cur := s.Dim(); cur > 0 && cur != dim {
+					dim = cur // report against the store's dimension below
+				}
+			}
+			if len(r.Embedding) != dim {
+				return nil, 0, &memory.DimensionError{Stored: dim, Got: len(r.Embedding)}
+			}
+			w.vec = pgvector.NewVector(r.Embedding)
+		}
+		out = append(out, w)
+	}
+	return out, dim, nil
+}
+
+func noNUL(r *memory.Record) error {
+	bad := strings.ContainsRune(r.ID, 0) || strings.ContainsRune(r.Content, 0) ||
+		strings.ContainsRune(r.Source, 0) || strings.Contains(string(r.Metadata), `\u0000`)
+	for _, c := range r.Categories {
+		bad = bad || strings.ContainsRune(c, 0)
+	}
+	if bad {
+		return fmt.Errorf("%w: record %s: PostgreSQL text cannot hold a NUL character (U+0000)", memory.ErrInvalidRecord, r.ID)
+	}
+	return nil
+}
+
+// errNeedDim asks the caller to record the dimension first.
+var errNeedDim = errors.New("dimension not set")
+
+// Save stores records, replacing any with the same id. The batch is atomic.
+// Large batches are loaded with COPY.
+func (s *Store) Save(ctx context.Context, recs []memory.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	rows, dim, err := s.validate(recs)
+	if err != nil {
+		return err
+	}
+	rows = lastPerID(rows)
+	return s.write(ctx, "save records", dim, func(ctx context.Context, tx pgx.Tx) error {
+		if len(rows) >= copyAbove {
+			return s.copyRows(ctx, tx, rows)
+		}
+		b := &pgx.Batch{}
+		for i := range rows {
+			b.Queue(s.q.upsert, rows[i].args()...)
+		}
+		return tx.SendBatch(ctx, b).Close()
+	}, func() { s.vecs.Add(int64(countVecs(rows))) })
+}
+
+// lastPerID keeps the last record of each id (a batch that names an id twice
+// stores the later one, as sequential upserts would).
+func lastPerID(rows []row) []row {
+	seen := make(map[string]int, len(rows))
+	dup := false
+	for i := range rows {
+		if _, ok := seen[rows[i].r.ID]; ok {
+			dup = true
+		}
+		seen[rows[i].r.ID] = i
+	}
+	if !dup {
+		return rows
+	}
+	out := rows[:0:0]
+	for i := range rows {
+		if seen[rows[i].r.ID] == i {
+			out = append(out, rows[i])
+		}
+	}
+	return out
+}
+
+func countVecs(rows []row) int {
+	n := 0
+	for i := range rows {
+		if rows[i].vec != nil {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *Store) copyRows(ctx context.Context, tx pgx.Tx, rows []row) error {
+	if _, err := tx.Exec(ctx, s.q.stage); err != nil {
+		return err
+	}
+	i := 0
+	src := pgx.CopyFromFunc(func() ([]any, error) {
+		if i >= len(rows) {
+			return nil, nil
+		}
+		v := append([]any{i}, rows[i].args()...)
+		i++
+		return v, nil
+	})
+	cols := []string{"ord", "id", "content", "scope", "categories", "metadata", "importance", "created_at", "last_accessed", "source", "private", "embedding"}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"crewcore_stage"}, cols, src); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, s.q.fromStage)
+	return err
+}
+
+// write runs fn in a transaction that holds the dimension row FOR SHARE
+// (so a concurrent full reset cannot retype the column under it) after
+// checking the batch dimension dim against the stored one. A store with no
+// dimension yet records dim first. after runs once the write committed.
+func (s *Store) write(ctx context.Context, op string, dim int, fn func(ctx context.Context, tx pgx.Tx) error, after func()) error {
+	for range 3 {
+		err := s.retry(ctx, op, func(ctx context.Context) error {
+			return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+				var cur int
+				if err := tx.QueryRow(ctx, s.q.getDimShare).Scan(&cur); err != nil {
+					return err
+				}
+				s.dim.Store(int64(cur))
+				if dim > 0 && cur == 0 {
+					return errNeedDim
+				}
+				if dim > 0 && cur != dim {
+					return &memory.DimensionError{Stored: cur, Got: dim}
+				}
+				return fn(ctx, tx)
+			})
+		})
+		if errors.Is(err, errNeedDim) {
+			if err := s.setDimTx(ctx, dim); err != nil {
+				return fmt.Errorf("%s: %w", op, err)
+			}
+			s.dim.Store(int64(dim))
+			if err := s.ensureIndex(ctx, dim); err != nil {
+				return fmt.Errorf("%s: %w", op, err)
+			}
+			continue
+		}
+		if err == nil && after != nil {
+			after()
+		}
+		return err
+	}
+	return fmt.Errorf("%s: %w: the store dimension keeps changing under concurrent resets", op, ErrUnavailable)
+}
+
+// Update replaces the record with r.ID; an empty r.Embedding keeps the
+// stored vector. An unknown id returns memory.ErrNotFound.
+func (s *Store) Update(ctx context.Context, r memory.Record) error {
+	rows, dim, err := s.validate([]memory.Record{r})
+	if err != nil {
+		return err
+	}
+	w := rows[0]
+	return s.write(ctx, "update record", dim, func(ctx context.Context, tx pgx.Tx) error {
+		args := w.args()
+		q := s.q.updateVec
+		if w.vec == nil {
+			q, args = s.q.updateKeep, args[:10]
+		}
+		tag, err := tx.Exec(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("%w: %q", memory.ErrNotFound, r.ID)
+		}
+		return nil
+	}, nil)
+}
+
+// where builds SQL predicates; args are numbered from len(*args)+1.
+type where struct {
+	conds []string
+	args  []any
+}
+
+func (w *where) arg(v any) string {
+	w.args = append(w.args, v)
+	return "$" + strconv.Itoa(len(w.args))
+}
+
+func (w *where) scope(prefix string) {
+	if prefix == "" {
+		return
+	}
+	p := w.arg(prefix)
+	w.conds = append(w.conds, fmt.Sprintf(`(scope = %[1]s OR (scope >= (%[1]s || '/') COLLATE "C" AND scope < (%[1]s || '0') COLLATE "C"))`, p))
+}
+
+func (w *where) categories(cats []string) {
+	if len(cats) > 0 {
+		w.conds = append(w.conds, `categories && `+w.arg(cats)+`::text[]`)
+	}
+}
+
+func (w *where) metadata(m map[string]any) error {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		b, err := json.Marshal(m[k])
+		if err != nil {
+			return fmt.Errorf("%w: metadata filter value of %q: %v", memory.ErrInvalidArgument, k, err)
+		}
+		w.conds = append(w.conds, `meta -> `+w.arg(k)+` = `+w.arg(string(b))+`::jsonb`)
+	}
+	return nil
+}
+
+func (w *where) privacy(p *string) {
+	if p == nil {
+		return
+	}
+	if *p == "" {
+		w.conds = append(w.conds, `NOT private`)
+		return
+	}
+	w.conds = append(w.conds, `(NOT private OR source = `+w.arg(*p)+`)`)
+}
+
+func (w *where) sql() string {
+	if len(w.conds) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(w.conds, " AND ")
+}
+
+// scanRecord reads recordCols (+ embedding when withVec).
+func scanRecord(rows pgx.Rows, withVec bool, extra ...any) (memory.Record, int64, error) {
+	var (
+		r        memory.Record
+		rid      int64
+		meta     string
+		src      *string
+		vec      *pgvector.Vector
+		created  time.Time
+		accessed time.Time
+	)
+	dest := []any{&rid, &r.ID, &r.Content, &r.Scope, &r.Categories, &meta, &r.Importance, &created, &accessed, &src, &r.Private}
+	if withVec {
+		dest = append(dest, &vec)
+	}
+	dest = append(dest, extra...)
+	if err := rows.Scan(dest...); err != nil {
+		return r, 0, err
+	}
+	r.Metadata = json.RawMessage(meta)
+	r.CreatedAt, r.LastAccessed = created.UTC(), accessed.UTC()
+	if src != nil {
+		r.Source = *src
+	}
+	if r.Categories == nil {
+		r.Categories = []string{}
+	}
+	if vec != nil {
+		r.Embedding = vec.Slice()
+	}
+	return r, rid, nil
+}
+
+// exactCheckEvery is how often the vector count that picks exact scans or
+// the index is refreshed.
+const exactCheckEvery = 5 * time.Second
+
+// useIndex reports whether searches should use the HNSW index.
+func (s *Store) useIndex(ctx context.Context, dim int) bool {
+	if s.opts.ExactBelow < 0 || dim > maxIndexDim {
+		return false
+	}
+	if time.Now().UnixNano()-s.vecsAt.Load() > int64(exactCheckEvery) {
+		var n int64
+		err := s.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM `+s.q.records+` WHERE embedding IS NOT NULL LIMIT $1) t`, s.opts.ExactBelow).Scan(&n)
+		if err == nil {
+			s.vecs.Store(n)
+			s.vecsAt.Store(time.Now().UnixNano())
+		}
+	}
+	return s.vecs.Load() >= int64(s.opts.ExactBelow)
+}
+
+// Search returns the records nearest to q.Vector, best first; filters apply
+// before top-k. Scores follow Options.Metric as in the embedded store.
+func (s *Store) Search(ctx context.Context, q memory.Query) ([]memory.Match, error) {
+	if q.Limit < 0 {
+		return nil, fmt.Errorf("%w: limit must be >= 0, got %d", memory.ErrInvalidArgument, q.Limit)
+	}
+	if math.IsNaN(q.MinScore) {
+		return nil, fmt.Errorf("%w: min_score is NaN", memory.ErrInvalidArgument)
+	}
+	if err := memory.CheckVector(q.Vector, "query vector"); err != nil {
+		return nil, err
+	}
+	if len(q.Vector) == 0 {
+		return nil, fmt.Errorf("%w: search needs a non-empty query vector", memory.ErrInvalidArgument)
+	}
+	prefix, err := memory.NormalizePrefix(q.ScopePrefix)
+	if err != nil {
+		return nil, err
+	}
+	if s.closed.Load() {
+		return nil, memory.ErrClosed
+	}
+	dim := s.Dim()
+	if dim != len(q.Vector) {
+		if dim, err = s.storedDim(ctx); err != nil {
+			return nil, err
+		}
+		s.dim.Store(int64(dim))
+	}
+	if dim == 0 || q.Limit == 0 {
+		return []memory.Match{}, nil
+	}
+	if dim != len(q.Vector) {
+		return nil, &memory.DimensionError{Stored: dim, Got: len(q.Vector)}
+	}
+	w := &where{}
+	qv := w.arg(pgvector.NewVector(q.Vector))
+	w.conds = append(w.conds, "embedding IS NOT NULL")
+	w.scope(prefix)
+	w.categories(q.Categories)
+	if err := w.metadata(q.Metadata); err != nil {
+		return nil, err
+	}
+	w.privacy(q.Privacy)
+	op := "<->"
+	if s.opts.Metric == memory.Cosine {
+		op = "<=>"
+	}
+	cols := s.q.cols
+	if q.WithEmbeddings {
+		cols += ", embedding"
+	}
+	lim := w.arg(q.Limit)
+	base := `SELECT ` + cols + `, embedding ` + op + ` ` + qv + ` AS dist FROM ` + s.q.records + w.sql()
+	var (
+		out  []memory.Match
+		rids []int64
+	)
+	run := func(sql string, ef int) error {
+		return s.retry(ctx, "search", func(ctx context.Context) error {
+			out, rids = out[:0], rids[:0]
+			var (
+				rows pgx.Rows
+				err  error
+				tx   pgx.Tx
+			)
+			if ef > 0 {
+				// A limit over the connection's ef_search: raise it for this query.
+				if tx, err = s.pool.Begin(ctx); err != nil {
+					return err
+				}
+				defer tx.Rollback(context.WithoutCancel(ctx))
+				if _, err = tx.Exec(ctx, `SELECT set_config('hnsw.ef_search', $1, true)`, strconv.Itoa(ef)); err != nil {
+					return err
+				}
+				rows, err = tx.Query(ctx, sql, w.args...)
+			} else {
+				rows, err = s.pool.Query(ctx, sql, w.args...)
+			}
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var d float64
+				r, rid, err := scanRecord(rows, q.WithEmbeddings, &d)
+				if err != nil {
+					return err
+				}
+				out = append(out, memory.Match{Record: r, Score: s.score(d)})
+				rids = append(rids, rid)
+			}
+			return rows.Err()
+		})
+	}
+	if s.useIndex(ctx, dim) {
+		ef := 0
+		if q.Limit > s.opts.EfSearch {
+			ef = min(q.Limit, 1000)
+		}
+		if err := run(base+` ORDER BY embedding `+op+` `+qv+` LIMIT `+lim, ef); err != nil {
+			return nil, err
+		}
+		if len(out) < q.Limit {
+			// The index could not fill the limit (a selective filter):
+			// answer exactly, as the embedded store does.
+			out, rids = nil, nil
+		}
+	}
+	if out == nil {
+		if err := run(base+` ORDER BY dist, rid DESC LIMIT `+lim, 0); err != nil {
+			return nil, err
+		}
+	}
+	return finish(out, rids, q.MinScore), nil
+}
+
+// score converts a pgvector distance to the store's score convention.
+func (s *Store) score(d float64) float64 {
+	if s.opts.Metric == memory.Cosine {
+		if math.IsNaN(d) {
+			return 0 // a zero vector: the embedded store scores 0
+		}
+		return 1 - d
+	}
+	return 1 / (1 + d*d)
+}
+
+// finish drops scores under min and orders best first, newer rid first on ties.
+func finish(ms []memory.Match, rids []int64, minScore float64) []memory.Match {
+	idx := make([]int, 0, len(ms))
+	for i := range ms {
+		if ms[i].Score >= minScore {
+			idx = append(idx, i)
+		}
+	}
+	sort.SliceStable(idx, func(a, b int) bool {
+		x, y := idx[a], idx[b]
+		if ms[x].Score != ms[y].Score {
+			return ms[x].Score > ms[y].Score
+		}
+		return rids[x] > rids[y]
+	})
+	out := make([]memory.Match, len(idx))
+	for i, j := range idx {
+		out[i] = ms[j]
+	}
+	return out
+}

@@ -1,0 +1,342 @@
+// Package pgmemory is crewcore's PostgreSQL + pgvector memory store: the
+// same API and semantics as the embedded store of package memory (it
+// implements memory.Backend and returns memory's Record, Match, ScopeInfo and
+// sentinel errors), for teams whose crews run on many workers and machines
+// that share one database.
+//
+// Every store lives in one PostgreSQL schema (Options.Schema, default
+// "crewcore"), created and migrated by Open: versioned migrations run under a
+// session advisory lock, so any number of workers may open the same schema at
+// once. Vectors are pgvector `vector` values; once the dimension is known an
+// HNSW index serves searches over Options.ExactBelow records, with
+// Options.EfSearch (hnsw.ef_search) as the recall/latency knob. Scope,
+// category, metadata and privacy filters are SQL predicates; a filtered
+// search that the index cannot fill is answered by an exact scan, so a
+// search returns min(limit, matching records) as the embedded store does.
+//
+// Connections come from a pgx v5 pool; statements are prepared once per
+// connection and cached (pgx's statement cache); every query runs under a
+// deadline (Options.QueryTimeout); transient failures (lost connections, a
+// restarting server, serialization failures, deadlocks) are retried with
+// backoff for up to Options.RetryFor, and all writes are idempotent upserts
+// or deletes, so a retried write never applies twice.
+package pgmemory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/crewcore/crewcore/memory"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	pgxvec "github.com/pgvector/pgvector-go/pgx"
+)
+
+// Sentinel errors of this package (memory's sentinels are used for
+// everything the embedded store also reports).
+var (
+	// ErrNoVector reports a server without the pgvector extension.
+	ErrNoVector = errors.New("the PostgreSQL server has no pgvector extension")
+	// ErrUnavailable reports a server that could not be reached, or that
+	// kept failing with transient errors, for longer than Options.RetryFor.
+	ErrUnavailable = errors.New("PostgreSQL server unavailable")
+	// ErrSchema reports a schema whose crewcore tables are newer than this
+	// code (migrated by a newer crewcore) or not crewcore's.
+	ErrSchema = errors.New("incompatible crewcore schema")
+)
+
+// maxIndexDim is the largest dimension pgvector's HNSW index accepts for the
+// vector type; larger vectors are searched exactly.
+const maxIndexDim = 2000
+
+// Options tune a Store. The zero value is the default.
+type Options struct {
+	// Schema is the PostgreSQL schema holding the store (default "crewcore").
+	// Stores in different schemas of one database are independent.
+	Schema string
+	// Dim fixes the vector dimension (0: from the store or the first saved
+	// embedding). A store already holding another dimension is refused with
+	// a *memory.DimensionError.
+	Dim int
+	// Metric is the score convention (default L2: 1/(1 + squared distance)).
+	Metric memory.Metric
+	// ExactBelow is the number of stored vectors under which searches scan
+	// exactly instead of using the HNSW index (default 10000; negative:
+	// always exact).
+	ExactBelow int
+	// EfSearch is pgvector's hnsw.ef_search: the size of the candidate list
+	// an index search keeps. Larger is higher recall and slower (default
+	// 100; pgvector's own default is 40). A search asks for at least its
+	// limit.
+	EfSearch int
+	// M and EfConstruction are the HNSW build parameters (default 16 and 64,
+	// pgvector's defaults).
+	M, EfConstruction int
+	// QueryTimeout is the deadline of each query attempt (default 30s).
+	QueryTimeout time.Duration
+	// RetryFor bounds how long transient errors are retried (default 20s);
+	// past it the call fails with ErrUnavailable.
+	RetryFor time.Duration
+	// MaxConns is the pool size (default 8).
+	MaxConns int
+}
+
+func (o *Options) defaults() error {
+	if o.Schema == "" {
+		o.Schema = "crewcore"
+	}
+	if o.Dim < 0 {
+		return fmt.Errorf("%w: negative dimension %d", memory.ErrInvalidArgument, o.Dim)
+	}
+	if o.ExactBelow == 0 {
+		o.ExactBelow = 10000
+	}
+	if o.EfSearch <= 0 {
+		o.EfSearch = 100
+	}
+	if o.EfSearch > 1000 {
+		return fmt.Errorf("%w: ef_search %d is over pgvector's maximum of 1000", memory.ErrInvalidArgument, o.EfSearch)
+	}
+	if o.M <= 0 {
+		o.M = 16
+	}
+	if o.EfConstruction <= 0 {
+		o.EfConstruction = 64
+	}
+	if o.QueryTimeout <= 0 {
+		o.QueryTimeout = 30 * time.Second
+	}
+	if o.RetryFor <= 0 {
+		o.RetryFor = 20 * time.Second
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = 8
+	}
+	return nil
+}
+
+// Store is a memory store in one PostgreSQL schema. It is safe for
+// concurrent use; any number of processes may open the same schema.
+type Store struct {
+	dsnShown string // the DSN without its password, for messages
+	opts     Options
+	pool     *pgxpool.Pool
+	q        queries
+
+	dim    atomic.Int64 // last dimension seen (0 unknown); the database is the truth
+	vecs   atomic.Int64 // approximate number of stored vectors (exact/index choice)
+	vecsAt atomic.Int64 // unix nanos of the last vecs refresh
+	closed atomic.Bool
+	idxMu  sync.Mutex // serializes ensureIndex in this process
+}
+
+// Open connects to the PostgreSQL server at dsn (a postgres:// URL or a
+// key=value connection string), creates or migrates the store's schema and
+// returns the Store. A server without pgvector fails with ErrNoVector.
+func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if err := o.defaults(); err != nil {
+		return nil, fmt.Errorf("open postgres store: %w", err)
+	}
+	shown := redact(dsn)
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres store %s: %w: bad DSN: %v", shown, memory.ErrInvalidArgument, err)
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
+	}
+	s := &Store{dsnShown: shown, opts: o, q: newQueries(o.Schema)}
+	// Migrations first, on a plain connection: the pool's connections need
+	// the vector type to exist.
+	if err := s.retry(ctx, "migrate", func(ctx context.Context) error {
+		conn, err := pgx.ConnectConfig(ctx, cfg.ConnConfig.Copy())
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.WithoutCancel(ctx))
+		return migrate(ctx, conn, o.Schema)
+	}); err != nil {
+		return nil, fmt.Errorf("open postgres store %s (schema %s): %w", shown, o.Schema, err)
+	}
+	cfg.MaxConns = int32(o.MaxConns)
+	cfg.MinConns = 0
+	cfg.HealthCheckPeriod = 5 * time.Second
+	ef := o.EfSearch
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		if err := pgxvec.RegisterTypes(ctx, c); err != nil {
+			return err
+		}
+		_, err := c.Exec(ctx, fmt.Sprintf("SET hnsw.ef_search = %d", ef))
+		return err
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres store %s: %w", shown, err)
+	}
+	s.pool = pool
+	if err := s.loadDim(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open postgres store %s (schema %s): %w", shown, o.Schema, err)
+	}
+	return s, nil
+}
+
+// loadDim reads the stored dimension, applies Options.Dim and makes sure the
+// index for this store's metric exists.
+func (s *Store) loadDim(ctx context.Context) error {
+	dim, err := s.storedDim(ctx)
+	if err != nil {
+		return err
+	}
+	if s.opts.Dim > 0 {
+		if dim > 0 && dim != s.opts.Dim {
+			return &memory.DimensionError{Stored: dim, Got: s.opts.Dim}
+		}
+		if dim == 0 {
+			if err := s.setDimTx(ctx, s.opts.Dim); err != nil {
+				return err
+			}
+			dim = s.opts.Dim
+		}
+	}
+	s.dim.Store(int64(dim))
+	if dim > 0 {
+		return s.ensureIndex(ctx, dim)
+	}
+	return nil
+}
+
+func (s *Store) storedDim(ctx context.Context) (int, error) {
+	var dim int
+	err := s.retry(ctx, "read dimension", func(ctx context.Context) error {
+		return s.pool.QueryRow(ctx, s.q.getDim).Scan(&dim)
+	})
+	return dim, err
+}
+
+// setDimTx records dim as the store dimension if none is set yet (another
+// worker may have set one first: that one wins and a mismatch is an error).
+func (s *Store) setDimTx(ctx context.Context, dim int) error {
+	return s.retry(ctx, "set dimension", func(ctx context.Context) error {
+		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			var cur int
+			if err := tx.QueryRow(ctx, s.q.getDimForUpdate).Scan(&cur); err != nil {
+				return err
+			}
+			if cur == dim {
+				return nil
+			}
+			if cur != 0 {
+				return &memory.DimensionError{Stored: cur, Got: dim}
+			}
+			return s.setDim(ctx, tx, dim)
+		})
+	})
+}
+
+// setDim types the embedding column and stores dim; the caller holds the
+// dim row FOR UPDATE.
+func (s *Store) setDim(ctx context.Context, tx pgx.Tx, dim int) error {
+	if _, err := tx.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s ALTER COLUMN embedding TYPE vector(%d)`, s.q.records, dim)); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, s.q.setDim, fmt.Sprint(dim))
+	return err
+}
+
+// indexName is the HNSW index of a metric.
+func (s *Store) indexName() string {
+	if s.opts.Metric == memory.Cosine {
+		return "records_hnsw_cosine"
+	}
+	return "records_hnsw_l2"
+}
+
+// ensureIndex creates the HNSW index for this store's metric if missing.
+// Building it over many existing records takes a while (pgvector builds in
+// maintenance_work_mem); it runs under the migration lock so concurrent
+// workers build it once.
+func (s *Store) ensureIndex(ctx context.Context, dim int) error {
+	if dim <= 0 || dim > maxIndexDim {
+		return nil
+	}
+	s.idxMu.Lock()
+	defer s.idxMu.Unlock()
+	ops := "vector_l2_ops"
+	if s.opts.Metric == memory.Cosine {
+		ops = "vector_cosine_ops"
+	}
+	name := s.indexName()
+	var exists bool
+	if err := s.retry(ctx, "check index", func(ctx context.Context) error {
+		return s.pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, s.q.schema+"."+pgx.Identifier{name}.Sanitize()).Scan(&exists)
+	}); err != nil || exists {
+		return err
+	}
+	ddl := fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s USING hnsw (embedding %s) WITH (m = %d, ef_construction = %d)`,
+		pgx.Identifier{name}.Sanitize(), s.q.records, ops, s.opts.M, s.opts.EfConstruction)
+	return s.retry(ctx, "create index", func(ctx context.Context) error {
+		conn, err := s.pool.Acquire(ctx)
+		if err != nil {
+			return err
+		}
+		defer conn.Release()
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, lockKey); err != nil {
+			return err
+		}
+		defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, lockKey)
+		// The column may have been reset to untyped by another worker.
+		var cur int
+		if err := conn.QueryRow(ctx, s.q.getDim).Scan(&cur); err != nil || cur != dim {
+			return err
+		}
+		_, err = conn.Exec(ctx, ddl)
+		return err
+	}, noDeadline)
+}
+
+// Close releases the pool. Further calls return memory.ErrClosed.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.pool.Close()
+	return nil
+}
+
+// Dim returns the vector dimension last seen (0 while unknown).
+func (s *Store) Dim() int { return int(s.dim.Load()) }
+
+// Schema returns the store's schema name.
+func (s *Store) Schema() string { return s.opts.Schema }
+
+// Pool exposes the connection pool (for tools and tests).
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// redact drops the password from a DSN for messages.
+func redact(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" && u.Host != "" {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+		return u.Redacted()
+	}
+	var parts []string
+	for _, f := range strings.Fields(dsn) {
+		if strings.HasPrefix(strings.ToLower(f), "password=") {
+			f = "password=xxxxx"
+		}
+		parts = append(parts, f)
+	}
+	return strings.Join(parts, " ")
+}
