@@ -3,6 +3,7 @@ package memory
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
@@ -15,7 +16,8 @@ import (
 // Tx.StmtContext: database/sql keeps one prepared statement per connection,
 // so a write does not pay SQLite's prepare again.
 const (
-	sqlLogChange        = `INSERT INTO changes(record_id) VALUES (?)`
+	sqlLogChange        = `INSERT INTO changes(record_id) SELECT value FROM json_each(?)`
+	sqlInsert           = `INSERT INTO records(id, content, scope, categories, metadata, importance, created_at, last_accessed, source, private, embedding) VALUES (?,?,?,?,?,?,?,?,?,?,?)`
 	sqlUpdateKeepVector = `UPDATE records SET content=?, scope=?, categories=?, metadata=?, importance=?, created_at=?, last_accessed=?, source=?, private=? WHERE id=?`
 	sqlDeleteID         = `DELETE FROM records WHERE id = ?`
 	sqlTouch            = `UPDATE records SET last_accessed = ? WHERE id = ?`
@@ -67,18 +69,23 @@ func (s *Store) stmtFor(ctx context.Context, tx *sql.Tx, query string) (*sql.Stm
 	return tx.StmtContext(ctx, st), nil
 }
 
-// logChanges appends one change row per id and returns the new last seq.
+// logChanges appends one change row per id, in order, with one statement,
+// and returns the new last seq (the rowid of the last row inserted).
 func (s *Store) logChanges(ctx context.Context, tx *sql.Tx, ids []string) (int64, error) {
 	if len(ids) > 0 {
 		stmt, err := s.stmtFor(ctx, tx, sqlLogChange)
 		if err != nil {
 			return 0, err
 		}
-		for _, id := range ids {
-			if _, err := stmt.ExecContext(ctx, id); err != nil {
-				return 0, err
-			}
+		list, err := json.Marshal(ids)
+		if err != nil {
+			return 0, err
 		}
+		res, err := stmt.ExecContext(ctx, string(list))
+		if err != nil {
+			return 0, err
+		}
+		return res.LastInsertId()
 	}
 	st, err := s.stmtFor(ctx, tx, sqlMaxSeq)
 	if err != nil {
@@ -181,15 +188,35 @@ func (s *Store) writeRecords(ctx context.Context, op string, prep []*prepared, m
 		if err != nil {
 			return nil, err
 		}
+		insert, err := s.stmtFor(ctx, tx, sqlInsert)
+		if err != nil {
+			return nil, err
+		}
 		ids := make([]string, len(prep))
 		rids := make([]int64, len(prep))
 		for i, p := range prep {
 			ids[i] = p.id
-			if mustExist && p.keepVector {
+			args := []any{p.id, p.content, p.scope, p.catsJSON, p.meta, p.importance, p.created, p.accessed, nullable(p.source), boolInt(p.private)}
+			switch _, known := ix.pos[p.id]; {
+			case mustExist && p.keepVector:
 				rids[i] = ix.entries[ix.pos[p.id]].rid
-				_, err = keep.ExecContext(ctx, p.content, p.scope, p.catsJSON, p.meta, p.importance, p.created, p.accessed, nullable(p.source), boolInt(p.private), p.id)
-			} else {
-				err = upsert.QueryRowContext(ctx, p.id, p.content, p.scope, p.catsJSON, p.meta, p.importance, p.created, p.accessed, nullable(p.source), boolInt(p.private), encodeVector(p.vec)).Scan(&rids[i])
+				_, err = keep.ExecContext(ctx, append(args[1:], p.id)...)
+			case !known:
+				// A new id: a plain INSERT is about twice as fast as the
+				// upsert (no RETURNING, no conflict clause). If another
+				// process stored the id since our last refresh, the unique
+				// constraint fails this statement only, and the upsert runs.
+				var res sql.Result
+				if res, err = insert.ExecContext(ctx, append(args, encodeVector(p.vec))...); err == nil {
+					rids[i], err = res.LastInsertId()
+					break
+				}
+				if !isUniqueViolation(err) {
+					break
+				}
+				fallthrough
+			default:
+				err = upsert.QueryRowContext(ctx, append(args, encodeVector(p.vec))...).Scan(&rids[i])
 			}
 			if err != nil {
 				return nil, err

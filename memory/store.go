@@ -92,8 +92,6 @@ CREATE TABLE IF NOT EXISTS records (
   private       INTEGER NOT NULL,
   embedding     BLOB
 );
-CREATE INDEX IF NOT EXISTS records_scope ON records(scope);
-CREATE INDEX IF NOT EXISTS records_created ON records(created_at);
 CREATE TABLE IF NOT EXISTS changes (
   seq       INTEGER PRIMARY KEY AUTOINCREMENT,
   record_id TEXT NOT NULL
@@ -315,6 +313,11 @@ func (s *Store) classify(op string, err error) error {
 		}
 	}
 	return fmt.Errorf("%s %s: %w", op, s.path, err)
+}
+
+func isUniqueViolation(err error) bool {
+	var se sqlite3.Error
+	return errors.As(err, &se) && (se.ExtendedCode == sqlite3.ErrConstraintUnique || se.ExtendedCode == sqlite3.ErrConstraintPrimaryKey)
 }
 
 func isBusy(err error) bool {

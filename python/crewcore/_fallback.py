@@ -111,8 +111,6 @@ _SCHEMA = (
   private       INTEGER NOT NULL,
   embedding     BLOB
 )""",
-    "CREATE INDEX IF NOT EXISTS records_scope ON records(scope)",
-    "CREATE INDEX IF NOT EXISTS records_created ON records(created_at)",
     """CREATE TABLE IF NOT EXISTS changes (
   seq       INTEGER PRIMARY KEY AUTOINCREMENT,
   record_id TEXT NOT NULL
