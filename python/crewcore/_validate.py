@@ -168,6 +168,10 @@ def vector_dim(vec: Any) -> int:
     return 0 if vec is None else len(vec)
 
 
+# raw scope string -> canonical scope (saves re-validating the same few scopes).
+_scopes: dict[str, str] = {}
+
+
 def to_row(record: Any, check_vector: bool = True) -> Row:
     """Validate a MemoryRecord and return its stored form (``check_vector``
     False leaves the NaN/Inf check to the native engine)."""
@@ -185,15 +189,23 @@ def to_row(record: Any, check_vector: bool = True) -> Row:
                 f"record {rid}: content is {n} bytes, over the {MAX_CONTENT_BYTES} byte limit"
             )
     _check_utf8(content, f"record {rid}: content")
-    scope = normalize_scope(record.scope)
+    raw_scope = record.scope
+    scope = _scopes.get(raw_scope) if type(raw_scope) is str else None
+    if scope is None:
+        scope = normalize_scope(raw_scope)
+        if type(raw_scope) is str:
+            if len(_scopes) >= 4096:
+                _scopes.clear()
+            _scopes[raw_scope] = scope
     cats = record.categories or []
     for c in cats:
         if not isinstance(c, str):
             raise InvalidRecordError(f"record {rid}: category {c!r} is not a string")
         _check_utf8(c, f"record {rid}: category")
     try:
-        cats_json = json.dumps(list(cats), ensure_ascii=False)
-        meta_json = json.dumps(record.metadata or {}, ensure_ascii=False, allow_nan=False)
+        cats_json = json.dumps(list(cats), ensure_ascii=False) if cats else "[]"
+        meta = record.metadata
+        meta_json = json.dumps(meta, ensure_ascii=False, allow_nan=False) if meta else "{}"
     except (TypeError, ValueError) as e:
         raise InvalidRecordError(
             f"record {rid}: metadata is not JSON-serializable: {e}"
