@@ -135,7 +135,7 @@ func (s *Store) Save(ctx context.Context, recs []memory.Record) error {
 		return err
 	}
 	rows = lastPerID(rows)
-	return s.write(ctx, "save records", dim, func(ctx context.Context, tx pgx.Tx) error {
+	err = s.write(ctx, "save records", dim, func(ctx context.Context, tx pgx.Tx) error {
 		if len(rows) >= copyAbove {
 			return s.copyRows(ctx, tx, rows)
 		}
@@ -145,6 +145,10 @@ func (s *Store) Save(ctx context.Context, recs []memory.Record) error {
 		}
 		return tx.SendBatch(ctx, b).Close()
 	}, func() { s.vecs.Add(int64(countVecs(rows))) })
+	if err != nil {
+		return err
+	}
+	return s.maybeIndex(ctx)
 }
 
 // lastPerID keeps the last record of each id (a batch that names an id twice
@@ -213,7 +217,9 @@ func (s *Store) write(ctx context.Context, op string, dim int, fn func(ctx conte
 				if err := tx.QueryRow(ctx, s.q.getDimShare).Scan(&cur); err != nil {
 					return err
 				}
-				s.dim.Store(int64(cur))
+				if s.dim.Swap(int64(cur)) != int64(cur) {
+					s.indexed.Store(false) // the dimension changed: a reset dropped the index
+				}
 				if dim > 0 && cur == 0 {
 					return errNeedDim
 				}
@@ -228,9 +234,6 @@ func (s *Store) write(ctx context.Context, op string, dim int, fn func(ctx conte
 				return fmt.Errorf("%s: %w", op, err)
 			}
 			s.dim.Store(int64(dim))
-			if err := s.ensureIndex(ctx, dim); err != nil {
-				return fmt.Errorf("%s: %w", op, err)
-			}
 			continue
 		}
 		if err == nil && after != nil {

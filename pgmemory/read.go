@@ -279,6 +279,7 @@ func (s *Store) Reset(ctx context.Context, prefix string) error {
 	if err == nil {
 		if s.opts.Dim == 0 {
 			s.dim.Store(0)
+			s.indexed.Store(false)
 		}
 		s.vecs.Store(0)
 	}

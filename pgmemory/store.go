@@ -133,7 +133,8 @@ type Store struct {
 	vecs   atomic.Int64 // approximate number of stored vectors (exact/index choice)
 	vecsAt atomic.Int64 // unix nanos of the last vecs refresh
 	closed atomic.Bool
-	idxMu  sync.Mutex // serializes ensureIndex in this process
+	idxMu   sync.Mutex // serializes BuildIndex in this process
+	indexed atomic.Bool // the HNSW index of this metric exists
 }
 
 // Open connects to the PostgreSQL server at dsn (a postgres:// URL or a
@@ -210,10 +211,8 @@ func (s *Store) loadDim(ctx context.Context) error {
 		}
 	}
 	s.dim.Store(int64(dim))
-	if dim > 0 {
-		return s.ensureIndex(ctx, dim)
-	}
-	return nil
+	_, err = s.hasIndex(ctx)
+	return err
 }
 
 func (s *Store) storedDim(ctx context.Context) (int, error) {
@@ -262,13 +261,35 @@ func (s *Store) indexName() string {
 	return "records_hnsw_l2"
 }
 
-// ensureIndex creates the HNSW index for this store's metric if missing.
-// Building it over many existing records takes a while (pgvector builds in
-// maintenance_work_mem); it runs under the migration lock so concurrent
-// workers build it once.
-func (s *Store) ensureIndex(ctx context.Context, dim int) error {
+// hasIndex reports whether the HNSW index of this store's metric exists.
+func (s *Store) hasIndex(ctx context.Context) (bool, error) {
+	if s.indexed.Load() {
+		return true, nil
+	}
+	var exists bool
+	err := s.retry(ctx, "check index", func(ctx context.Context) error {
+		return s.pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, s.q.schema+"."+pgx.Identifier{s.indexName()}.Sanitize()).Scan(&exists)
+	})
+	if exists {
+		s.indexed.Store(true)
+	}
+	return exists, err
+}
+
+// BuildIndex creates the HNSW index of this store's metric if it is
+// missing. A store builds it by itself once it holds Options.ExactBelow
+// vectors; bulk loads are faster with the index built once at the end (as
+// `crewcore memory migrate` does), since pgvector then builds the graph in
+// memory (maintenance_work_mem, raised to IndexBuildMemory for the build)
+// instead of inserting vector by vector. Concurrent callers, in any process,
+// build it once (under the migration lock).
+func (s *Store) BuildIndex(ctx context.Context) error {
+	dim := s.Dim()
 	if dim <= 0 || dim > maxIndexDim {
 		return nil
+	}
+	if ok, err := s.hasIndex(ctx); ok || err != nil {
+		return err
 	}
 	s.idxMu.Lock()
 	defer s.idxMu.Unlock()
@@ -276,16 +297,9 @@ func (s *Store) ensureIndex(ctx context.Context, dim int) error {
 	if s.opts.Metric == memory.Cosine {
 		ops = "vector_cosine_ops"
 	}
-	name := s.indexName()
-	var exists bool
-	if err := s.retry(ctx, "check index", func(ctx context.Context) error {
-		return s.pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, s.q.schema+"."+pgx.Identifier{name}.Sanitize()).Scan(&exists)
-	}); err != nil || exists {
-		return err
-	}
 	ddl := fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s USING hnsw (embedding %s) WITH (m = %d, ef_construction = %d)`,
-		pgx.Identifier{name}.Sanitize(), s.q.records, ops, s.opts.M, s.opts.EfConstruction)
-	return s.retry(ctx, "create index", func(ctx context.Context) error {
+		pgx.Identifier{s.indexName()}.Sanitize(), s.q.records, ops, s.opts.M, s.opts.EfConstruction)
+	err := s.retry(ctx, "create index", func(ctx context.Context) error {
 		conn, err := s.pool.Acquire(ctx)
 		if err != nil {
 			return err
@@ -295,14 +309,38 @@ func (s *Store) ensureIndex(ctx context.Context, dim int) error {
 			return err
 		}
 		defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, lockKey)
-		// The column may have been reset to untyped by another worker.
-		var cur int
-		if err := conn.QueryRow(ctx, s.q.getDim).Scan(&cur); err != nil || cur != dim {
+		return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			// The column may have been reset to untyped by another worker.
+			var cur int
+			if err := tx.QueryRow(ctx, s.q.getDim).Scan(&cur); err != nil || cur != dim {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `SELECT set_config('maintenance_work_mem', $1, true)`, IndexBuildMemory); err != nil {
+				return err
+			}
+			_, err = tx.Exec(ctx, ddl)
 			return err
-		}
-		_, err = conn.Exec(ctx, ddl)
-		return err
+		})
 	}, noDeadline)
+	if err == nil {
+		s.indexed.Store(true)
+	}
+	return err
+}
+
+// IndexBuildMemory is the maintenance_work_mem of an HNSW index build: the
+// graph of 100k 1536-dimensional vectors needs about 1 GB to build in memory.
+var IndexBuildMemory = "1GB"
+
+// maybeIndex builds the index once the store holds Options.ExactBelow vectors.
+func (s *Store) maybeIndex(ctx context.Context) error {
+	if s.indexed.Load() || s.opts.ExactBelow < 0 || s.Dim() > maxIndexDim {
+		return nil
+	}
+	if !s.useIndex(ctx, s.Dim()) {
+		return nil
+	}
+	return s.BuildIndex(ctx)
 }
 
 // Close releases the pool. Further calls return memory.ErrClosed.
@@ -339,4 +377,18 @@ func redact(dsn string) string {
 		parts = append(parts, f)
 	}
 	return strings.Join(parts, " ")
+}
+
+// DropSchema deletes the store in schema (every table of the schema) at
+// dsn. It is for tests and tools; a store open on it fails afterwards.
+func DropSchema(ctx context.Context, dsn, schema string) error {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("drop schema %s at %s: %w", schema, redact(dsn), err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
+		return fmt.Errorf("drop schema %s at %s: %w", schema, redact(dsn), err)
+	}
+	return nil
 }

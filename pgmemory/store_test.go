@@ -324,7 +324,7 @@ func TestMigrationsConcurrentAndIdempotent(t *testing.T) {
 	errs := make(chan error, 8)
 	for range 8 {
 		go func() {
-			s, err := Open(ctx, testDSN, &Options{Schema: schema})
+			s, err := Open(ctx, testDSN, &Options{Schema: schema, ExactBelow: 1}) // index from the first vector
 			if err == nil {
 				err = s.Save(ctx, []memory.Record{rec(fmt.Sprint(time.Now().UnixNano(), rand.Int()), "/w", 1, 2, 3)})
 				s.Close()

@@ -68,6 +68,17 @@ def bindir() -> Path:
     b = pkg / "pginstall" / "bin"
     if not (b / "postgres").exists():
         sys.exit(f"pgctl: no postgres binary under {b}")
+    if os.environ.get("CREWCORE_PG_WITHOUT_VECTOR"):
+        # Tests only: a copy of the install without pgvector, to check the
+        # error a server without the extension gives.
+        dst = DATA.parent / "install-novector"
+        if not (dst / "pgserver" / "pginstall" / "bin" / "postgres").exists():
+            ignore = shutil.ignore_patterns("vector*")
+            shutil.copytree(pkg / "pginstall", dst / "pgserver" / "pginstall", symlinks=True, ignore=ignore)
+            libs = pkg.parent / "pgserver.libs"
+            if libs.exists():
+                shutil.copytree(libs, dst / "pgserver.libs", symlinks=True)
+        return dst / "pgserver" / "pginstall" / "bin"
     if os.geteuid() == 0 and not _others_can_reach(b):
         # Copy the install (and its bundled libpq, found at a relative
         # rpath) where the unprivileged user can run it.

@@ -16,11 +16,13 @@ from crewcore.errors import (
     InvalidArgumentError,
     InvalidRecordError,
     InvalidScopeError,
+    PgVectorMissingError,
     RecordNotFoundError,
     StoreAccessError,
     StoreClosedError,
     StoreCorruptError,
     StoreTimeoutError,
+    StoreUnavailableError,
 )
 from crewcore.storage import MemoryStorage
 
@@ -33,11 +35,13 @@ __all__ = [
     "InvalidRecordError",
     "InvalidScopeError",
     "MemoryStorage",
+    "PgVectorMissingError",
     "RecordNotFoundError",
     "StoreAccessError",
     "StoreClosedError",
     "StoreCorruptError",
     "StoreTimeoutError",
+    "StoreUnavailableError",
     "__version__",
     "backend",
     "install",

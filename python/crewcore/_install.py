@@ -12,25 +12,25 @@ _installed: dict[str, Any] = {}
 _FOREIGN_SPECS = frozenset({"qdrant-edge"})
 
 
-def _memory_factory(replace_default: bool) -> Any:
+def _memory_factory(replace_default: bool, target: str | None = None) -> Any:
     def factory(spec: str) -> Any:
         from crewcore.storage import MemoryStorage
 
         if spec == "crewcore":
-            return MemoryStorage()
+            return MemoryStorage(target)
         if spec.startswith("crewcore:"):
             return MemoryStorage(spec[len("crewcore:"):] or None)
         if not replace_default or spec in _FOREIGN_SPECS:
             return None
         if spec == "lancedb":
-            return MemoryStorage()
+            return MemoryStorage(target)
         return MemoryStorage(spec)  # a bare path, as LanceDB would take it
 
     factory.crewcore = True  # type: ignore[attr-defined]
     return factory
 
 
-def install(replace_default_memory: bool = True) -> None:
+def install(replace_default_memory: bool = True, memory: str | None = None) -> None:
     """Route CrewAI memory storage to crewcore.
 
     The storage specs ``"crewcore"`` and ``"crewcore:<path>"`` always map to
@@ -38,12 +38,20 @@ def install(replace_default_memory: bool = True) -> None:
     default of every ``Memory``) and bare paths do too. Calling it again
     replaces the previous settings; ``uninstall()`` restores CrewAI's defaults.
     An explicit ``Memory(storage=obj)`` always wins, as in CrewAI.
+
+    ``memory`` names where ``"crewcore"`` and the default go: a store path,
+    or a ``postgresql://`` DSN to share one PostgreSQL + pgvector store
+    between processes and machines (``install(memory="postgresql://...")``).
     """
     from crewai.memory.storage.factory import set_memory_storage_factory
 
     with _lock:
-        set_memory_storage_factory(_memory_factory(replace_default_memory))
+        set_memory_storage_factory(_memory_factory(replace_default_memory, memory))
         _installed["memory"] = replace_default_memory
+        if memory is not None:
+            from crewcore._postgres import is_dsn, redact
+
+            _installed["memory_target"] = redact(memory) if is_dsn(memory) else memory
 
 
 def uninstall() -> None:
@@ -54,6 +62,7 @@ def uninstall() -> None:
         if "memory" in _installed:
             set_memory_storage_factory(None)
             _installed.pop("memory", None)
+            _installed.pop("memory_target", None)
 
 
 def installed() -> dict[str, Any]:

@@ -46,6 +46,15 @@ class StoreClosedError(CrewcoreError):
     """A call on a store that was closed."""
 
 
+class StoreUnavailableError(CrewcoreError, ConnectionError):
+    """The PostgreSQL server could not be reached, or kept failing with
+    transient errors, past the retry deadline (the call may be repeated)."""
+
+
+class PgVectorMissingError(CrewcoreError):
+    """The PostgreSQL server has no pgvector extension (or it cannot be created)."""
+
+
 class EngineError(CrewcoreError):
     """An internal failure of the engine (for example a recovered Go panic)."""
 
@@ -56,9 +65,11 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidRecordError",
     "InvalidScopeError",
+    "PgVectorMissingError",
     "RecordNotFoundError",
     "StoreAccessError",
     "StoreClosedError",
     "StoreCorruptError",
     "StoreTimeoutError",
+    "StoreUnavailableError",
 ]

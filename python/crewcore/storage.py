@@ -109,6 +109,12 @@ class MemoryStorage:
             engine searches 512+ candidate vectors with a quantized cascade
             (1-bit scan, int8 re-rank, exact float32 top-k; recall@10 >= 0.99,
             see docs/architecture.md). The fallback is always exact.
+        dsn: a ``postgresql://`` URL: store in PostgreSQL + pgvector instead
+            of a file (a DSN given as ``path`` means the same). Many
+            processes and machines may share it; ``backend`` is "postgres".
+        schema: the PostgreSQL schema holding the store (default "crewcore").
+        ef_search: pgvector's ``hnsw.ef_search`` for index searches (default
+            100): higher is better recall and slower.
     """
 
     def __init__(
@@ -120,7 +126,16 @@ class MemoryStorage:
         return_embeddings: bool = False,
         engine: str = "auto",
         exact: bool = False,
+        dsn: str | None = None,
+        schema: str = "crewcore",
+        ef_search: int = 0,
     ) -> None:
+        # PostgreSQL: dsn= or a postgresql:// URL as the path (docs/architecture.md).
+        if dsn is None and isinstance(path, str) and path.lower().startswith(("postgres://", "postgresql://")):
+            dsn, path = path, None
+        if dsn is not None:
+            self._init_postgres(dsn, vector_dim, metric, return_embeddings, engine, exact, schema, ef_search)
+            return
         if engine not in ("auto", "native", "python"):
             raise InvalidArgumentError(f"engine must be 'auto', 'native' or 'python', got {engine!r}")
         if metric not in ("l2", "cosine"):
@@ -133,6 +148,35 @@ class MemoryStorage:
         self._shared: _Shared | None = _open(self._key, engine)
         self._lock = threading.Lock()
 
+    def _init_postgres(
+        self, dsn: Any, vector_dim: Any, metric: str, return_embeddings: bool, engine: str, exact: bool,
+        schema: str, ef_search: int,
+    ) -> None:
+        from crewcore._postgres import PgStore, is_dsn, redact
+
+        if engine not in ("auto", "postgres"):
+            raise InvalidArgumentError(f"a dsn is served by engine 'postgres', not {engine!r}")
+        if not is_dsn(dsn):
+            raise InvalidArgumentError(f"dsn must be a postgresql:// URL, got {redact(str(dsn))!r}")
+        if metric not in ("l2", "cosine"):
+            raise InvalidArgumentError(f"metric must be 'l2' or 'cosine', got {metric!r}")
+        if vector_dim is not None and (
+            isinstance(vector_dim, bool) or not isinstance(vector_dim, int) or vector_dim <= 0
+        ):
+            raise InvalidArgumentError(f"vector_dim must be a positive integer, got {vector_dim!r}")
+        self._key = (f"{redact(dsn)}#{schema}", "postgres", dsn, schema, vector_dim, metric,
+                     bool(return_embeddings), bool(exact), ef_search)
+        with _shared_lock:
+            sh = _shared.get(self._key)
+            if sh is None or sh.pid != os.getpid():
+                store = PgStore(dsn, schema, vector_dim, metric, bool(return_embeddings),
+                                exact_below=-1 if exact else 0, ef_search=ef_search)
+                sh = _Shared(store, "postgres")
+                _shared[self._key] = sh
+            sh.refs += 1
+        self._shared = sh
+        self._lock = threading.Lock()
+
     # -- engine selection -------------------------------------------------
 
     @property
@@ -143,7 +187,7 @@ class MemoryStorage:
     @property
     def backend(self) -> str:
         """``"native"`` or ``"python"``: the engine serving this store."""
-        return self._sh().kind
+        return self._sh().kind  # or "postgres"
 
     def _sh(self) -> _Shared:
         sh = self._shared
