@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"time"
 
 	"github.com/crewcore/crewcore/memory"
 	"github.com/crewcore/crewcore/pgmemory"
@@ -15,7 +16,7 @@ import (
 // python/crewcore/_postgres.py. They mirror the memory ops of ops.go with a
 // "pg_" prefix and their own handle table:
 //
-//	["pg_open", 0, dsn, schema, dim, metric, exact_below, ef_search] -> [handle, dim]
+//	["pg_open", 0, dsn, schema, dim, metric, exact_below, ef_search, retry_ms?] -> [handle, dim]
 //	["pg_close", h]
 //	["pg_save", h, [record...]] -> dim      (and the other memory ops alike)
 var (
@@ -49,6 +50,7 @@ func init() {
 		metric := r.str("metric")
 		exactBelow := r.int("exact_below")
 		ef := r.int("ef_search")
+		retryMS := r.int("retry_ms") // optional: 0 (absent) is the default
 		if r.err != nil {
 			return nil, r.err
 		}
@@ -60,7 +62,7 @@ func init() {
 			return nil, &bridgeError{kind: "invalid_argument", msg: "pg_open: dim, exact_below or ef_search out of range"}
 		}
 		s, err := pgmemory.Open(ctx, dsn, &pgmemory.Options{Schema: schema, Dim: int(dim), Metric: m,
-			ExactBelow: int(exactBelow), EfSearch: int(ef)})
+			ExactBelow: int(exactBelow), EfSearch: int(ef), RetryFor: time.Duration(max(retryMS, 0)) * time.Millisecond})
 		if err != nil {
 			return nil, err
 		}

@@ -63,6 +63,7 @@ class PgStore:
         return_embeddings: bool = False,
         exact_below: int = 0,
         ef_search: int = 0,
+        retry_seconds: float = 0,
     ) -> None:
         if not is_dsn(dsn):
             raise InvalidArgumentError("dsn must be a postgresql:// URL")
@@ -75,7 +76,8 @@ class PgStore:
         self.path = f"{redact(dsn)}#{schema}"
         self._return_embeddings = return_embeddings
         self._pid = os.getpid()
-        h, dim = call(["pg_open", 0, dsn, schema, vector_dim or 0, metric, exact_below, ef_search])
+        h, dim = call(["pg_open", 0, dsn, schema, vector_dim or 0, metric, exact_below, ef_search,
+                       int(retry_seconds * 1000)])
         self._h: int | None = h
         self._dim = dim
 

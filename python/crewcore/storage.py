@@ -112,7 +112,8 @@ class MemoryStorage:
         dsn: a ``postgresql://`` URL: store in PostgreSQL + pgvector instead
             of a file (a DSN given as ``path`` means the same). Many
             processes and machines may share it; ``backend`` is "postgres".
-        schema: the PostgreSQL schema holding the store (default "crewcore").
+        schema: the PostgreSQL schema holding the store (default "crewcore");
+            a DSN may name it as its fragment: ``postgresql://host/db#team_a``.
         ef_search: pgvector's ``hnsw.ef_search`` for index searches (default
             100): higher is better recall and slower.
     """
@@ -146,6 +147,38 @@ class MemoryStorage:
             raise InvalidArgumentError(f"vector_dim must be a positive integer, got {vector_dim!r}")
         self._key = (resolve_db_path(path), vector_dim, metric, bool(return_embeddings), bool(exact))
         self._shared: _Shared | None = _open(self._key, engine)
+        self._lock = threading.Lock()
+
+    def _init_postgres(
+        self, dsn: Any, vector_dim: Any, metric: str, return_embeddings: bool, engine: str, exact: bool,
+        schema: str, ef_search: int,
+    ) -> None:
+        from crewcore._postgres import PgStore, is_dsn, redact
+
+        if engine not in ("auto", "postgres"):
+            raise InvalidArgumentError(f"a dsn is served by engine 'postgres', not {engine!r}")
+        if isinstance(dsn, str) and "#" in dsn:  # postgresql://.../db#schema
+            dsn, _, frag = dsn.partition("#")
+            schema = frag or schema
+        if not is_dsn(dsn):
+            raise InvalidArgumentError(f"dsn must be a postgresql:// URL, got {redact(str(dsn))!r}")
+        if metric not in ("l2", "cosine"):
+            raise InvalidArgumentError(f"metric must be 'l2' or 'cosine', got {metric!r}")
+        if vector_dim is not None and (
+            isinstance(vector_dim, bool) or not isinstance(vector_dim, int) or vector_dim <= 0
+        ):
+            raise InvalidArgumentError(f"vector_dim must be a positive integer, got {vector_dim!r}")
+        self._key = (f"{redact(dsn)}#{schema}", "postgres", dsn, schema, vector_dim, metric,
+                     bool(return_embeddings), bool(exact), ef_search)
+        with _shared_lock:
+            sh = _shared.get(self._key)
+            if sh is None or sh.pid != os.getpid():
+                store = PgStore(dsn, schema, vector_dim, metric, bool(return_embeddings),
+                                exact_below=-1 if exact else 0, ef_search=ef_search)
+                sh = _Shared(store, "postgres")
+                _shared[self._key] = sh
+            sh.refs += 1
+        self._shared = sh
         self._lock = threading.Lock()
 
     def _init_postgres(
