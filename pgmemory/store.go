@@ -392,3 +392,13 @@ func DropSchema(ctx context.Context, dsn, schema string) error {
 	}
 	return nil
 }
+
+// SplitDSN separates a schema given as the URL fragment of a DSN
+// ("postgresql://host/db#team_a") from the DSN itself; schema is "" when
+// the DSN names none.
+func SplitDSN(s string) (dsn, schema string) {
+	if i := strings.LastIndexByte(s, '#'); i >= 0 && IsDSN(s) {
+		return s[:i], s[i+1:]
+	}
+	return s, ""
+}

@@ -7,7 +7,7 @@
 // Commands:
 //
 //	mockllm   run a local OpenAI-compatible mock server (chat + embeddings)
-//	memory    inspect a crewcore memory store (stats|scopes|search)
+//	memory    inspect a crewcore memory store (stats|scopes|search), or copy one (migrate)
 //
 // Run "crewcore <command> -h" for a command's flags.
 package main
@@ -40,8 +40,8 @@ var commands = map[string]command{
 		run:     runMockLLM,
 	},
 	"memory": {
-		summary: "inspect a crewcore memory store (stats|scopes|search)",
-		run:     runMemory,
+		summary: "inspect a crewcore memory store (stats|scopes|search), or copy one (migrate)",
+		run:     runMemoryCmd,
 	},
 }
 
