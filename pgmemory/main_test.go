@@ -64,6 +64,10 @@ func TestMain(m *testing.M) {
 		}
 		testDSN = dsn
 	}
+	if testDSN == "" && os.Getenv("CI") != "" {
+		fmt.Fprintf(os.Stderr, "pgmemory: no PostgreSQL server under CI (.ci/run starts one): %s\n", noServer)
+		os.Exit(1)
+	}
 	if testDSN == "" {
 		fmt.Fprintf(os.Stderr, "\n%s\n!!! pgmemory: NO POSTGRESQL SERVER: every Postgres test SKIPS.\n!!! %s\n!!! Run `make pg-up` (needs the pgserver wheel in .venv) or set CREWCORE_PG_DSN.\n%s\n\n",
 			strings.Repeat("!", 78), noServer, strings.Repeat("!", 78))

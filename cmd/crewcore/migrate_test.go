@@ -49,6 +49,9 @@ func testPG(t *testing.T) string {
 		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 		pgDSN = lines[len(lines)-1]
 	})
+	if pgDSN == "" && os.Getenv("CI") != "" {
+		t.Fatalf("no PostgreSQL server under CI (.ci/run starts one): %s", pgWhy)
+	}
 	if pgDSN == "" {
 		t.Skipf("!!! NO POSTGRESQL SERVER (%s): run `make pg-up` or set CREWCORE_PG_DSN", pgWhy)
 	}
