@@ -14,6 +14,8 @@ import (
 
 const mockllmUsage = `Usage: crewcore mockllm [--addr HOST:PORT] [--latency DURATION] [--script FILE.json]
                         [--dimensions N] [--models a,b,...] [--log] [--log-bodies]
+                        [--latency-dist DIST] [--error-rate P] [--error-status 500,429]
+                        [--retry-after DURATION] [--seed N]
 
 Runs a local, deterministic OpenAI-compatible server (POST /v1/chat/completions,
 POST /v1/embeddings, GET /v1/models, GET /stats). Once listening it prints one line
@@ -21,6 +23,12 @@ POST /v1/embeddings, GET /v1/models, GET /stats). Once listening it prints one l
 Point OpenAI clients at it with:
 
     OPENAI_BASE_URL=http://ADDR/v1 OPENAI_API_KEY=anything
+
+Benchmark knobs: --latency-dist draws each request's latency from
+fixed:50ms | normal:50ms,10ms | uniform:20ms,80ms | exp:50ms | lognormal:50ms,0.5
+(it replaces --latency); --error-rate 0.05 answers 5% of chat completions with an
+injected error, a status drawn from --error-status (default 500,429); --seed makes
+both reproducible.
 
 Flags:
 `
@@ -40,6 +48,11 @@ func runMockLLM(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	models := fs.String("models", "", "comma-separated model ids for GET /v1/models (default: a built-in list)")
 	logReqs := fs.Bool("log", false, "log one line per request to stderr")
 	logBodies := fs.Bool("log-bodies", false, "also log request bodies to stderr (implies --log)")
+	latencyDist := fs.String("latency-dist", "", "latency `distribution`: fixed:50ms, normal:50ms,10ms, uniform:20ms,80ms, exp:50ms or lognormal:50ms,0.5 (replaces --latency)")
+	errorRate := fs.Float64("error-rate", 0, "probability (0..1) that a chat completion gets an injected error")
+	errorStatus := fs.String("error-status", "500,429", "comma-separated HTTP `statuses` of injected errors (drawn uniformly)")
+	retryAfter := fs.Duration("retry-after", 0, "retry-after sent with injected 429s (0: retry at once)")
+	seed := fs.Uint64("seed", 1, "seed of the latency and error draws")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -56,7 +69,35 @@ func runMockLLM(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return 2
 	}
 
-	cfg := mockllm.Config{Latency: *latency, EmbeddingDimensions: *dims}
+	cfg := mockllm.Config{Latency: *latency, EmbeddingDimensions: *dims, Seed: *seed}
+	if *latencyDist != "" {
+		if *latency != 0 {
+			fmt.Fprintln(stderr, "crewcore mockllm: give --latency or --latency-dist, not both")
+			return 2
+		}
+		d, err := mockllm.ParseLatencyDist(*latencyDist)
+		if err != nil {
+			fmt.Fprintf(stderr, "crewcore mockllm: --latency-dist: %v\n", err)
+			return 2
+		}
+		cfg.LatencyDist = d
+	}
+	if *errorRate < 0 || *errorRate > 1 || *errorRate != *errorRate {
+		fmt.Fprintln(stderr, "crewcore mockllm: --error-rate must be between 0 and 1")
+		return 2
+	}
+	cfg.ErrorRate = *errorRate
+	statuses, err := mockllm.ParseStatuses(*errorStatus)
+	if err != nil {
+		fmt.Fprintf(stderr, "crewcore mockllm: --error-status: %v\n", err)
+		return 2
+	}
+	cfg.ErrorStatuses = statuses
+	if *retryAfter < 0 {
+		fmt.Fprintln(stderr, "crewcore mockllm: --retry-after must not be negative")
+		return 2
+	}
+	cfg.RetryAfter = *retryAfter
 	if *scriptPath != "" {
 		rules, err := mockllm.LoadScript(*scriptPath)
 		if err != nil {

@@ -136,6 +136,11 @@ func (h *handler) chat(w http.ResponseWriter, r *http.Request) {
 	if !h.decode(w, r, &req) {
 		return
 	}
+	if status := h.faults.injectedStatus(&h.cfg); status != 0 {
+		note(r, fmt.Sprintf("chat injected error %d", status))
+		h.failInjected(w, status)
+		return
+	}
 	if len(req.Messages) == 0 {
 		h.fail(w, http.StatusBadRequest, "invalid_request_error",
 			"Missing required parameter: 'messages'.", "messages", "missing_required_parameter")

@@ -64,6 +64,22 @@ type Config struct {
 	Log io.Writer
 	// LogBodies additionally writes every request body to Log (debugging).
 	LogBodies bool
+	// LatencyDist, when its Kind is set, replaces Latency: each request
+	// sleeps a latency drawn from it (see ParseLatencyDist).
+	LatencyDist LatencyDist
+	// ErrorRate is the probability (0..1) that a chat completion request is
+	// answered with an injected error instead (after the latency), with a
+	// status drawn from ErrorStatuses. Counted in Stats.Injected.
+	ErrorRate float64
+	// ErrorStatuses are the statuses of injected errors; empty means
+	// DefaultErrorStatuses (500 and 429).
+	ErrorStatuses []int
+	// RetryAfter is sent with injected 429s (retry-after-ms and
+	// Retry-After headers, which OpenAI's SDK honours); 0 means retry now.
+	RetryAfter time.Duration
+	// Seed seeds the generator behind LatencyDist and ErrorRate, so a run
+	// is reproducible (in request arrival order).
+	Seed uint64
 }
 
 // DefaultModels is the model list GET /v1/models reports when
@@ -102,6 +118,9 @@ type Stats struct {
 	// Cancelled counts requests abandoned because their context was
 	// cancelled while waiting for Latency.
 	Cancelled int64 `json:"cancelled"`
+	// Injected counts chat requests answered with an injected error
+	// (Config.ErrorRate); they are also counted in Errors.
+	Injected int64 `json:"injected_errors"`
 }
 
 // maxBodyBytes bounds request bodies.
@@ -110,6 +129,7 @@ const maxBodyBytes = 64 << 20
 type counters struct {
 	chat, streamed, structured, scripted, toolCalls  atomic.Int64
 	embeddings, embeddedTexts, models, errs, cancels atomic.Int64
+	injected                                         atomic.Int64
 }
 
 func (c *counters) snapshot() Stats {
@@ -124,6 +144,7 @@ func (c *counters) snapshot() Stats {
 		Models:        c.models.Load(),
 		Errors:        c.errs.Load(),
 		Cancelled:     c.cancels.Load(),
+		Injected:      c.injected.Load(),
 	}
 }
 
@@ -136,12 +157,14 @@ type handler struct {
 	callSeq atomic.Int64 // tool call ids
 	logMu   sync.Mutex
 	started int64
+	faults  *faults // LatencyDist, ErrorRate
 }
 
 // NewHandler returns the mock server's HTTP handler for cfg. The handler is
 // safe for concurrent use; its counters live as long as it does.
 func NewHandler(cfg Config) http.Handler {
 	h := &handler{cfg: cfg, script: newScript(cfg.Script), mux: http.NewServeMux(), started: time.Now().Unix()}
+	h.faults = newFaults(cfg.Seed)
 	for _, prefix := range []string{"/v1", ""} {
 		h.mux.HandleFunc(prefix+"/chat/completions", h.api(http.MethodPost, h.chat))
 		h.mux.HandleFunc(prefix+"/embeddings", h.api(http.MethodPost, h.embeddings))
@@ -211,12 +234,14 @@ func (h *handler) api(method string, fn http.HandlerFunc) http.HandlerFunc {
 	})
 }
 
-// sleep waits Config.Latency; false if ctx ended first.
+// sleep waits Config.Latency (or a draw from Config.LatencyDist); false if
+// ctx ended first.
 func (h *handler) sleep(ctx context.Context) bool {
-	if h.cfg.Latency <= 0 {
+	lat := h.faults.latency(&h.cfg)
+	if lat <= 0 {
 		return ctx.Err() == nil
 	}
-	t := time.NewTimer(h.cfg.Latency)
+	t := time.NewTimer(lat)
 	defer t.Stop()
 	select {
 	case <-t.C:

@@ -30,7 +30,14 @@ def _memory_factory(replace_default: bool, target: str | None = None) -> Any:
     return factory
 
 
-def install(replace_default_memory: bool = True, memory: str | None = None) -> None:
+def install(
+    replace_default_memory: bool = True,
+    memory: str | None = None,
+    *,
+    locks: bool = True,
+    task_outputs: bool = True,
+    flows: bool = True,
+) -> None:
     """Route CrewAI memory storage to crewcore.
 
     The storage specs ``"crewcore"`` and ``"crewcore:<path>"`` always map to
@@ -38,6 +45,12 @@ def install(replace_default_memory: bool = True, memory: str | None = None) -> N
     default of every ``Memory``) and bare paths do too. Calling it again
     replaces the previous settings; ``uninstall()`` restores CrewAI's defaults.
     An explicit ``Memory(storage=obj)`` always wins, as in CrewAI.
+
+    ``locks``, ``task_outputs`` and ``flows`` (default on) route every CrewAI
+    lock (``set_lock_backend``), the kickoff task outputs of every Crew
+    (``TaskOutputStorageHandler``) and the default flow persistence
+    (``set_flow_persistence_factory``) through crewcore's storage layer;
+    pass False to leave that seam to CrewAI.
 
     ``memory`` names where ``"crewcore"`` and the default go: a store path,
     or a ``postgresql://`` DSN to share one PostgreSQL + pgvector store
@@ -52,6 +65,9 @@ def install(replace_default_memory: bool = True, memory: str | None = None) -> N
             from crewcore._postgres import is_dsn, redact
 
             _installed["memory_target"] = redact(memory) if is_dsn(memory) else memory
+        from crewcore._storage_engine import install_storage
+
+        install_storage(_installed, locks, task_outputs, flows)
 
 
 def uninstall() -> None:
@@ -59,6 +75,9 @@ def uninstall() -> None:
     from crewai.memory.storage.factory import set_memory_storage_factory
 
     with _lock:
+        from crewcore._storage_engine import uninstall_storage
+
+        uninstall_storage(_installed)
         if "memory" in _installed:
             set_memory_storage_factory(None)
             _installed.pop("memory", None)

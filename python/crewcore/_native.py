@@ -21,11 +21,13 @@ from crewcore.errors import (
     InvalidArgumentError,
     InvalidRecordError,
     InvalidScopeError,
+    LockTimeoutError,
     RecordNotFoundError,
     StoreAccessError,
     StoreClosedError,
     StoreCorruptError,
     StoreTimeoutError,
+    StorageFullError,
 )
 
 _lock = threading.Lock()
@@ -105,6 +107,8 @@ _ERRORS: dict[str, type[CrewcoreError]] = {
     "access": StoreAccessError,
     "timeout": StoreTimeoutError,
     "closed": StoreClosedError,
+    "lock_timeout": LockTimeoutError,
+    "full": StorageFullError,
 }
 
 

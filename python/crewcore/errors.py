@@ -55,11 +55,22 @@ class PgVectorMissingError(CrewcoreError):
     """The PostgreSQL server has no pgvector extension (or it cannot be created)."""
 
 
+class LockTimeoutError(CrewcoreError, TimeoutError):
+    """A named lock was still held by another thread or process at the
+    deadline (the message names the lock and its lock file)."""
+
+
+class StorageFullError(CrewcoreError, OSError):
+    """A write was refused for lack of space (disk full, quota, file size limit)."""
+
+
 class EngineError(CrewcoreError):
     """An internal failure of the engine (for example a recovered Go panic)."""
 
 
 __all__ = [
+    "LockTimeoutError",
+    "StorageFullError",
     "CrewcoreError",
     "EngineError",
     "InvalidArgumentError",
