@@ -1,0 +1,181 @@
+"""Engine choice for the storage layer (locks, task outputs, flow state).
+
+Native (libcrewcore.so) unless CREWCORE_FORCE_PYTHON=1, the library cannot
+load, or this process was forked after the library loaded; then the pure
+Python implementations work on the same files. The choice is made per call
+site but is stable within a process (a forked child switches once).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import warnings
+
+from crewcore import _native
+from crewcore.errors import LockTimeoutError, StorageFullError
+
+# The error kinds of the storage ops (also listed in _native._ERRORS).
+_native._ERRORS.setdefault("lock_timeout", LockTimeoutError)
+_native._ERRORS.setdefault("full", StorageFullError)
+
+_lock = threading.Lock()
+_registered = False
+_warned_fork = False
+
+
+def use_native() -> bool:
+    """True when the storage layer should go through the Go engine."""
+    global _warned_fork
+    if os.environ.get("CREWCORE_FORCE_PYTHON", "") not in ("", "0"):
+        return False
+    if _native.forked():
+        if not _warned_fork:
+            _warned_fork = True
+            warnings.warn(
+                "crewcore: forked after the native library loaded; locks, task outputs "
+                "and flow state use the pure-Python engine in this child",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return False
+    try:
+        _native.load()
+    except OSError:
+        return False
+    _register_exit()
+    return True
+
+
+def _register_exit() -> None:
+    global _registered
+    if _registered:
+        return
+    with _lock:
+        if not _registered:
+            atexit.register(_close_all)
+            _registered = True
+
+
+def _close_all() -> None:
+    if _native.forked():
+        return
+    try:
+        _native.call(["storage_close_all", 0])
+    except Exception:  # noqa: BLE001  (exit path: nothing to report to)
+        pass
+
+
+def storage_dir() -> str:
+    """CrewAI's storage directory (where its SQLite files live)."""
+    from crewai_core.paths import db_storage_path
+
+    return str(db_storage_path())
+
+
+def check_db_file(path: str) -> None:
+    """Refuse a path that is a directory or a non-SQLite file (never modified),
+    and an uncreatable one, with crewcore's typed errors (Python engine)."""
+    from crewcore.errors import StoreAccessError, StoreCorruptError
+
+    d = os.path.dirname(path) or "."
+    try:
+        os.makedirs(d, exist_ok=True)
+    except OSError as e:
+        raise StoreAccessError(f"open database {path}: cannot create directory {d}: {e}") from None
+    if os.path.isdir(path):
+        raise StoreCorruptError(f"open database {path}: path is a directory")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except FileNotFoundError:
+        if not os.access(d, os.W_OK) or _readonly_fs(d):
+            raise StoreAccessError(f"open database {path}: directory {d} is not writable") from None
+        return
+    except OSError as e:
+        raise StoreAccessError(f"open database {path}: {e}") from None
+    if head and head != b"SQLite format 3\x00":
+        raise StoreCorruptError(f"open database {path}: the file is not a SQLite database")
+
+
+def _readonly_fs(d: str) -> bool:
+    try:
+        return bool(os.statvfs(d).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def py_error(op: str, path: str, e: BaseException) -> Exception:
+    """Map a sqlite3 error of the Python engine to crewcore's typed errors."""
+    from crewcore.errors import (
+        StorageFullError,
+        StoreAccessError,
+        StoreCorruptError,
+        StoreTimeoutError,
+    )
+
+    msg = str(e).lower()
+    text = f"{op} {path}: {e}"
+    if "locked" in msg or "busy" in msg:
+        return StoreTimeoutError(f"{op} {path}: database locked past deadline: the database stayed locked by another connection or process: {e}")
+    if "full" in msg or "too big" in msg or getattr(e, "errno", None) in (28, 27, 122):
+        return StorageFullError(f"{op} {path}: disk full: {e}")
+    if "not a database" in msg or "malformed" in msg or "corrupt" in msg:
+        return StoreCorruptError(f"{op} {path}: database corrupt or not a SQLite file: {e}")
+    if "readonly" in msg or "read-only" in msg or "unable to open" in msg or "permission" in msg:
+        return StoreAccessError(f"{op} {path}: database not writable: {e}")
+    if "disk i/o" in msg:
+        return StorageFullError(text) if _dir_full(path) else OSError(text)
+    return OSError(text)
+
+
+def _dir_full(path: str) -> bool:
+    import resource
+
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+        if soft != resource.RLIM_INFINITY:
+            return True
+        st = os.statvfs(os.path.dirname(path) or ".")
+        return st.f_bavail * st.f_frsize < 1 << 20
+    except OSError:
+        return False
+
+
+def install_storage(installed: dict, locks: bool, task_outputs: bool, flows: bool) -> None:
+    """The storage part of ``crewcore.install()``: each seam on or off."""
+    from crewcore import locks as _locks
+    from crewcore import task_outputs as _to
+
+    for on, key, mod_install, mod_uninstall in (
+        (locks, "locks", _locks.install, _locks.uninstall),
+        (task_outputs, "task_outputs", _to.install, _to.uninstall),
+    ):
+        if on:
+            mod_install()
+            installed[key] = True
+        else:
+            mod_uninstall()
+            installed.pop(key, None)
+    from crewcore import flows as _flows
+
+    if flows:
+        _flows.install()
+        installed["flows"] = True
+    else:
+        _flows.uninstall()
+        installed.pop("flows", None)
+
+
+def uninstall_storage(installed: dict) -> None:
+    """The storage part of ``crewcore.uninstall()``."""
+    from crewcore import flows as _flows
+    from crewcore import locks as _locks
+    from crewcore import task_outputs as _to
+
+    _locks.uninstall()
+    _to.uninstall()
+    _flows.uninstall()
+    for k in ("locks", "task_outputs", "flows"):
+        installed.pop(k, None)
