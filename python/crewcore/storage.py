@@ -181,35 +181,6 @@ class MemoryStorage:
         self._shared = sh
         self._lock = threading.Lock()
 
-    def _init_postgres(
-        self, dsn: Any, vector_dim: Any, metric: str, return_embeddings: bool, engine: str, exact: bool,
-        schema: str, ef_search: int,
-    ) -> None:
-        from crewcore._postgres import PgStore, is_dsn, redact
-
-        if engine not in ("auto", "postgres"):
-            raise InvalidArgumentError(f"a dsn is served by engine 'postgres', not {engine!r}")
-        if not is_dsn(dsn):
-            raise InvalidArgumentError(f"dsn must be a postgresql:// URL, got {redact(str(dsn))!r}")
-        if metric not in ("l2", "cosine"):
-            raise InvalidArgumentError(f"metric must be 'l2' or 'cosine', got {metric!r}")
-        if vector_dim is not None and (
-            isinstance(vector_dim, bool) or not isinstance(vector_dim, int) or vector_dim <= 0
-        ):
-            raise InvalidArgumentError(f"vector_dim must be a positive integer, got {vector_dim!r}")
-        self._key = (f"{redact(dsn)}#{schema}", "postgres", dsn, schema, vector_dim, metric,
-                     bool(return_embeddings), bool(exact), ef_search)
-        with _shared_lock:
-            sh = _shared.get(self._key)
-            if sh is None or sh.pid != os.getpid():
-                store = PgStore(dsn, schema, vector_dim, metric, bool(return_embeddings),
-                                exact_below=-1 if exact else 0, ef_search=ef_search)
-                sh = _Shared(store, "postgres")
-                _shared[self._key] = sh
-            sh.refs += 1
-        self._shared = sh
-        self._lock = threading.Lock()
-
     # -- engine selection -------------------------------------------------
 
     @property
