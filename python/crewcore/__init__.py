@@ -25,6 +25,18 @@ from crewcore.errors import (
     StoreUnavailableError,
 )
 from crewcore.storage import MemoryStorage
+from crewcore.scheduler import (
+    AsyncManyHandle,
+    ManyHandle,
+    ManyResults,
+    RunFailure,
+    RunSummary,
+    akickoff_many,
+    astart_many,
+    kickoff_many,
+    start_many,
+)
+from crewcore.errors import RunFailedError, SchedulerClosedError
 
 __version__ = "0.1.0"
 
@@ -42,6 +54,17 @@ __all__ = [
     "StoreCorruptError",
     "StoreTimeoutError",
     "StoreUnavailableError",
+    "AsyncManyHandle",
+    "ManyHandle",
+    "ManyResults",
+    "RunFailedError",
+    "RunFailure",
+    "RunSummary",
+    "SchedulerClosedError",
+    "akickoff_many",
+    "astart_many",
+    "kickoff_many",
+    "start_many",
     "__version__",
     "backend",
     "install",

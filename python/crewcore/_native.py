@@ -24,6 +24,7 @@ from crewcore.errors import (
     LockTimeoutError,
     RecordNotFoundError,
     StoreAccessError,
+    SchedulerClosedError,
     StoreClosedError,
     StoreCorruptError,
     StoreTimeoutError,
@@ -107,6 +108,7 @@ _ERRORS: dict[str, type[CrewcoreError]] = {
     "access": StoreAccessError,
     "timeout": StoreTimeoutError,
     "closed": StoreClosedError,
+    "sched_closed": SchedulerClosedError,
     "lock_timeout": LockTimeoutError,
     "full": StorageFullError,
 }

@@ -68,6 +68,23 @@ class EngineError(CrewcoreError):
     """An internal failure of the engine (for example a recovered Go panic)."""
 
 
+class SchedulerClosedError(CrewcoreError):
+    """A call on a run scheduler (kickoff_many batch) that was closed."""
+
+
+class RunFailedError(CrewcoreError):
+    """``kickoff_many(..., on_error="raise")``: a run failed, so the rest was
+    cancelled. ``.failure`` is the first RunFailure, ``.results`` every result."""
+
+    def __init__(self, failure: object, results: object) -> None:
+        super().__init__(
+            f"run {getattr(failure, 'index', '?')} failed: "
+            f"{getattr(failure, 'error_type', '')}: {getattr(failure, 'message', '')}"
+        )
+        self.failure = failure
+        self.results = results
+
+
 __all__ = [
     "LockTimeoutError",
     "StorageFullError",
@@ -78,6 +95,8 @@ __all__ = [
     "InvalidScopeError",
     "PgVectorMissingError",
     "RecordNotFoundError",
+    "RunFailedError",
+    "SchedulerClosedError",
     "StoreAccessError",
     "StoreClosedError",
     "StoreCorruptError",
