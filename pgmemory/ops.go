@@ -135,7 +135,7 @@ func (s *Store) Save(ctx context.Context, recs []memory.Record) error {
 		return err
 	}
 	rows = lastPerID(rows)
-	err = s.write(ctx, "save records", dim, func(ctx context.Context, tx pgx.Tx) error {
+	err = s.write(ctx, "save records", dim, len(rows), func(ctx context.Context, tx pgx.Tx) error {
 		if len(rows) >= copyAbove {
 			return s.copyRows(ctx, tx, rows)
 		}
@@ -209,9 +209,11 @@ func (s *Store) copyRows(ctx context.Context, tx pgx.Tx, rows []row) error {
 // (so a concurrent full reset cannot retype the column under it) after
 // checking the batch dimension dim against the stored one. A store with no
 // dimension yet records dim first. after runs once the write committed.
-func (s *Store) write(ctx context.Context, op string, dim int, fn func(ctx context.Context, tx pgx.Tx) error, after func()) error {
+func (s *Store) write(ctx context.Context, op string, dim int, rows int, fn func(ctx context.Context, tx pgx.Tx) error, after func()) error {
+	// A large batch gets more time: each row may insert into the HNSW graph.
+	timeout := s.opts.QueryTimeout + time.Duration(rows)*s.opts.RowTimeout
 	for range 3 {
-		err := s.retry(ctx, op, func(ctx context.Context) error {
+		err := s.retryT(ctx, op, timeout, func(ctx context.Context) error {
 			return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 				var cur int
 				if err := tx.QueryRow(ctx, s.q.getDimShare).Scan(&cur); err != nil {
@@ -252,7 +254,7 @@ func (s *Store) Update(ctx context.Context, r memory.Record) error {
 		return err
 	}
 	w := rows[0]
-	return s.write(ctx, "update record", dim, func(ctx context.Context, tx pgx.Tx) error {
+	return s.write(ctx, "update record", dim, 1, func(ctx context.Context, tx pgx.Tx) error {
 		args := w.args()
 		q := s.q.updateVec
 		if w.vec == nil {

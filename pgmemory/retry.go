@@ -23,12 +23,18 @@ const noDeadline retryOpt = 1
 // transient errors have lasted Options.RetryFor. Each attempt runs under
 // Options.QueryTimeout.
 func (s *Store) retry(ctx context.Context, op string, fn func(ctx context.Context) error, opts ...retryOpt) error {
-	deadline := true
+	timeout := s.opts.QueryTimeout
 	for _, o := range opts {
 		if o == noDeadline {
-			deadline = false
+			timeout = 0
 		}
 	}
+	return s.retryT(ctx, op, timeout, fn)
+}
+
+// retryT is retry with an explicit deadline per attempt (0: none).
+func (s *Store) retryT(ctx context.Context, op string, timeout time.Duration, fn func(ctx context.Context) error) error {
+	deadline := timeout > 0
 	start := time.Now()
 	backoff := 25 * time.Millisecond
 	for attempt := 1; ; attempt++ {
@@ -37,7 +43,7 @@ func (s *Store) retry(ctx context.Context, op string, fn func(ctx context.Contex
 		}
 		actx, cancel := ctx, context.CancelFunc(func() {})
 		if deadline {
-			actx, cancel = context.WithTimeout(ctx, s.opts.QueryTimeout)
+			actx, cancel = context.WithTimeout(ctx, timeout)
 		}
 		err := fn(actx)
 		timedOut := actx.Err() == context.DeadlineExceeded && ctx.Err() == nil
@@ -49,7 +55,7 @@ func (s *Store) retry(ctx context.Context, op string, fn func(ctx context.Contex
 			return fmt.Errorf("%s: %w", op, ctx.Err())
 		}
 		if timedOut {
-			return fmt.Errorf("%s: %w: no answer from %s within %s", op, memory.ErrTimeout, s.dsnShown, s.opts.QueryTimeout)
+			return fmt.Errorf("%s: %w: no answer from %s within %s", op, memory.ErrTimeout, s.dsnShown, timeout)
 		}
 		if !transient(err) {
 			return classify(op, err)

@@ -80,6 +80,9 @@ type Options struct {
 	M, EfConstruction int
 	// QueryTimeout is the deadline of each query attempt (default 30s).
 	QueryTimeout time.Duration
+	// RowTimeout is added to a write's deadline per record it writes
+	// (default 10ms), so a large batch is not cut off by QueryTimeout.
+	RowTimeout time.Duration
 	// RetryFor bounds how long transient errors are retried (default 20s);
 	// past it the call fails with ErrUnavailable.
 	RetryFor time.Duration
@@ -111,6 +114,9 @@ func (o *Options) defaults() error {
 	}
 	if o.QueryTimeout <= 0 {
 		o.QueryTimeout = 30 * time.Second
+	}
+	if o.RowTimeout <= 0 {
+		o.RowTimeout = 10 * time.Millisecond
 	}
 	if o.RetryFor <= 0 {
 		o.RetryFor = 20 * time.Second
