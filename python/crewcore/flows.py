@@ -84,7 +84,7 @@ def _state_dict(state_data: Any) -> dict[str, Any]:
 
 def _dumps(v: Any) -> str:
     try:
-        return json.dumps(v, default=_json_default)
+        return json.dumps(v, default=_json_default, allow_nan=False)
     except (TypeError, ValueError) as e:
         raise InvalidArgumentError(f"flow state cannot be stored as JSON: {e}") from None
 

@@ -53,9 +53,15 @@ def default_path() -> str:
 
 
 def _dumps(value: Any) -> str:
-    from crewai.utilities.crew_json_encoder import CrewJSONEncoder
+    # CrewJSONEncoder only adds a default() for types json cannot encode, so
+    # for plain JSON values its output is json.dumps's: try that first (it
+    # also spares importing crewai's encoder module).
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        from crewai.utilities.crew_json_encoder import CrewJSONEncoder
 
-    return json.dumps(value, cls=CrewJSONEncoder)
+        return json.dumps(value, cls=CrewJSONEncoder)
 
 
 def _loads(value: Any) -> Any:
