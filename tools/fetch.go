@@ -168,7 +168,7 @@ func fetchErr(ctx context.Context, rawURL string, timeout time.Duration, err err
 func unwrapRefusal(err error) error {
 	for {
 		u := errors.Unwrap(err)
-		if u == nil || !errors.Is(u, ErrRefused) {
+		if u == nil || u == ErrRefused || !errors.Is(u, ErrRefused) {
 			return err
 		}
 		err = u

@@ -25,6 +25,7 @@ from crewcore.errors import (
     StoreUnavailableError,
 )
 from crewcore.storage import MemoryStorage
+from crewcore.tools import ToolPolicy, guard, tool_stats
 from crewcore.scheduler import (
     AsyncManyHandle,
     ManyHandle,
@@ -65,6 +66,9 @@ __all__ = [
     "astart_many",
     "kickoff_many",
     "start_many",
+    "ToolPolicy",
+    "guard",
+    "tool_stats",
     "__version__",
     "backend",
     "install",

@@ -37,6 +37,7 @@ def install(
     locks: bool = True,
     task_outputs: bool = True,
     flows: bool = True,
+    tools: Any = None,
 ) -> None:
     """Route CrewAI memory storage to crewcore.
 
@@ -45,6 +46,11 @@ def install(
     default of every ``Memory``) and bare paths do too. Calling it again
     replaces the previous settings; ``uninstall()`` restores CrewAI's defaults.
     An explicit ``Memory(storage=obj)`` always wins, as in CrewAI.
+
+    ``tools`` takes a :class:`crewcore.ToolPolicy` applied to every tool call
+    of every agent (deadlines, budgets, loop detection, cache; see
+    crewcore/tools.py); it is validated before anything is installed, and
+    None (the default) removes a policy installed before.
 
     ``locks``, ``task_outputs`` and ``flows`` (default on) route every CrewAI
     lock (``set_lock_backend``), the kickoff task outputs of every Crew
@@ -58,7 +64,14 @@ def install(
     """
     from crewai.memory.storage.factory import set_memory_storage_factory
 
+    from crewcore.tools import install_tools
+
     with _lock:
+        install_tools(tools)  # validates first: a bad policy changes nothing
+        if tools is None:
+            _installed.pop("tools", None)
+        else:
+            _installed["tools"] = tools
         set_memory_storage_factory(_memory_factory(replace_default_memory, memory))
         _installed["memory"] = replace_default_memory
         if memory is not None:
@@ -72,6 +85,10 @@ def install(
 
 def uninstall() -> None:
     """Restore CrewAI's default storage selection."""
+    from crewcore.tools import install_tools
+
+    install_tools(None)
+    _installed.pop("tools", None)
     from crewai.memory.storage.factory import set_memory_storage_factory
 
     with _lock:

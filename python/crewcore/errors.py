@@ -64,6 +64,26 @@ class StorageFullError(CrewcoreError, OSError):
     """A write was refused for lack of space (disk full, quota, file size limit)."""
 
 
+class ToolPolicyError(CrewcoreError, ValueError):
+    """A ToolPolicy (or guard() option) with a nonsensical value, reported at install time."""
+
+
+class ToolArgumentsError(CrewcoreError, ValueError):
+    """Tool arguments that cannot be encoded: not JSON-serializable, recursive, too deep."""
+
+
+class ToolRefusedError(CrewcoreError, PermissionError):
+    """A built-in tool refused a request: a private address, a path outside its root."""
+
+
+class ToolTimeoutError(CrewcoreError, TimeoutError):
+    """A built-in (Go-native) tool passed its deadline and was cancelled."""
+
+
+class ToolFileNotFoundError(CrewcoreError, FileNotFoundError):
+    """The file or directory a built-in file tool was asked for does not exist."""
+
+
 class EngineError(CrewcoreError):
     """An internal failure of the engine (for example a recovered Go panic)."""
 
@@ -90,6 +110,11 @@ __all__ = [
     "StorageFullError",
     "CrewcoreError",
     "EngineError",
+    "ToolArgumentsError",
+    "ToolFileNotFoundError",
+    "ToolPolicyError",
+    "ToolRefusedError",
+    "ToolTimeoutError",
     "InvalidArgumentError",
     "InvalidRecordError",
     "InvalidScopeError",

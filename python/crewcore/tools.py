@@ -1,0 +1,1159 @@
+"""crewcore's tool executor: deadlines, budgets, loop detection, caching.
+
+    import crewcore
+    crewcore.install(tools=crewcore.ToolPolicy(timeout=20, max_calls_per_task=30))
+
+puts every tool call of every agent under a :class:`ToolPolicy`, and
+
+    safe_search = crewcore.guard(search_tool, timeout=5, isolate=True)
+
+wraps one tool with its own policy.
+
+How it plugs into CrewAI (1.15, read from the installed wheel):
+
+* ``install(tools=...)`` registers a ``before_tool_call`` hook. CrewAI runs it
+  right before every tool call on all three execution paths (native function
+  calling in ``AgentExecutor`` and ``agent_utils``, and the ReAct path), and
+  then consults the agent's ``tools_handler.cache`` (a ``CacheHandler``) -- the
+  one seam that can stand in for an execution. The hook makes one bridge call
+  (``tool_begin``) in which the Go engine checks depth, argument size, loop
+  detection, per-task and per-run budgets, the result cache and the rate
+  limit; then it runs the tool itself under the deadline (on a worker thread,
+  or in a subprocess for ``isolate=True``) and hands the result (or a
+  structured :class:`~crewai.tools.tool_failure.ToolFailure`) to CrewAI
+  through a ``CacheHandler`` wrapper it puts on the agent's ``tools_handler``.
+  CrewAI then formats it, records failures on the task output and emits its
+  ``ToolUsageFinishedEvent`` as for any call. Where no handler can be set (no
+  agent in the hook context) a refused call is blocked by the hook and the
+  ``after_tool_call`` hook replaces CrewAI's "blocked" text with the
+  structured message; such a call runs without the deadline.
+* ``guard(tool)`` returns a ``BaseTool`` whose ``_run`` goes through the same
+  executor with the tool's own policy; the installed hook leaves it alone.
+
+Go owns the policy state, the clock and the result cache; Python owns the
+threads and subprocesses that run Python code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from dataclasses import dataclass, fields, replace
+import inspect
+import logging
+import math
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import threading
+import traceback
+from typing import Any, Callable, ClassVar
+
+from crewcore.errors import (
+    ToolArgumentsError,
+    ToolPolicyError,
+)
+
+log = logging.getLogger("crewcore.tools")
+
+__all__ = [
+    "FetchTool",
+    "FileListTool",
+    "FileReadTool",
+    "GuardedTool",
+    "ToolPolicy",
+    "guard",
+    "tool_stats",
+]
+
+# --------------------------------------------------------------------------
+# the policy
+
+_MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class ToolPolicy:
+    """Limits applied to tool calls. ``None`` (or 0) disables a limit.
+
+    Attributes:
+        timeout: seconds one call may take. A Python tool runs on a worker
+            thread; at the deadline the agent gets a timeout error and the
+            thread is abandoned (Python threads cannot be killed). With
+            ``isolate=True`` the tool runs in a subprocess that is killed at
+            the deadline instead. Default 30 s.
+        max_calls_per_task: tool calls allowed within one task (default 100).
+        max_calls_per_run: tool calls allowed within one crew run, across its
+            tasks (default 500).
+        max_depth: nesting of tool calls: 1 is a call an agent makes; a tool
+            or a delegation that runs tools from inside a tool is one deeper
+            (default 5).
+        loop_threshold: the same tool with equivalent arguments (key order,
+            1 vs 1.0 do not matter) is allowed this many times within the
+            last ``loop_window`` calls of a task; further repeats are refused
+            with a message telling the model to use what it has (default 3).
+        loop_window: how many recent calls loop detection looks at (default 10).
+        rate_limit: calls per second allowed per tool (default none);
+            ``rate_burst`` calls may be made at once.
+        cache_ttl: seconds a result is served again for an equivalent call
+            (default none: no cache). Results that are ToolFailures or that
+            MessagePack cannot encode are not cached.
+        cache_max_bytes, cache_max_entries: bounds of the result cache (LRU).
+        max_arg_bytes: encoded size of a call's arguments above which the
+            call is refused (default 1 MiB).
+        max_result_chars: a text result longer than this is cut, and the cut
+            is stated in the result (default 100,000 characters).
+        max_abandoned_threads: how many worker threads stuck in calls that
+            timed out may exist at once; past it, calls are refused until one
+            finishes (default 8).
+        isolate: run tools in a subprocess killed at the deadline. The tool's
+            function (or the tool object) must be picklable and importable
+            by a fresh interpreter.
+    """
+
+    timeout: float | None = 30.0
+    max_calls_per_task: int | None = 100
+    max_calls_per_run: int | None = 500
+    max_depth: int | None = 5
+    loop_threshold: int | None = 3
+    loop_window: int = 10
+    rate_limit: float | None = None
+    rate_burst: int | None = None
+    cache_ttl: float | None = None
+    cache_max_bytes: int = 32 * _MiB
+    cache_max_entries: int = 4096
+    max_arg_bytes: int | None = _MiB
+    max_result_chars: int | None = 100_000
+    max_abandoned_threads: int = 8
+    isolate: bool = False
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name == "isolate":
+                if not isinstance(v, bool):
+                    raise ToolPolicyError(f"ToolPolicy.isolate must be True or False, got {v!r}")
+                continue
+            if v is None:
+                if f.name in ("loop_window", "cache_max_bytes", "cache_max_entries", "max_abandoned_threads"):
+                    raise ToolPolicyError(f"ToolPolicy.{f.name} cannot be None")
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ToolPolicyError(
+                    f"ToolPolicy.{f.name} must be a number or None, got {type(v).__name__} {v!r}"
+                )
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ToolPolicyError(f"ToolPolicy.{f.name} must be finite, got {v!r}")
+            if v < 0:
+                raise ToolPolicyError(f"ToolPolicy.{f.name} must be >= 0, got {v!r}")
+            if f.name not in ("timeout", "rate_limit", "cache_ttl") and v != int(v):
+                raise ToolPolicyError(f"ToolPolicy.{f.name} must be a whole number, got {v!r}")
+        if self.timeout is not None and 0 < self.timeout < 0.001:
+            raise ToolPolicyError(f"ToolPolicy.timeout must be at least 0.001 s, got {self.timeout!r}")
+        if self.isolate and not self.timeout:
+            raise ToolPolicyError("ToolPolicy.isolate needs a timeout: the subprocess is killed at the deadline")
+        if self.max_abandoned_threads < 1:
+            raise ToolPolicyError("ToolPolicy.max_abandoned_threads must be at least 1")
+
+    def _wire(self) -> dict[str, float]:
+        def n(v: Any) -> float:
+            return 0 if v is None else v
+
+        return {
+            "timeout_ms": n(self.timeout) * 1000.0,
+            "max_calls_per_task": int(n(self.max_calls_per_task)),
+            "max_calls_per_run": int(n(self.max_calls_per_run)),
+            "max_depth": int(n(self.max_depth)),
+            "loop_threshold": int(n(self.loop_threshold)),
+            "loop_window": int(self.loop_window) if self.loop_threshold else 0,
+            "rate_per_sec": float(n(self.rate_limit)),
+            "rate_burst": int(n(self.rate_burst)),
+            "cache_ttl_ms": n(self.cache_ttl) * 1000.0,
+            "cache_max_bytes": int(self.cache_max_bytes),
+            "cache_max_entries": int(self.cache_max_entries),
+            "max_arg_bytes": int(n(self.max_arg_bytes)),
+            "max_result_bytes": 4 * int(n(self.max_result_chars)),
+        }
+
+
+# --------------------------------------------------------------------------
+# the Go engine behind one policy
+
+
+_gil_lib_handle: Any = None
+
+
+def _gil_lib() -> Any:
+    """The library loaded through ``ctypes.PyDLL``: calls keep the GIL.
+
+    A policy check takes microseconds in Go. Releasing the GIL around it (as
+    ``ctypes.CDLL`` does) lets any other runnable Python thread -- CrewAI's
+    event-bus workers run on every tool call -- take the GIL, and getting it
+    back can take up to the 5 ms switch interval: measured, that turned a
+    10 us call into 2 ms. Long calls (fetch, file reads) go through the
+    ordinary CDLL binding, which releases the GIL.
+    """
+    global _gil_lib_handle
+    if _gil_lib_handle is None:
+        import ctypes
+
+        from crewcore import _native
+
+        lib = ctypes.PyDLL(str(_native.library_path()))
+        lib.crewcore_call.argtypes = [
+            ctypes.c_char_p,
+            ctypes.c_int64,
+            ctypes.POINTER(ctypes.c_void_p),
+            ctypes.POINTER(ctypes.c_int64),
+        ]
+        lib.crewcore_call.restype = ctypes.c_int32
+        lib.crewcore_free.argtypes = [ctypes.c_void_p]
+        lib.crewcore_free.restype = None
+        _gil_lib_handle = lib
+    return _gil_lib_handle
+
+
+class _Engine:
+    """One policy's state in the Go engine (a handle)."""
+
+    def __init__(self, policy: ToolPolicy) -> None:
+        from crewcore import _native
+
+        self.policy = policy
+        self._native = _native
+        try:
+            self.h = int(_native.call(["tool_policy_new", 0, policy._wire()]))
+        except ToolPolicyError as e:
+            raise ToolPolicyError(f"invalid ToolPolicy: {e}") from None
+        _native.load()
+        self._lib = _gil_lib()
+        import msgpack
+
+        self._packb = msgpack.packb
+        self._unpackb = msgpack.unpackb
+        self._prefixes: dict[str, bytes] = {}
+        self._timeout = policy.timeout or None
+        self._cache = bool(policy.cache_ttl)
+        self._buf = threading.local()
+
+    def close(self) -> None:
+        h, self.h = self.h, 0
+        if h and not self._native.forked():
+            try:
+                self._native.call(["tool_policy_free", h])
+            except Exception:  # pragma: no cover - best effort at shutdown
+                pass
+
+    def __del__(self) -> None:  # pragma: no cover - finalizer
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def begin(self, tool: str, args: Any, task: str, run: str, depth: int) -> list[Any]:
+        """One bridge call: the engine's verdict for a call (see cabi/tools.go)."""
+        prefix = self._prefixes.get(tool)
+        if prefix is None:
+            # [op, handle, tool, args, task, run, depth]: a 7-element fixarray
+            prefix = b"\x97" + self._packb("tool_begin") + self._packb(self.h) + self._packb(tool)
+            if len(self._prefixes) < 4096:
+                self._prefixes[tool] = prefix
+        try:
+            tail = self._packb((args, task, run, depth), use_bin_type=True)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise ToolArgumentsError(_args_problem(tool, args, e)) from None
+        req = prefix + tail[1:]
+        return self._call(req)
+
+    def _call(self, req: bytes) -> Any:
+        import ctypes
+
+        lib = self._lib
+        st = self._buf.__dict__
+        out = st.get("out")
+        if out is None:
+            out = st["out"] = ctypes.c_void_p()
+            st["n"] = ctypes.c_int64()
+            st["refs"] = (ctypes.byref(out), ctypes.byref(st["n"]))
+        ro, rn = st["refs"]
+        status = lib.crewcore_call(req, len(req), ro, rn)
+        p = out.value
+        try:
+            raw = ctypes.string_at(p, st["n"].value) if p else b""
+        finally:
+            if p:
+                lib.crewcore_free(p)
+        resp = self._unpackb(raw, raw=False) if raw else None
+        if status != 0:
+            raise self._native._error(resp)
+        return resp
+
+    def end(self, start: int, outcome: int, key: bytes | None, result: bytes | None) -> tuple[int, bool]:
+        el, stored = self._native.call(["tool_end", self.h, start, outcome, key, result])
+        return int(el), bool(stored)
+
+    def clock(self) -> int:
+        return int(self._native.call(["tool_clock", self.h]))
+
+    def reset(self, key: str = "") -> None:
+        self._native.call(["tool_reset", self.h, key])
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self._native.call(["tool_stats", self.h]))
+
+
+def _args_problem(tool: str, args: Any, e: Exception) -> str:
+    if isinstance(e, ValueError) and "recursion" in str(e):
+        why = "they contain a recursive (self-referencing) structure or are nested too deeply"
+    elif isinstance(e, OverflowError):
+        why = "they contain an integer outside the 64-bit range"
+    else:
+        why = f"they are not JSON-serializable ({e})"
+    return f"the arguments of tool {tool!r} cannot be encoded: {why}"
+
+
+# --------------------------------------------------------------------------
+# structured failures
+
+
+def _failure(
+    tool: str,
+    limit: str,
+    message: str,
+    hint: str,
+    *,
+    reason: str = "usage_limit",
+    code: str | None = None,
+    retryable: bool = False,
+    **details: Any,
+) -> Any:
+    """A CrewAI ToolFailure carrying the structured error the model sees."""
+    from crewai.tools.tool_failure import ToolFailure, ToolFailureReason
+
+    details = {"tool": tool, "limit": limit, "hint": hint, **details}
+    text = f"crewcore refused or stopped tool '{tool}' ({limit}): {message}. What to do: {hint}."
+    if "elapsed_ms" in details:
+        text += f" [elapsed {details['elapsed_ms']:.0f} ms]"
+    return ToolFailure(
+        message=text,
+        reason=ToolFailureReason(reason),
+        code=code or f"crewcore.{limit}",
+        retryable=retryable,
+        details=details,
+    )
+
+
+_HERE = os.path.abspath(__file__)
+_CREWAI_TOOLS = os.sep + os.path.join("crewai", "tools") + os.sep
+
+
+def _internal_frame(filename: str) -> bool:
+    """crewcore's executor and CrewAI's tool wrappers: not the tool's own frames."""
+    return filename == _HERE or _CREWAI_TOOLS in filename or filename.endswith(os.sep + "_native.py")
+
+
+def _exception_failure(tool: str, exc: BaseException, elapsed_ms: float) -> Any:
+    """A ToolFailure that keeps the exception's type, message and last frames."""
+    from crewai.tools.tool_failure import ToolFailure, ToolFailureReason
+
+    t = type(exc)
+    qual = f"{t.__module__}.{t.__qualname__}" if t.__module__ != "builtins" else t.__qualname__
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not _internal_frame(f.filename)][-5:]
+    tb = "".join(traceback.format_list(frames)).rstrip()
+    msg = str(exc) or t.__name__
+    extra = ""
+    if not isinstance(exc, Exception):
+        extra = (
+            f" ({qual} derives from BaseException, not Exception; crewcore reports it as a"
+            " tool failure instead of letting it stop the agent)"
+        )
+    text = f"Tool '{tool}' raised {qual}: {msg}{extra}"
+    if tb:
+        text += f"\nLast frames:\n{tb}"
+    return ToolFailure(
+        message=text,
+        reason=ToolFailureReason.EXCEPTION,
+        code=t.__name__,
+        details={
+            "tool": tool,
+            "exception_type": qual,
+            "exception_message": msg,
+            "traceback": tb,
+            "elapsed_ms": elapsed_ms,
+        },
+    )
+
+
+# --------------------------------------------------------------------------
+# running Python code under a deadline
+
+
+class _Worker:
+    __slots__ = ("go", "done", "fn", "ctx", "ok", "value", "finished", "abandoned", "thread")
+
+    def __init__(self) -> None:
+        self.go = threading.Lock()
+        self.go.acquire()
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.fn: Callable[[], Any] | None = None
+        self.ctx: contextvars.Context | None = None
+        self.ok = False
+        self.value: Any = None
+        self.finished = False
+        self.abandoned = False
+
+
+class _Saturated(Exception):
+    pass
+
+
+class _Runner:
+    """Worker threads that run tool calls under a deadline.
+
+    Handing a call to an idle worker is two lock operations (no queue, no
+    future). A call that passes its deadline leaves its worker running
+    ("abandoned"); when it finishes, the worker comes back to the pool. At
+    most ``max_abandoned`` workers may be abandoned at once: past that, new
+    calls are refused (_Saturated) rather than starting more threads.
+    """
+
+    MAX_IDLE = 16
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[_Worker] = []
+        self.abandoned = 0
+        self.threads = 0
+        self.abandoned_total = 0
+
+    def _loop(self, w: _Worker) -> None:
+        while True:
+            w.go.acquire()
+            fn, ctx = w.fn, w.ctx
+            if fn is None:  # retire
+                return
+            try:
+                assert ctx is not None
+                v = ctx.run(fn)
+                if inspect.iscoroutine(v):
+                    v = asyncio.run(v)
+                w.ok, w.value = True, v
+            except BaseException as e:  # noqa: BLE001 - a tool's BaseException is reported, not raised
+                w.ok, w.value = False, e
+            w.fn = w.ctx = None
+            with self._lock:
+                w.finished = True
+                if not w.abandoned:
+                    w.done.release()
+                    continue
+                # Nobody waits for this result any more: recycle the worker.
+                self.abandoned -= 1
+                w.abandoned = False
+                w.value = None
+                if len(self._idle) >= self.MAX_IDLE:
+                    self.threads -= 1
+                    return
+                self._idle.append(w)
+
+    def run(self, fn: Callable[[], Any], ctx: contextvars.Context, timeout: float | None, cap: int) -> tuple[bool, Any, bool]:
+        """Run fn in ctx on a worker: (ok, value or exception, timed_out)."""
+        with self._lock:
+            if self._idle:
+                w = self._idle.pop()
+            else:
+                if self.abandoned >= cap:
+                    raise _Saturated(self.abandoned)
+                w = _Worker()
+                self.threads += 1
+                w.thread = threading.Thread(target=self._loop, args=(w,), name="crewcore-tool", daemon=True)
+                w.thread.start()
+        w.finished = False
+        w.fn, w.ctx = fn, ctx
+        w.go.release()
+        if w.done.acquire(timeout=-1 if timeout is None else timeout):
+            ok, v = w.ok, w.value
+            w.value = None
+            with self._lock:
+                self._idle.append(w)
+            return ok, v, False
+        with self._lock:
+            if w.finished:  # finished in the instant between the wait and the lock
+                w.done.acquire()
+                ok, v = w.ok, w.value
+                w.value = None
+                self._idle.append(w)
+                return ok, v, False
+            w.abandoned = True
+            self.abandoned += 1
+            self.abandoned_total += 1
+        return False, None, True
+
+
+_runner = _Runner()
+
+# --------------------------------------------------------------------------
+# isolated calls: a subprocess killed at the deadline
+
+_CHILD = r"""
+import sys, pickle, traceback, asyncio, inspect
+data = sys.stdin.buffer.read()
+path, payload = pickle.loads(data)
+sys.path[:0] = [p for p in path if p not in sys.path]
+out = sys.stdout.buffer
+try:
+    fn, kwargs = pickle.loads(payload)
+    v = fn(**kwargs)
+    if inspect.iscoroutine(v):
+        v = asyncio.run(v)
+    try:
+        res = pickle.dumps(("ok", v))
+    except Exception as e:
+        res = pickle.dumps(("ok", repr(v)))
+except BaseException as e:
+    t = type(e)
+    qual = t.__qualname__ if t.__module__ == "builtins" else t.__module__ + "." + t.__qualname__
+    tb = "".join(traceback.format_list(traceback.extract_tb(e.__traceback__)[-5:])).rstrip()
+    res = pickle.dumps(("err", qual, t.__name__, str(e), tb, isinstance(e, Exception)))
+out.write(res)
+out.flush()
+"""
+
+
+class _IsolatedError(Exception):
+    def __init__(self, qual: str, name: str, msg: str, tb: str, is_exc: bool) -> None:
+        super().__init__(msg)
+        self.qual, self.name, self.msg, self.tb, self.is_exc = qual, name, msg, tb, is_exc
+
+
+def _run_isolated(fn: Callable[..., Any], kwargs: dict[str, Any], timeout: float) -> tuple[bool, Any, bool]:
+    """Run fn(**kwargs) in a fresh interpreter; kill its process group at the deadline."""
+    try:
+        payload = pickle.dumps((fn, kwargs))
+    except Exception as e:
+        raise ToolArgumentsError(f"isolate=True needs a picklable tool function and arguments: {e}") from None
+    data = pickle.dumps((list(sys.path), payload))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CHILD],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(data, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.kill()
+        proc.communicate()
+        return False, None, True
+    finally:
+        if proc.poll() is None:  # an exception of our own: never leave it running
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+    try:
+        res = pickle.loads(out)
+    except Exception:
+        tail = err.decode("utf-8", "replace")[-2000:]
+        return False, RuntimeError(f"isolated tool process exited with status {proc.returncode}: {tail}"), False
+    if res[0] == "ok":
+        return True, res[1], False
+    return False, _IsolatedError(*res[1:]), False
+
+
+# --------------------------------------------------------------------------
+# the executor: one call of one tool under one policy
+
+_depth: contextvars.ContextVar[int] = contextvars.ContextVar("crewcore_tool_depth", default=0)
+_OK, _FAILED, _TIMEDOUT = 0, 1, 2
+
+
+class _Executor:
+    def __init__(self, policy: ToolPolicy) -> None:
+        self.policy = policy
+        self.engine = _Engine(policy)
+        self._timeout = policy.timeout or None
+        self._cache = bool(policy.cache_ttl)
+        self._maxchars = policy.max_result_chars or 0
+        self._cap = policy.max_abandoned_threads
+
+    def execute(
+        self,
+        tool: str,
+        args: dict[str, Any],
+        fn: Callable[[], Any],
+        *,
+        task: str = "",
+        run: str = "",
+        native: bool = False,
+        isolate_fn: Callable[..., Any] | None = None,
+    ) -> Any:
+        """Run one call under the policy; returns the result or a ToolFailure."""
+        depth = _depth.get() + 1
+        try:
+            v = self.engine.begin(tool, args, task, run, depth)
+        except ToolArgumentsError as e:
+            return _failure(tool, "arguments", str(e), "call the tool again with plain JSON values (strings, numbers, lists, objects)", reason="invalid_input")
+        verdict = v[0]
+        if verdict == 1:
+            try:
+                return self.engine._unpackb(v[3], raw=False)
+            except Exception:  # pragma: no cover - we encoded it ourselves
+                pass
+        elif verdict == 2:
+            _, start, _, limit, mx, count, retry_ms, message, hint = v
+            details: dict[str, Any] = {"max": mx, "count": count}
+            if retry_ms:
+                details["retry_after_ms"] = retry_ms
+            reason = "repeated_call" if limit == "loop" else "usage_limit"
+            f = _failure(tool, limit, message, hint, reason=reason, retryable=limit == "rate_limit", **details)
+            log.warning("crewcore: tool %r refused (%s): %s", tool, limit, message)
+            return f
+        start, deadline, key = v[1], v[2], v[3]
+        timeout = self._timeout
+        if native or timeout is None:
+            # Go-native tools carry their own deadline (a context in Go) and
+            # hold no GIL while they run; without a timeout there is nothing
+            # to enforce. Both run on the calling thread.
+            tok = _depth.set(depth)
+            try:
+                r = fn()
+                if inspect.iscoroutine(r):
+                    r = asyncio.run(r)
+                ok, val, timed_out = True, r, False
+            except BaseException as e:  # noqa: BLE001
+                ok, val, timed_out = False, e, False
+            finally:
+                _depth.reset(tok)
+        elif isolate_fn is not None:
+            ok, val, timed_out = _run_isolated(isolate_fn, args, timeout)
+        else:
+            ctx = contextvars.copy_context()
+            ctx.run(_depth.set, depth)
+            try:
+                ok, val, timed_out = _runner.run(fn, ctx, timeout, self._cap)
+            except _Saturated as s:
+                el, _ = self.engine.end(start, _FAILED, None, None)
+                hint = "use another tool or answer with what you have; do not call this tool again for now"
+                return _failure(
+                    tool,
+                    "max_abandoned_threads",
+                    f"{s.args[0]} earlier tool calls passed their deadline and are still running in"
+                    f" abandoned threads (the cap is {self._cap}), so no new call is started",
+                    hint,
+                    elapsed_ms=el / 1e6,
+                    abandoned_threads=s.args[0],
+                )
+        if timed_out:
+            el, _ = self.engine.end(start, _TIMEDOUT, None, None)
+            t = timeout or 0.0
+            if isolate_fn is not None:
+                how = "its process was killed"
+                extra: dict[str, Any] = {"killed": True}
+            else:
+                how = (
+                    "it keeps running in an abandoned thread"
+                    f" ({_runner.abandoned} abandoned now, cap {self._cap})"
+                )
+                extra = {"abandoned_threads": _runner.abandoned, "abandoned_cap": self._cap}
+            log.warning("crewcore: tool %r timed out after %.0f ms", tool, el / 1e6)
+            return _failure(
+                tool,
+                "timeout",
+                f"the call did not finish within {t:g} s; {how}",
+                "try again with a smaller or simpler request, use another tool, or answer without this result",
+                reason="tool_reported",
+                retryable=True,
+                elapsed_ms=el / 1e6,
+                deadline_ms=(deadline - start) / 1e6,
+                overshoot_ms=max(0.0, (el - (deadline - start)) / 1e6),
+                **extra,
+            )
+        if not ok:
+            el = self.engine.end(start, _FAILED, None, None)[0]
+            if isinstance(val, _IsolatedError):
+                return _isolated_failure(tool, val)
+            return _exception_failure(tool, val, el / 1e6)
+        val = self._cap_result(tool, val)
+        if self._cache and key is not None and _cacheable(val):
+            try:
+                blob = self.engine._packb(val, use_bin_type=True)
+            except (TypeError, ValueError, OverflowError):
+                blob = None
+            self.engine.end(start, _OK, key, blob)
+        return val
+
+    def _cap_result(self, tool: str, val: Any) -> Any:
+        m = self._maxchars
+        if not m:
+            return val
+        if isinstance(val, str) and len(val) > m:
+            return val[:m] + f"\n[crewcore: the result of '{tool}' was cut at {m} of {len(val)} characters]"
+        if isinstance(val, (bytes, bytearray)) and len(val) > m:
+            return bytes(val[:m]) + f"\n[crewcore: the result of '{tool}' was cut at {m} of {len(val)} bytes]".encode()
+        return val
+
+
+def _cacheable(val: Any) -> bool:
+    from crewai.tools.tool_failure import ToolFailure
+
+    return val is not None and not isinstance(val, ToolFailure)
+
+
+def _isolated_failure(tool: str, e: _IsolatedError) -> Any:
+    from crewai.tools.tool_failure import ToolFailure, ToolFailureReason
+
+    text = f"Tool '{tool}' raised {e.qual}: {e.msg or e.name}"
+    if e.tb:
+        text += f"\nLast frames:\n{e.tb}"
+    return ToolFailure(
+        message=text,
+        reason=ToolFailureReason.EXCEPTION,
+        code=e.name,
+        details={"tool": tool, "exception_type": e.qual, "exception_message": e.msg, "traceback": e.tb, "isolated": True},
+    )
+
+
+# --------------------------------------------------------------------------
+# guard(): one tool with its own policy
+
+
+def _base_tool_cls() -> Any:
+    from crewai.tools import BaseTool
+
+    return BaseTool
+
+
+def _make_guarded_cls() -> Any:
+    from pydantic import PrivateAttr
+
+    BaseTool = _base_tool_cls()
+
+    class GuardedTool(BaseTool):  # type: ignore[misc, valid-type]
+        """A tool run through crewcore's executor with its own policy."""
+
+        _inner: Any = PrivateAttr(default=None)
+        _executor: Any = PrivateAttr(default=None)
+        _isolate_fn: Any = PrivateAttr(default=None)
+        _fn: Any = PrivateAttr(default=None)
+        _native: bool = PrivateAttr(default=False)
+
+        def _run(self, *args: Any, **kwargs: Any) -> Any:
+            if args:
+                names = list(getattr(self.args_schema, "model_fields", {}).keys())
+                kwargs.update(zip(names, args))
+            fn = self._fn
+            return self._executor.execute(
+                self.name,
+                kwargs,
+                lambda: fn(**kwargs),
+                task="",
+                run="",
+                native=self._native,
+                isolate_fn=self._isolate_fn,
+            )
+
+    return GuardedTool
+
+
+_guarded_cls: Any = None
+
+
+def _inner_callable(inner: Any) -> Callable[..., Any]:
+    """What a guarded tool calls: the inner tool's own function.
+
+    ``GuardedTool.run`` has already validated the arguments against the same
+    schema and counted the use (``max_usage_count`` is copied), so going
+    through ``inner.run`` again would only validate twice.
+    """
+    from crewai.tools.base_tool import Tool
+
+    if isinstance(inner, Tool):
+        return inner.func
+    fn = getattr(inner, "_run", None)
+    if fn is not None:
+        return fn
+    return lambda **kw: inner.invoke(kw)
+
+
+def guard(tool: Any, policy: ToolPolicy | None = None, **overrides: Any) -> Any:
+    """Wrap one tool (a CrewAI ``BaseTool`` or a plain function) with its own policy.
+
+    ``policy`` defaults to ``ToolPolicy()``; keyword arguments override its
+    fields (``guard(t, timeout=5, isolate=True)``). The returned tool has the
+    same name, description and argument schema; calls that hit a limit
+    return a CrewAI ``ToolFailure`` with the structured error.
+    """
+    global _guarded_cls
+    if _guarded_cls is None:
+        _guarded_cls = _make_guarded_cls()
+    try:
+        pol = replace(policy or ToolPolicy(), **overrides)
+    except TypeError as e:
+        raise ToolPolicyError(f"guard(): {e}") from None
+    BaseTool = _base_tool_cls()
+    if isinstance(tool, _guarded_cls):
+        tool = tool._inner
+    if not isinstance(tool, BaseTool):
+        if not callable(tool):
+            raise ToolPolicyError(f"guard() takes a CrewAI tool or a function, got {type(tool).__name__}")
+        from crewai.tools import tool as tool_decorator
+
+        fn = tool
+        if not (fn.__doc__ or "").strip():
+            fn.__doc__ = f"Tool {getattr(fn, '__name__', 'tool')}."
+        tool = tool_decorator(fn)
+    isolate_fn = None
+    if pol.isolate:
+        isolate_fn = getattr(tool, "func", None)
+        if isolate_fn is None:
+            isolate_fn = _BoundRun(tool)
+    g = _guarded_cls(
+        name=tool.name,
+        description=tool.description,
+        args_schema=tool.args_schema,
+        result_as_answer=getattr(tool, "result_as_answer", False),
+        max_usage_count=getattr(tool, "max_usage_count", None),
+    )
+    g._inner = tool
+    g._fn = _inner_callable(tool)
+    g._native = bool(getattr(tool, "_crewcore_native", False))
+    g._executor = _Executor(pol)
+    g._isolate_fn = isolate_fn
+    return g
+
+
+class _BoundRun:
+    """Picklable ``tool._run`` for isolating a BaseTool instance."""
+
+    def __init__(self, tool: Any) -> None:
+        self.tool = tool
+
+    def __call__(self, **kwargs: Any) -> Any:
+        return self.tool._run(**kwargs)
+
+
+# --------------------------------------------------------------------------
+# install(tools=...): the hook + cache seam
+
+
+class _Slot(threading.local):
+    tool: str | None = None
+    value: Any = None
+    blocked: Any = None
+
+
+_slot = _Slot()
+_seam_cls: Any = None
+
+
+def _make_seam_cls() -> Any:
+    from crewai.agents.cache.cache_handler import CacheHandler
+    from pydantic import PrivateAttr
+
+    class CrewcoreToolCache(CacheHandler):  # type: ignore[misc, valid-type]
+        """The agent's cache handler while crewcore's tool policy is installed.
+
+        ``read`` hands CrewAI the result crewcore's hook just produced for
+        this thread's call; everything else goes to the handler the agent
+        had before (CrewAI's own cache, when it was enabled).
+        """
+
+        _inner: Any = PrivateAttr(default=None)
+
+        def read(self, tool: str, input: str) -> Any | None:  # noqa: A002 - CrewAI's name
+            s = _slot
+            if s.tool is not None and s.tool == tool:
+                v, s.tool, s.value = s.value, None, None
+                return v
+            inner = self._inner
+            return inner.read(tool, input) if inner is not None else None
+
+        def add(self, tool: str, input: str, output: Any) -> None:  # noqa: A002
+            inner = self._inner
+            if inner is not None:
+                inner.add(tool, input, output)
+
+    return CrewcoreToolCache
+
+
+class _Installed:
+    def __init__(self, policy: ToolPolicy) -> None:
+        global _seam_cls, _guarded_cls
+        self.executor = _Executor(policy)
+        if _seam_cls is None:
+            _seam_cls = _make_seam_cls()
+        if _guarded_cls is None:
+            _guarded_cls = _make_guarded_cls()
+        self.seam_cls = _seam_cls
+        self.guarded_cls = _guarded_cls
+        self.after_registered = False
+
+    def before(self, ctx: Any) -> Any:
+        s = _slot
+        s.tool = s.value = s.blocked = None
+        st = ctx.tool
+        original = getattr(st, "_original_tool", None) if st is not None else None
+        target = original or st
+        if target is None or isinstance(target, self.guarded_cls):
+            return None
+        agent = ctx.agent
+        th = getattr(agent, "tools_handler", None) if agent is not None else None
+        seam = None
+        if th is not None:
+            seam = th.cache
+            if not isinstance(seam, self.seam_cls):
+                new = self.seam_cls()
+                new._inner = seam
+                th.cache = seam = new
+        crew = ctx.crew
+        run = ""
+        if crew is not None:
+            run = getattr(crew, "_kickoff_event_id", None) or str(getattr(crew, "id", ""))
+        task = ctx.task
+        tkey = f"{run}/{task.id}" if task is not None else ""
+        args = ctx.tool_input
+        name = ctx.tool_name
+        if seam is None:
+            # No cache seam to stand in for the execution: only the limits
+            # apply (a refusal blocks the call), the tool runs as CrewAI runs it.
+            return self._check_only(name, args, tkey, run)
+        if original is not None:
+            fn = _bind_run(original, args)
+        else:
+            fn = _bind_invoke(st, args)
+        iso = None
+        if self.executor.policy.isolate:
+            iso = getattr(target, "func", None) or _BoundRun(target)
+        res = self.executor.execute(
+            name, args, fn, task=tkey, run=run, native=getattr(target, "_crewcore_native", False), isolate_fn=iso
+        )
+        if res is None:
+            res = "None"  # CrewAI treats a None cache read as a miss
+        s.tool, s.value = name, res
+        return None
+
+    def _check_only(self, name: str, args: dict[str, Any], task: str, run: str) -> Any:
+        ex = self.executor
+        try:
+            v = ex.engine.begin(name, args, task, run, _depth.get() + 1)
+        except ToolArgumentsError:
+            return None
+        if v[0] == 2:
+            _, _, _, limit, mx, count, retry_ms, message, hint = v
+            _slot.blocked = _failure(name, limit, message, hint).as_agent_message()
+            log.warning("crewcore: tool %r refused (%s): %s", name, limit, message)
+            _ensure_after_hook(self)
+            return False
+        return None
+
+    def after(self, ctx: Any) -> Any:
+        s = _slot
+        b = s.blocked
+        if b is not None:
+            s.blocked = None
+            return b
+        return None
+
+
+def _ensure_after_hook(inst: _Installed) -> None:
+    """Register the after_tool_call hook the first time it is needed.
+
+    Every registered hook costs each tool call a CrewAI HookDispatchedEvent
+    (about as much as the rest of crewcore's work), and the after hook is
+    needed only where a call had to be blocked without the cache seam.
+    """
+    if inst.after_registered:
+        return
+    from crewai.hooks import register_after_tool_call_hook
+
+    with _installed_lock:
+        if not inst.after_registered and _installed is inst:
+            register_after_tool_call_hook(inst.after)
+            inst.after_registered = True
+
+
+def _bind_run(tool: Any, args: dict[str, Any]) -> Callable[[], Any]:
+    run = tool.run
+    return lambda: run(**args)
+
+
+def _bind_invoke(tool: Any, args: dict[str, Any]) -> Callable[[], Any]:
+    inv = tool.invoke
+    return lambda: inv(args)
+
+
+_installed_lock = threading.Lock()
+_installed: _Installed | None = None
+
+
+def install_tools(policy: ToolPolicy | None) -> None:
+    """Apply ``policy`` to every tool call (None removes it). Used by ``crewcore.install``."""
+    global _installed
+    from crewai.hooks import (
+        register_before_tool_call_hook,
+        unregister_after_tool_call_hook,
+        unregister_before_tool_call_hook,
+    )
+
+    if policy is not None and not isinstance(policy, ToolPolicy):
+        raise ToolPolicyError(f"install(tools=...) takes a crewcore.ToolPolicy, got {type(policy).__name__}")
+    new = _Installed(policy) if policy is not None else None  # validates in Go before anything changes
+    with _installed_lock:
+        old = _installed
+        if old is not None:
+            unregister_before_tool_call_hook(old.before)
+            if old.after_registered:
+                unregister_after_tool_call_hook(old.after)
+        _installed = new
+        if new is not None:
+            register_before_tool_call_hook(new.before)
+
+
+def installed_policy() -> ToolPolicy | None:
+    inst = _installed
+    return inst.executor.policy if inst is not None else None
+
+
+def tool_stats(tool: Any = None) -> dict[str, Any]:
+    """Counters of the installed policy (or of a guarded tool): calls, allowed,
+    cached, refused (and by which limit), timeouts, errors, cache size, and
+    the worker threads (``threads``, ``abandoned_threads``)."""
+    if tool is not None:
+        ex = getattr(tool, "_executor", None)
+        if ex is None:
+            raise ToolPolicyError("tool_stats(tool): the tool is not a crewcore.guard() tool")
+    else:
+        inst = _installed
+        if inst is None:
+            raise ToolPolicyError("no tool policy is installed")
+        ex = inst.executor
+    st = ex.engine.stats()
+    st["threads"] = _runner.threads
+    st["abandoned_threads"] = _runner.abandoned
+    st["abandoned_total"] = _runner.abandoned_total
+    return st
+
+
+# --------------------------------------------------------------------------
+# built-in Go-native tools
+
+
+def _native_tools() -> tuple[Any, Any, Any]:
+    from pydantic import BaseModel, Field
+
+    BaseTool = _base_tool_cls()
+
+    class _FetchArgs(BaseModel):
+        url: str = Field(description="The http(s) URL to fetch.")
+
+    class FetchTool(BaseTool):  # type: ignore[misc, valid-type]
+        """Fetch a URL over HTTP(S), in Go, without holding the GIL."""
+
+        _crewcore_native: ClassVar[bool] = True
+        name: str = "fetch_url"
+        description: str = "Fetch a web page or document by URL and return its text."
+        args_schema: type[BaseModel] = _FetchArgs
+        timeout: float = 10.0
+        max_bytes: int = _MiB
+        max_redirects: int = 5
+        allow_private: bool = False
+
+        def _run(self, url: str) -> str:
+            from crewcore import _native
+
+            final, status, ctype, body, truncated = _native.call(
+                [
+                    "tool_fetch",
+                    0,
+                    str(url),
+                    float(self.timeout) * 1000.0,
+                    int(self.max_bytes),
+                    int(self.max_redirects) if self.max_redirects else -1,
+                    bool(self.allow_private),
+                ]
+            )
+            text = body.decode("utf-8", "replace")
+            head = f"URL: {final}\nStatus: {status}\nContent-Type: {ctype}\n\n"
+            if truncated:
+                text += f"\n[crewcore: the body was cut at {self.max_bytes} bytes]"
+            return head + text
+
+    class _ReadArgs(BaseModel):
+        path: str = Field(description="Path of the file, relative to the root directory.")
+
+    class FileReadTool(BaseTool):  # type: ignore[misc, valid-type]
+        """Read a text file under a root directory (no escape via .. or symlinks)."""
+
+        _crewcore_native: ClassVar[bool] = True
+        name: str = "read_file"
+        description: str = "Read a text file; the path is relative to the working directory."
+        args_schema: type[BaseModel] = _ReadArgs
+        root: str
+        max_bytes: int = _MiB
+        timeout: float = 10.0
+
+        def _run(self, path: str) -> str:
+            from crewcore import _native
+
+            data, size, truncated = _native.call(
+                ["tool_read_file", 0, os.path.abspath(self.root), str(path), int(self.max_bytes), float(self.timeout) * 1000.0]
+            )
+            text = data.decode("utf-8", "replace")
+            if truncated:
+                text += f"\n[crewcore: the file is {size} bytes; cut at {self.max_bytes}]"
+            return text
+
+    class _ListArgs(BaseModel):
+        path: str = Field(default=".", description="Directory, relative to the root directory.")
+
+    class FileListTool(BaseTool):  # type: ignore[misc, valid-type]
+        """List a directory under a root directory (no escape via .. or symlinks)."""
+
+        _crewcore_native: ClassVar[bool] = True
+        name: str = "list_files"
+        description: str = "List the files of a directory; the path is relative to the working directory."
+        args_schema: type[BaseModel] = _ListArgs
+        root: str
+        max_entries: int = 1000
+        timeout: float = 10.0
+
+        def _run(self, path: str = ".") -> str:
+            from crewcore import _native
+
+            ents, more = _native.call(
+                ["tool_list_dir", 0, os.path.abspath(self.root), str(path), int(self.max_entries), float(self.timeout) * 1000.0]
+            )
+            lines = [f"{n}/" if d else f"{n}\t{s} bytes" for n, d, s in ents]
+            if more:
+                lines.append(f"[crewcore: listing cut at {self.max_entries} entries]")
+            return "\n".join(lines) if lines else "(empty directory)"
+
+    return FetchTool, FileReadTool, FileListTool
+
+
+_native_cache: tuple[Any, Any, Any] | None = None
+
+
+def __getattr__(name: str) -> Any:
+    global _native_cache
+    if name in ("FetchTool", "FileReadTool", "FileListTool"):
+        if _native_cache is None:
+            _native_cache = _native_tools()
+        return dict(zip(("FetchTool", "FileReadTool", "FileListTool"), _native_cache))[name]
+    if name == "GuardedTool":
+        global _guarded_cls
+        if _guarded_cls is None:
+            _guarded_cls = _make_guarded_cls()
+        return _guarded_cls
+    raise AttributeError(name)
+
+

@@ -1,0 +1,454 @@
+"""crewcore's tool executor (issue 4): crewcore.install(tools=ToolPolicy(...))
+and crewcore.guard(tool, ...), against CrewAI's real classes, hooks and HTTP
+client talking to `crewcore mockllm` on 127.0.0.1, real threads, real
+subprocesses and real sockets/files.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import logging
+import os
+from pathlib import Path
+import subprocess
+import threading
+import time
+from typing import Any, Iterator
+
+import pytest
+
+import crewcore
+from crewcore import ToolPolicy, guard, tool_stats
+from crewcore.errors import ToolPolicyError
+from conftest import REPO
+import tools_helpers
+
+os.environ.setdefault("CREWAI_DISABLE_TRACKING", "true")
+os.environ.setdefault("CREWAI_DISABLE_VERSION_CHECK", "true")
+
+# The mock model: a task naming a marker starts calling a tool, and every
+# tool result (or crewcore refusal) naming that tool makes it call again.
+SCRIPT = [
+    {"match": "LOOPTASK", "in": "last_user", "times": 1,
+     "tool_calls": [{"name": "lookup_loop", "arguments": {"query": "same", "n": 1}}]},
+    {"match": "lookup_loop", "in": "last", "times": 6,
+     "tool_calls": [{"name": "lookup_loop", "arguments": {"n": 1.0, "query": "same"}}]},
+    {"match": "BUDGETTASK", "in": "last_user", "times": 1,
+     "tool_calls": [{"name": "lookup_budget", "arguments": {"query": "q0"}}]},
+    {"match": "lookup_budget", "in": "last", "times": 5,
+     "tool_calls": [{"name": "lookup_budget", "arguments": {"query": "next"}}]},
+    {"match": "HANGTASK", "in": "last_user", "times": 1,
+     "tool_calls": [{"name": "hang_forever", "arguments": {"why": "test"}}]},
+    {"match": "CACHETASK", "in": "last_user", "times": 1,
+     "tool_calls": [{"name": "lookup_cached", "arguments": {"query": "c"}}]},
+    {"match": "lookup_cached", "in": "last", "times": 3,
+     "tool_calls": [{"name": "lookup_cached", "arguments": {"query": "c"}}]},
+]
+
+
+def _binary() -> str:
+    for p in (REPO / "python/crewcore/_lib/crewcore", REPO / "bin/crewcore"):
+        if p.exists():
+            return str(p)
+    pytest.fail("the crewcore command is not built (make build)")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    d = tmp_path_factory.mktemp("mockllm")
+    script = d / "script.json"
+    script.write_text(json.dumps(SCRIPT))
+    os.environ.setdefault("CREWAI_STORAGE_DIR", str(d / "crewai"))
+    proc = subprocess.Popen(
+        [_binary(), "mockllm", "--addr", "127.0.0.1:0", "--script", str(script)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("mockllm listening on "), line
+    url = line.split("mockllm listening on ", 1)[1].strip()
+    logging.getLogger("crewai.llms.base_llm").setLevel(logging.ERROR)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+@pytest.fixture
+def no_policy() -> Iterator[None]:
+    yield
+    crewcore.tools.install_tools(None)
+
+
+def run_crew(url: str, marker: str, tool: Any) -> Any:
+    from crewai import LLM, Agent, Crew, Task
+
+    llm = LLM(model="gpt-4o-mini", base_url=url, api_key="sk-mockllm")
+    agent = Agent(role="Researcher", goal="Research", backstory="You research.", llm=llm,
+                  tools=[tool], verbose=False, max_iter=12)
+    task = Task(description=f"{marker}: look it up and answer in one line.", expected_output="One line.",
+                agent=agent)
+    crew = Crew(agents=[agent], tasks=[task], verbose=False)
+    return crew.kickoff()
+
+
+def failures(out: Any) -> list[Any]:
+    fs = []
+    for t in out.tasks_output:
+        fs.extend(getattr(t, "tool_failures", None) or [])
+    return fs
+
+
+def counting_tool(name: str, calls: list[dict[str, Any]]) -> Any:
+    from crewai.tools import BaseTool
+    from pydantic import BaseModel
+
+    class Args(BaseModel):
+        query: str
+        n: int = 0
+
+    class Lookup(BaseTool):
+        def _run(self, query: str, n: int = 0) -> str:
+            calls.append({"query": query, "n": n})
+            return f"{name}: result for {query}"
+
+    return Lookup(name=name, description=f"Look up a fact ({name}).", args_schema=Args)
+
+
+# --------------------------------------------------------------------------
+# policies
+
+
+@pytest.mark.parametrize(
+    "kw, needle",
+    [
+        ({"timeout": -1}, "timeout"),
+        ({"timeout": float("nan")}, "finite"),
+        ({"max_calls_per_task": "ten"}, "max_calls_per_task"),
+        ({"max_calls_per_task": 2.5}, "whole number"),
+        ({"max_depth": True}, "max_depth"),
+        ({"loop_threshold": 1}, "loop_threshold"),
+        ({"loop_threshold": 5, "loop_window": 3}, "loop_window"),
+        ({"max_calls_per_task": 50, "max_calls_per_run": 10}, "max_calls_per_run"),
+        ({"cache_ttl": 10, "cache_max_entries": 0}, "cache"),
+        ({"isolate": True, "timeout": None}, "isolate"),
+        ({"max_abandoned_threads": 0}, "max_abandoned_threads"),
+    ],
+)
+def test_nonsensical_policy_is_refused_at_install(kw: dict[str, Any], needle: str, no_policy: None) -> None:
+    from crewai.hooks import get_before_tool_call_hooks
+
+    before = len(get_before_tool_call_hooks())
+    with pytest.raises(ToolPolicyError, match=needle):
+        crewcore.tools.install_tools(ToolPolicy(**kw))
+    assert len(get_before_tool_call_hooks()) == before  # nothing installed
+    with pytest.raises(ToolPolicyError):
+        guard(tools_helpers.double, **kw)
+    with pytest.raises(ToolPolicyError, match="ToolPolicy"):
+        crewcore.tools.install_tools({"timeout": 3})  # type: ignore[arg-type]
+
+
+def test_install_and_uninstall_register_the_hooks(no_policy: None) -> None:
+    from crewai.hooks import get_after_tool_call_hooks, get_before_tool_call_hooks
+
+    n = len(get_before_tool_call_hooks())
+    n_after = len(get_after_tool_call_hooks())
+    crewcore.tools.install_tools(ToolPolicy())
+    crewcore.tools.install_tools(ToolPolicy(timeout=5))  # replaces, does not stack
+    assert len(get_before_tool_call_hooks()) == n + 1
+    # the after hook is registered only once a call had to be blocked without the cache seam
+    assert len(get_after_tool_call_hooks()) == n_after
+    assert crewcore.tools.installed_policy() == ToolPolicy(timeout=5)
+    crewcore.tools.install_tools(None)
+    assert len(get_before_tool_call_hooks()) == n
+
+
+# --------------------------------------------------------------------------
+# deadlines
+
+
+def test_hanging_tool_times_out_on_time_and_the_thread_cap_holds() -> None:
+    release = threading.Event()
+
+    def hang(why: str) -> str:
+        """Hang until released."""
+        release.wait(600)
+        return "released"
+
+    cap = 4
+    g = guard(hang, timeout=0.05, loop_threshold=None, max_calls_per_task=None,
+              max_calls_per_run=None, max_abandoned_threads=cap)
+    threads_before = threading.active_count()
+    try:
+        results = [g.run(why=f"call {i}") for i in range(100)]
+        peak = threading.active_count() - threads_before
+    finally:
+        release.set()
+    timeouts = [r for r in results if getattr(r, "code", None) == "crewcore.timeout"]
+    saturated = [r for r in results if getattr(r, "code", None) == "crewcore.max_abandoned_threads"]
+    assert len(timeouts) == cap, [getattr(r, "code", r) for r in results[:10]]
+    assert len(saturated) == 100 - cap
+    assert peak <= cap, f"{peak} new threads for a cap of {cap}"
+    for r in timeouts:
+        d = r.details
+        # The engine's own clock: the agent got the error within timeout + 100 ms.
+        assert d["deadline_ms"] == pytest.approx(50.0)
+        assert d["elapsed_ms"] < d["deadline_ms"] + 100, d
+        assert d["abandoned_threads"] <= cap
+        assert "abandoned thread" in r.message and "What to do" in r.message
+    assert "abandoned threads" in saturated[0].message and saturated[0].details["abandoned_threads"] == cap
+    # Released workers come back: the tool works again.
+    deadline = time.monotonic() + 10
+    while tool_stats(g)["abandoned_threads"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert tool_stats(g)["abandoned_threads"] == 0
+    assert g.run(why="after") == "released"
+    st = tool_stats(g)
+    assert st["timeouts"] == cap and st["threads"] <= cap + 2
+
+
+def test_isolated_hanging_tool_is_killed(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    g = guard(tools_helpers.hang_and_report, timeout=3.0, isolate=True)
+    r = g.run(pid_file=str(pid_file))
+    assert r.code == "crewcore.timeout", r
+    assert r.details["killed"] is True and "killed" in r.message
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # gone, and reaped (no zombie either)
+    # Isolated calls that finish return their value or keep their exception.
+    assert guard(tools_helpers.double, timeout=30, isolate=True).run(x=21) == 42
+    f = guard(tools_helpers.fail, timeout=30, isolate=True).run(msg="nope")
+    assert f.code == "LookupError" and "nope" in f.message and "raise LookupError" in f.message
+
+
+# --------------------------------------------------------------------------
+# bad input
+
+
+def test_bad_input_becomes_structured_failures() -> None:
+    def echo(value: Any = None) -> str:
+        """Echo."""
+        return "ok"
+
+    g = guard(echo, max_arg_bytes=1000)
+    r = g.run(value=object())
+    assert r.reason.value == "invalid_input" and "JSON-serializable" in r.message
+    rec: dict[str, Any] = {}
+    rec["self"] = rec
+    assert "recursive" in g.run(value=rec).message
+    assert "64-bit" in g.run(value=2**80).message
+    big = g.run(value="x" * 5000)
+    assert big.code == "crewcore.max_arg_bytes" and big.details["count"] > 1000
+
+    class Halt(BaseException):
+        pass
+
+    def halts() -> str:
+        """Raise a BaseException subclass."""
+        raise Halt("stop everything")
+
+    r = guard(halts).run()
+    assert r.code == "Halt" and "BaseException" in r.message and "stop everything" in r.message
+    assert "raise Halt" in r.details["traceback"]
+
+    async def coro(x: int) -> int:
+        return x + 1
+
+    def returns_coroutine(x: int) -> Any:
+        """Return a coroutine."""
+        return coro(x)
+
+    assert guard(returns_coroutine).run(x=1) == 2
+
+    def huge() -> str:
+        """A huge result."""
+        return "y" * 500_000
+
+    out = guard(huge, max_result_chars=1000).run()
+    assert len(out) < 1200 and "cut at 1000 of 500000 characters" in out
+
+    def raises() -> str:
+        """Raise."""
+        raise ValueError("bad value 42")
+
+    r = guard(raises).run()
+    assert r.code == "ValueError" and "bad value 42" in r.message and 'raise ValueError("bad value 42")' in r.message
+
+
+def test_guard_cache_and_equivalent_arguments() -> None:
+    calls: list[int] = []
+
+    def square(x: float, label: str = "") -> float:
+        """Square x."""
+        calls.append(1)
+        return x * x
+
+    g = guard(square, cache_ttl=60, loop_threshold=None)
+    assert g.run(x=3, label="a") == 9
+    assert g.run(label="a", x=3.0) == 9  # same call: key order, 3 vs 3.0
+    assert g.run(x=4, label="a") == 16
+    assert len(calls) == 2
+    st = tool_stats(g)
+    assert st["cached"] == 1 and st["cache_entries"] == 2
+
+
+def test_guard_loop_and_depth() -> None:
+    def ping(n: int) -> str:
+        """Ping."""
+        return "pong"
+
+    g = guard(ping, loop_threshold=2, loop_window=5)
+    assert g.run(n=1) == "pong" and g.run(n=1) == "pong"
+    r = g.run(n=1)
+    assert r.code == "crewcore.loop" and "same arguments" in r.message and "final answer" in r.message
+    assert g.run(n=2) == "pong"
+
+    holder: dict[str, Any] = {}
+
+    def recurse(level: int) -> Any:
+        """Call itself."""
+        return holder["g"].run(level=level + 1)
+
+    holder["g"] = guard(recurse, max_depth=3, loop_threshold=None)
+    r = holder["g"].run(level=1)
+    assert r.code == "crewcore.max_depth" and r.details["count"] == 4
+
+
+# --------------------------------------------------------------------------
+# built-in Go-native tools
+
+
+@pytest.fixture(scope="module")
+def local_http() -> Iterator[str]:
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            body = b"local page " + self.path.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a: Any) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+
+
+def test_fetch_refuses_private_addresses(local_http: str) -> None:
+    from crewcore.tools import FetchTool
+
+    port = local_http.rsplit(":", 1)[1]
+    for url in (local_http + "/x", f"http://localhost:{port}/x", f"http://[::ffff:127.0.0.1]:{port}/x"):
+        r = guard(FetchTool()).run(url=url)
+        assert r.code == "ToolRefusedError" and "private" in r.message, (url, r)
+    r = guard(FetchTool()).run(url="file:///etc/passwd")
+    assert r.code == "ToolRefusedError"
+    ok = guard(FetchTool(allow_private=True)).run(url=local_http + "/hello")
+    assert "local page /hello" in ok and "Status: 200" in ok
+
+
+def test_file_tools_stay_in_their_root(tmp_path: Path) -> None:
+    from crewcore.tools import FileListTool, FileReadTool
+
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.txt").write_text("alpha")
+    (tmp_path / "secret.txt").write_text("secret")
+    (root / "link").symlink_to(tmp_path / "secret.txt")
+    (root / "dirlink").symlink_to(tmp_path)
+    read = guard(FileReadTool(root=str(root)), loop_threshold=None)
+    assert read.run(path="a.txt") == "alpha"
+    assert read.run(path="sub/../a.txt") == "alpha"
+    for bad in ("../secret.txt", "sub/../../secret.txt", "link", "dirlink/secret.txt", str(tmp_path / "secret.txt")):
+        r = read.run(path=bad)
+        assert r.code == "ToolRefusedError" and "secret" not in r.message.split(":", 1)[0], (bad, r)
+    assert read.run(path="missing.txt").code == "ToolFileNotFoundError"
+    ls = guard(FileListTool(root=str(root)), loop_threshold=None)
+    listing = ls.run(path=".")
+    assert "a.txt" in listing and "sub/" in listing
+    assert ls.run(path="..").code == "ToolRefusedError"
+
+
+# --------------------------------------------------------------------------
+# through a real Crew run
+
+
+def test_loop_detection_in_a_crew_run(server: str, no_policy: None) -> None:
+    calls: list[dict[str, Any]] = []
+    crewcore.install(tools=ToolPolicy(loop_threshold=2, loop_window=10, timeout=10))
+    try:
+        out = run_crew(server, "LOOPTASK", counting_tool("lookup_loop", calls))
+    finally:
+        crewcore.uninstall()
+    assert len(calls) == 2, calls  # the 3rd..7th equivalent calls were refused
+    fs = failures(out)
+    codes = [f.failure.code for f in fs]
+    assert "crewcore.loop" in codes, codes
+    loop = next(f for f in fs if f.failure.code == "crewcore.loop")
+    assert loop.failure.details["limit"] == "loop" and "final answer" in loop.failure.details["hint"]
+    assert out.raw  # the run went on to an answer
+
+
+def test_max_calls_per_task_in_a_crew_run(server: str, no_policy: None) -> None:
+    calls: list[dict[str, Any]] = []
+    crewcore.install(tools=ToolPolicy(max_calls_per_task=3, loop_threshold=None, timeout=10))
+    try:
+        out = run_crew(server, "BUDGETTASK", counting_tool("lookup_budget", calls))
+        st = tool_stats()
+    finally:
+        crewcore.uninstall()
+    assert len(calls) == 3, calls
+    assert st["refused_by"].get("max_calls_per_task", 0) >= 1, st
+    codes = [f.failure.code for f in failures(out)]
+    assert "crewcore.max_calls_per_task" in codes, codes
+    assert out.raw
+
+
+def test_hanging_tool_in_a_crew_run_times_out_and_the_run_continues(server: str, no_policy: None) -> None:
+    from crewai.tools import tool
+
+    release = threading.Event()
+
+    @tool("hang_forever")
+    def hang_forever(why: str) -> str:
+        """A tool that never returns."""
+        release.wait(600)
+        return "late"
+
+    crewcore.install(tools=ToolPolicy(timeout=0.3))
+    try:
+        t0 = time.monotonic()
+        out = run_crew(server, "HANGTASK", hang_forever)
+        took = time.monotonic() - t0
+    finally:
+        release.set()
+        crewcore.uninstall()
+    fs = [f for f in failures(out) if f.failure.code == "crewcore.timeout"]
+    assert len(fs) == 1, failures(out)
+    d = fs[0].failure.details
+    assert d["elapsed_ms"] < d["deadline_ms"] + 100, d
+    assert out.raw and took < 60
+
+
+def test_cached_results_through_crewai_cache_seam(server: str, no_policy: None) -> None:
+    calls: list[dict[str, Any]] = []
+    crewcore.install(tools=ToolPolicy(cache_ttl=60, loop_threshold=None, timeout=10))
+    try:
+        out = run_crew(server, "CACHETASK", counting_tool("lookup_cached", calls))
+        st = tool_stats()
+    finally:
+        crewcore.uninstall()
+    assert len(calls) == 1, calls  # 4 equivalent calls, 1 execution
+    assert st["cached"] == 3, st
+    assert not failures(out)
