@@ -94,6 +94,13 @@ func init() {
 		}
 		return msgp.AppendNil(nil), pgmemory.DropSchema(ctx, dsn, schema)
 	})
+	registerOp("pg_build_index", func(ctx context.Context, h int64, r *reader) ([]byte, error) {
+		s, err := pgStore(h)
+		if err != nil {
+			return nil, err
+		}
+		return msgp.AppendNil(nil), s.BuildIndex(ctx)
+	})
 	for name, fn := range backendOps {
 		registerOp("pg_"+name, func(ctx context.Context, h int64, r *reader) ([]byte, error) {
 			s, err := pgStore(h)

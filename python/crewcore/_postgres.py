@@ -203,6 +203,11 @@ class PgStore:
     def optimize(self) -> None:
         call(["pg_optimize", self._handle()])
 
+    def build_index(self) -> None:
+        """Build the HNSW index now (after a bulk load; a store builds it by
+        itself once it holds 10,000 vectors)."""
+        call(["pg_build_index", self._handle()])
+
     def close(self) -> None:
         h, self._h = self._h, None
         if h is not None and not _native.forked() and os.getpid() == self._pid:
