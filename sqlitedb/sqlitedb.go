@@ -396,8 +396,9 @@ func (t *Tx) QueryRow(query string, args ...any) *sql.Row {
 	return st.QueryRowContext(t.ctx, args...)
 }
 
-// After registers f to run once the transaction ended: committed is true when
-// the job's writes are durable, false when they were rolled back.
+// After registers f to run once the transaction ended (hooks run in reverse
+// order of registration): committed is true when the job's writes are
+// durable, false when they were rolled back.
 func (t *Tx) After(f func(committed bool)) { t.after = append(t.after, f) }
 
 // Write queues fn to run in a write transaction and waits for its outcome.
@@ -567,9 +568,11 @@ func runJob(j *job, t *Tx) (err error) {
 	return j.fn(t)
 }
 
+// runAfter runs the After hooks last-registered first, like defer, so a
+// hook that releases a lock taken before registering it runs last.
 func runAfter(t *Tx, committed bool) {
-	for _, f := range t.after {
-		f(committed)
+	for i := len(t.after) - 1; i >= 0; i-- {
+		t.after[i](committed)
 	}
 	t.after = nil
 }
