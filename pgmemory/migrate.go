@@ -39,6 +39,12 @@ CREATE TABLE %[1]s.records (
 CREATE INDEX records_scope ON %[1]s.records (scope);
 CREATE INDEX records_created ON %[1]s.records (created_at DESC, rid DESC);
 CREATE INDEX records_categories ON %[1]s.records USING gin (categories);`,
+	// 2: vectors inline in the heap row instead of TOAST (a 1536-dimensional
+	// vector is 6 KB, over the 2 KB default target): an exact scan then
+	// reads pages sequentially instead of four TOAST lookups per vector.
+	// Vectors that cannot fit a page still go out of line.
+	`ALTER TABLE %[1]s.records SET (toast_tuple_target = 8160);
+ALTER TABLE %[1]s.records ALTER COLUMN embedding SET STORAGE MAIN;`,
 }
 
 // SchemaVersion is the migration level this code creates and understands.

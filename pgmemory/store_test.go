@@ -354,7 +354,7 @@ func TestMigrationsConcurrentAndIdempotent(t *testing.T) {
 func TestForeignSchemaRefused(t *testing.T) {
 	schema := newSchema(t)
 	s := openT(t, &Options{Schema: schema})
-	_, err := s.Pool().Exec(ctx, `UPDATE `+s.q.schema+`.crewcore_migrations SET version = 99`)
+	_, err := s.Pool().Exec(ctx, `INSERT INTO `+s.q.schema+`.crewcore_migrations(version) VALUES (99)`)
 	must(t, err)
 	if _, err := Open(ctx, testDSN, &Options{Schema: schema}); !errors.Is(err, ErrSchema) {
 		t.Fatalf("newer schema: %v", err)
