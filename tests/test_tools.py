@@ -77,6 +77,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc.wait(timeout=15)
 
 
+@pytest.fixture(params=["native", "python"])
+def tool_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a guard() test against the Go engine and against its Python twin."""
+    if request.param == "python":
+        monkeypatch.setenv("CREWCORE_FORCE_PYTHON", "1")
+    else:
+        monkeypatch.delenv("CREWCORE_FORCE_PYTHON", raising=False)
+    return request.param
+
+
 @pytest.fixture
 def no_policy() -> Iterator[None]:
     yield
@@ -170,7 +180,7 @@ def test_install_and_uninstall_register_the_hooks(no_policy: None) -> None:
 # deadlines
 
 
-def test_hanging_tool_times_out_on_time_and_the_thread_cap_holds() -> None:
+def test_hanging_tool_times_out_on_time_and_the_thread_cap_holds(tool_engine: str) -> None:
     release = threading.Event()
 
     def hang(why: str) -> str:
@@ -229,7 +239,7 @@ def test_isolated_hanging_tool_is_killed(tmp_path: Path) -> None:
 # bad input
 
 
-def test_bad_input_becomes_structured_failures() -> None:
+def test_bad_input_becomes_structured_failures(tool_engine: str) -> None:
     def echo(value: Any = None) -> str:
         """Echo."""
         return "ok"
@@ -279,7 +289,7 @@ def test_bad_input_becomes_structured_failures() -> None:
     assert r.code == "ValueError" and "bad value 42" in r.message and 'raise ValueError("bad value 42")' in r.message
 
 
-def test_guard_cache_and_equivalent_arguments() -> None:
+def test_guard_cache_and_equivalent_arguments(tool_engine: str) -> None:
     calls: list[int] = []
 
     def square(x: float, label: str = "") -> float:
@@ -294,9 +304,46 @@ def test_guard_cache_and_equivalent_arguments() -> None:
     assert len(calls) == 2
     st = tool_stats(g)
     assert st["cached"] == 1 and st["cache_entries"] == 2
+    assert st["engine"] == tool_engine
 
 
-def test_guard_loop_and_depth() -> None:
+CALLS = [
+    # (tool, args, task, run, depth)
+    ("a", {"q": 1}, "t1", "r1", 1),
+    ("a", {"q": 1.0}, "t1", "r1", 1),
+    ("a", {"q": 1}, "t1", "r1", 1),  # loop
+    ("b", {"q": 1}, "t1", "r1", 1),
+    ("b", {"q": 2}, "t1", "r1", 1),  # task budget (4 counted calls)
+    ("b", {"q": 3}, "t2", "r1", 1),
+    ("b", {"q": 4}, "t3", "r1", 1),
+    ("b", {"q": 5}, "t4", "r1", 1),  # run budget
+    ("c", {"q": 5}, "t5", "r2", 6),  # depth
+    ("c", {"x": "y" * 300}, "t5", "r2", 1),  # argument size
+    ("d", {"q": 1}, "t6", "r3", 1),
+    ("d", {"q": 2}, "t6", "r3", 1),  # rate (burst 1)
+]
+
+
+def test_python_twin_gives_the_go_engine_verdicts() -> None:
+    from crewcore.tools import _Engine, _PyEngine
+
+    pol = ToolPolicy(loop_threshold=2, loop_window=5, max_calls_per_task=3, max_calls_per_run=5,
+                     max_depth=5, max_arg_bytes=200)
+    rate = ToolPolicy(rate_limit=0.001, rate_burst=1, loop_threshold=None)
+    verdicts = {}
+    for cls in (_Engine, _PyEngine):
+        e, r = cls(pol), cls(rate)
+        verdicts[cls.__name__] = [
+            (v[0], v[3] if v[0] == 2 else None)
+            for v in [e.begin(*c) for c in CALLS[:-2]] + [r.begin(*c) for c in CALLS[-2:]]
+        ]
+    assert verdicts["_Engine"] == verdicts["_PyEngine"]
+    assert [lim for _, lim in verdicts["_Engine"] if lim] == [
+        "loop", "max_calls_per_task", "max_calls_per_run", "max_depth", "max_arg_bytes", "rate_limit"
+    ]
+
+
+def test_guard_loop_and_depth(tool_engine: str) -> None:
     def ping(n: int) -> str:
         """Ping."""
         return "pong"
@@ -452,3 +499,28 @@ def test_cached_results_through_crewai_cache_seam(server: str, no_policy: None) 
     assert len(calls) == 1, calls  # 4 equivalent calls, 1 execution
     assert st["cached"] == 3, st
     assert not failures(out)
+
+
+def test_guarded_tool_in_a_forked_child() -> None:
+    """After fork the Go runtime is unusable in the child: the policy goes on in Python."""
+    def slow(seconds: float) -> str:
+        """Sleep."""
+        time.sleep(seconds)
+        return "done"
+
+    g = guard(slow, timeout=0.2, loop_threshold=2)
+    assert g.run(seconds=0) == "done"  # the worker pool and the library are in use
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            out = [g.run(seconds=0), getattr(g.run(seconds=5), "code", "?"), getattr(g.run(seconds=0), "code", "?"),
+                   tool_stats(g)["engine"]]
+            os.write(w, json.dumps(out).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    data = os.read(r, 4096)
+    os.close(r)
+    os.waitpid(pid, 0)
+    assert json.loads(data) == ["done", "crewcore.timeout", "?", "python"]
