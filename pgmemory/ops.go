@@ -374,7 +374,11 @@ func (s *Store) useIndex(ctx context.Context, dim int) bool {
 	}
 	if time.Now().UnixNano()-s.vecsAt.Load() > int64(exactCheckEvery) {
 		var n int64
-		err := s.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM `+s.q.records+` WHERE embedding IS NOT NULL LIMIT $1) t`, s.opts.ExactBelow).Scan(&n)
+		// The planner's row estimate when it is already over the threshold
+		// (free); else a count bounded by the threshold.
+		err := s.pool.QueryRow(ctx, `SELECT CASE WHEN c.reltuples >= $1 THEN c.reltuples::bigint
+ ELSE (SELECT count(*) FROM (SELECT 1 FROM `+s.q.records+` WHERE embedding IS NOT NULL LIMIT $1) t) END
+ FROM pg_class c WHERE c.oid = $2::regclass`, s.opts.ExactBelow, s.q.records).Scan(&n)
 		if err == nil {
 			s.vecs.Store(n)
 			s.vecsAt.Store(time.Now().UnixNano())
