@@ -7,7 +7,8 @@ the same local server (`crewcore mockllm --latency 50ms`), through:
 * ``kickoff_for_each``        -- CrewAI, serial
 * ``kickoff_for_each_async``  -- CrewAI, ``asyncio.to_thread`` on the default executor
 * ``akickoff_for_each``       -- CrewAI, native async, unbounded
-* ``kickoff_many``            -- ``crewcore.kickoff_many(crew, inputs, concurrency=64)``
+* ``kickoff_many``            -- ``crewcore.kickoff_many(crew, inputs, concurrency=64)`` (adaptive limit, the default)
+* ``kickoff_many_fixed``      -- the same with ``adaptive=False`` (64 runs at once from the start)
 
 for 100 and 1,000 inputs. Each variant runs in its own child process (so its
 peak RSS is its own), after one warm-up kickoff that is not counted. Per-run
@@ -36,7 +37,7 @@ import time
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-VARIANTS = ["kickoff_for_each", "kickoff_for_each_async", "akickoff_for_each", "kickoff_many"]
+VARIANTS = ["kickoff_for_each", "kickoff_for_each_async", "akickoff_for_each", "kickoff_many", "kickoff_many_fixed"]
 #: Serial kickoff_for_each at 1,000 inputs would take ~3 minutes alone: it is
 #: measured on its first SERIAL_CAP inputs (its throughput does not depend on
 #: the input count) and reported as such.
@@ -97,6 +98,7 @@ def child(variant: str, n: int, url: str, concurrency: int) -> None:
 
     error = ""
     results: list[Any] = []
+    extra: dict[str, Any] = {}
     cpu0, t0 = time.process_time(), time.perf_counter()
     try:
         if variant == "kickoff_for_each":
@@ -107,6 +109,10 @@ def child(variant: str, n: int, url: str, concurrency: int) -> None:
             results = asyncio.run(crew.akickoff_for_each(inputs))  # type: ignore[assignment]
         elif variant == "kickoff_many":
             results = crewcore.kickoff_many(crew, inputs, concurrency=concurrency, timeout=120, progress=False)
+            extra["limit"] = results.summary.concurrency  # type: ignore[attr-defined]
+        elif variant == "kickoff_many_fixed":
+            results = crewcore.kickoff_many(crew, inputs, concurrency=concurrency, timeout=120, progress=False,
+                                            adaptive=False)
         else:
             raise SystemExit(f"unknown variant {variant}")
     except Exception as e:  # noqa: BLE001 - a failing baseline is a result
@@ -131,7 +137,7 @@ def child(variant: str, n: int, url: str, concurrency: int) -> None:
         "variant": variant, "n": n, "wall_s": wall, "cpu_s": cpu, "ok": ok, "failures": n - ok,
         "error": error, "in_order": in_order, "throughput": ok / wall if wall > 0 else 0.0,
         "p50_s": pct(50), "p95_s": pct(95), "max_s": times[-1] if times else 0.0,
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, **extra,
     }))
 
 
@@ -178,23 +184,24 @@ def run_variant(variant: str, n: int, url: str, server_pid: int, concurrency: in
     count = min(n, SERIAL_CAP) if variant == "kickoff_for_each" else n
     chats0 = server_chats(url)
     busy0, srv0 = machine_busy(), proc_cpu(server_pid)
+    kids0 = os.times().children_user + os.times().children_system
     t0 = time.perf_counter()
     p = subprocess.run([sys.executable, __file__, "--child", variant, str(count), url, str(concurrency)],
                        capture_output=True, text=True, cwd=str(REPO), timeout=1800)
     wall = time.perf_counter() - t0
     busy = machine_busy() - busy0
     srv = proc_cpu(server_pid) - srv0
+    kids = os.times().children_user + os.times().children_system - kids0
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
     if p.returncode != 0 or not lines:
         raise SystemExit(f"{variant} n={count} failed ({p.returncode}):\n{p.stderr[-3000:]}")
     res = json.loads(lines[-1])
-    child_cpu = res["cpu_s"]  # the measured part only; imports excluded
     res["requested_n"] = n
     res["server_chats"] = server_chats(url) - chats0
     res["server_cpu_s"] = srv
     # Other processes' CPU while the child ran (its whole life, imports too).
     ncpu = os.cpu_count() or 1
-    res["other_share"] = max(0.0, busy - srv - child_cpu - 0.0) / (wall * ncpu)
+    res["other_share"] = max(0.0, busy - srv - kids) / (wall * ncpu)
     res["loadavg"] = os.getloadavg()[0]
     return res
 
@@ -227,7 +234,8 @@ def report(results: list[dict[str, Any]], m: dict[str, Any], latency: str, concu
              f"Python {m['python']}, CrewAI {m['crewai']}.")
     L.append("")
     L.append(f"Crew: one agent, two sequential tasks (2 LLM calls per run) against `crewcore mockllm --latency {latency}` "
-             f"on 127.0.0.1. `kickoff_many` runs with `concurrency={concurrency}, timeout=120`. Each variant runs in its "
+             f"on 127.0.0.1. `kickoff_many` runs with `concurrency={concurrency}, timeout=120` (adaptive limit, the default; "
+             "the `adaptive=False` row keeps all 64 slots). Each variant runs in its "
              "own process after one uncounted warm-up kickoff; per-run latency is kickoff entry to return (the same "
              "wrapper for every variant); throughput is successful runs per second of wall time; peak RSS is the "
              "child process's maximum resident set.")
@@ -247,7 +255,10 @@ def report(results: list[dict[str, Any]], m: dict[str, Any], latency: str, concu
             p95p50 = f"{r['p95_s'] / r['p50_s']:.2f}" if r["p50_s"] > 0 else "-"
             measured = f"{r['n']:,}" + (" (capped)" if r["n"] < n else "")
             fails = str(r["failures"]) + (f" ({r['error']})" if r["error"] else "")
-            L.append(f"| `{v}` | {measured} | {fmt_rate(r)} | {ratio} | {r['p50_s']:.2f} | {r['p95_s']:.2f} | "
+            name = "`kickoff_many(adaptive=False)`" if v == "kickoff_many_fixed" else f"`{v}`"
+            if v == "kickoff_many" and r.get("limit"):
+                name += f" (limit ended at {r['limit']})"
+            L.append(f"| {name} | {measured} | {fmt_rate(r)} | {ratio} | {r['p50_s']:.2f} | {r['p95_s']:.2f} | "
                      f"{p95p50} | {fails} | {'yes' if r['in_order'] else 'NO'} | {r['peak_rss_bytes'] / 2**20:.0f} | "
                      f"{1000 * r['cpu_s'] / max(1, r['n']):.0f} | {100 * r['other_share']:.0f}% |")
         L.append("")
@@ -277,10 +288,16 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=64, help="kickoff_many concurrency (default 64)")
     ap.add_argument("--write", metavar="MD", help="write the 'scheduler' section of this markdown file")
     ap.add_argument("--json", default=str(REPO / "bench/results/scheduler.json"), help="raw results file")
+    ap.add_argument("--from-json", metavar="FILE", help="only render the report from a raw results file")
     args = ap.parse_args()
     if args.child:
         v, n, url, conc = args.child
         child(v, int(n), url, int(conc))
+        return
+    if args.from_json:
+        data = json.loads(Path(args.from_json).read_text())
+        publish(data["results"], data["machine"], data.get("latency", args.latency),
+                data.get("concurrency", args.concurrency), args, write_json=False)
         return
     sizes = [int(x) for x in args.sizes.split(",") if x]
     variants = [v for v in args.variants.split(",") if v]
@@ -298,11 +315,18 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=15)
-    m = machine()
+    publish(results, machine(), args.latency, args.concurrency, args, write_json=True)
+
+
+def publish(results: list[dict[str, Any]], m: dict[str, Any], latency: str, concurrency: int,
+            args: argparse.Namespace, write_json: bool) -> None:
     cmd = ".venv/bin/python bench/bench_scheduler.py --write docs/benchmarks.md"
-    md = report(results, m, args.latency, args.concurrency, cmd)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"machine": m, "results": results}, indent=2))
+    md = report(results, m, latency, concurrency, cmd)
+    if write_json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"machine": m, "latency": latency, "concurrency": concurrency,
+                                               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                               "results": results}, indent=2))
     if args.write:
         sys.path.insert(0, str(REPO / "bench"))
         from report import write_section

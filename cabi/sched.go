@@ -5,7 +5,7 @@ package main
 // maxSchedWait per call (the caller loops), so a worker thread is never
 // stuck in Go past a Close, and ctypes has released the GIL meanwhile.
 //
-//	sched_new      0  total concurrency run_timeout_s deadline_s  -> handle
+//	sched_new      0  total concurrency run_timeout_s deadline_s [adaptive] -> handle
 //	sched_acquire  h  wait_s        -> [kind, index, remaining_s]  kind: run|wait|drained|stopped|closed
 //	sched_finish   h  index outcome -> [accepted, elapsed_s]      outcome: done|failed|timed_out|cancelled
 //	sched_check    h  index         -> reason                     ""|cancelled|timeout|deadline
@@ -90,6 +90,7 @@ func init() {
 		conc := r.int("concurrency")
 		to := r.float("run_timeout")
 		dl := r.float("deadline")
+		adaptive := r.bool("adaptive") // optional
 		if r.err != nil {
 			return nil, r.err
 		}
@@ -104,7 +105,7 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		s, err := sched.New(sched.Config{Total: int(total), Concurrency: int(conc), RunTimeout: runTimeout, Deadline: deadline})
+		s, err := sched.New(sched.Config{Total: int(total), Concurrency: int(conc), RunTimeout: runTimeout, Deadline: deadline, Adaptive: adaptive})
 		if err != nil {
 			return nil, err
 		}
@@ -256,14 +257,14 @@ func init() {
 			return nil, err
 		}
 		sum := s.Summary()
-		b := msgp.AppendMapHeader(nil, 12)
+		b := msgp.AppendMapHeader(nil, 13)
 		for _, kv := range []struct {
 			k string
 			v int
 		}{
 			{"total", sum.Total}, {"pending", sum.Pending}, {"running", sum.Running},
 			{"done", sum.Done}, {"failed", sum.Failed}, {"timed_out", sum.TimedOut},
-			{"cancelled", sum.Cancelled},
+			{"cancelled", sum.Cancelled}, {"limit", sum.Limit},
 		} {
 			b = msgp.AppendString(b, kv.k)
 			b = msgp.AppendInt(b, kv.v)

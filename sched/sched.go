@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -119,8 +120,15 @@ var (
 type Config struct {
 	// Total is the number of inputs, indexed 0..Total-1 (0 is allowed).
 	Total int
-	// Concurrency is the number of slots, at least 1.
+	// Concurrency is the number of slots, at least 1 (the maximum when
+	// Adaptive is set).
 	Concurrency int
+	// Adaptive lets the scheduler use fewer slots than Concurrency when
+	// more runs at once only make each run slower (see Limit). Runs that
+	// wait on something outside the process overlap freely; runs that
+	// compete for one resource (Python's GIL) are not piled up past the
+	// point where throughput stops growing.
+	Adaptive bool
 	// RunTimeout bounds each run from its Acquire; 0 means no limit.
 	RunTimeout time.Duration
 	// Deadline bounds the whole batch from New; 0 means no limit. When it
@@ -159,6 +167,9 @@ type Summary struct {
 	Elapsed time.Duration
 	// Stop is the scheduler-wide stop reason (None, Cancel or Deadline).
 	Stop Reason
+	// Limit is the number of runs allowed at once at the time of the
+	// summary (Config.Concurrency unless adaptive).
+	Limit int
 }
 
 // Scheduler is the queue, slots, deadlines and cancellation state of one
@@ -179,6 +190,9 @@ type Scheduler struct {
 	stopped  []Reason // why a running run was told to stop (reported by Expired)
 	stop     Reason   // scheduler-wide
 	closed   bool
+	limit    float64       // slots in use when adaptive
+	minRT    time.Duration // shortest successful run
+	avgRT    float64       // smoothed successful run time, ns
 	wake     chan struct{} // closed and replaced on every change
 	timer    *time.Timer
 }
@@ -207,6 +221,10 @@ func New(cfg Config) (*Scheduler, error) {
 	}
 	if cfg.Total == 0 {
 		s.end = s.start
+	}
+	s.limit = float64(cfg.Concurrency)
+	if cfg.Adaptive {
+		s.limit = float64(min(cfg.Concurrency, adaptiveStart))
 	}
 	if cfg.Deadline > 0 {
 		s.deadline = s.start.Add(cfg.Deadline)
@@ -288,7 +306,7 @@ func (s *Scheduler) Acquire(ctx context.Context) (Lease, error) {
 		case s.next >= len(s.states):
 			s.mu.Unlock()
 			return Lease{}, ErrDrained
-		case s.running < s.cfg.Concurrency:
+		case s.running < s.slots():
 			i := s.next
 			s.next++
 			s.running++
@@ -340,8 +358,55 @@ func (s *Scheduler) Finish(i int, outcome State) (time.Duration, error) {
 		return s.elapsed[i], fmt.Errorf("%w: input %d is %s", ErrNotRunning, i, s.states[i])
 	}
 	s.setFinal(i, outcome, time.Now())
+	if outcome == Done {
+		s.adapt(s.elapsed[i])
+	}
 	s.broadcast()
 	return s.elapsed[i], nil
+}
+
+// adaptiveStart is the number of slots an adaptive scheduler starts with.
+const adaptiveStart = 4
+
+// Tolerance of the adaptive limit: runs may take up to this many times the
+// shortest run before the limit shrinks.
+const adaptiveTolerance = 2.0
+
+// slots is the number of runs allowed at once; s.mu held.
+func (s *Scheduler) slots() int {
+	if !s.cfg.Adaptive {
+		return s.cfg.Concurrency
+	}
+	return max(1, min(s.cfg.Concurrency, int(s.limit)))
+}
+
+// adapt updates the adaptive limit with one successful run time (a gradient
+// limiter in the manner of TCP Vegas: the limit grows by its square root
+// while runs take at most adaptiveTolerance times the shortest run, and
+// shrinks in proportion when they take longer); s.mu held.
+func (s *Scheduler) adapt(rt time.Duration) {
+	if !s.cfg.Adaptive || rt <= 0 {
+		return
+	}
+	if s.minRT == 0 || rt < s.minRT {
+		s.minRT = rt
+	}
+	if s.avgRT == 0 {
+		s.avgRT = float64(rt)
+	} else {
+		s.avgRT = 0.8*s.avgRT + 0.2*float64(rt)
+	}
+	grad := max(0.5, min(1.0, adaptiveTolerance*float64(s.minRT)/s.avgRT))
+	next := s.limit*grad + math.Sqrt(s.limit)
+	s.limit = max(1, min(float64(s.cfg.Concurrency), 0.8*s.limit+0.2*next))
+}
+
+// Limit returns the number of runs allowed at once now: Config.Concurrency,
+// or the adaptive limit.
+func (s *Scheduler) Limit() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.slots()
 }
 
 // reasonLocked is why running input i must stop now (None: it may go on).
@@ -486,7 +551,7 @@ func (s *Scheduler) Summary() Summary {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.pollDeadlineLocked(time.Now())
-	sum := Summary{Total: len(s.states), Stop: s.stop}
+	sum := Summary{Total: len(s.states), Stop: s.stop, Limit: s.slots()}
 	var times []time.Duration
 	for i, st := range s.states {
 		switch st {
@@ -533,12 +598,12 @@ func Percentile(sorted []time.Duration, p float64) time.Duration {
 // Close stops the batch (as Cancel) and wakes every waiter with ErrClosed.
 // Runs still leased may still Finish. Close is idempotent.
 func (s *Scheduler) Close() {
-	s.halt(Cancel)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return
 	}
+	s.haltLocked(Cancel)
 	s.closed = true
 	if s.timer != nil {
 		s.timer.Stop()

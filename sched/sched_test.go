@@ -381,3 +381,52 @@ func TestPercentile(t *testing.T) {
 		}
 	}
 }
+
+// A simulated CPU-bound workload: one shared resource serves runs one at a
+// time (each needs `work` of it) after an outside wait. Piling up runs only
+// makes each slower, so the adaptive limit settles low; with a long
+// outside wait and little work, it grows.
+func TestAdaptiveLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		wait, work        time.Duration
+		maxLimit          int
+		wantLow, wantHigh int
+	}{
+		{"resource bound", 2 * time.Millisecond, 4 * time.Millisecond, 64, 1, 12},
+		{"wait bound", 40 * time.Millisecond, 100 * time.Microsecond, 32, 16, 32},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := mustNew(t, Config{Total: 300, Concurrency: tc.maxLimit, Adaptive: true})
+			if l := s.Limit(); l != adaptiveStart {
+				t.Fatalf("initial limit %d, want %d", l, adaptiveStart)
+			}
+			var resource sync.Mutex
+			var peak atomic.Int64
+			var cur atomic.Int64
+			run(t, s, tc.maxLimit, func(i int) State {
+				n := cur.Add(1)
+				for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+				}
+				time.Sleep(tc.wait)
+				resource.Lock()
+				end := time.Now().Add(tc.work)
+				for time.Now().Before(end) {
+				}
+				resource.Unlock()
+				cur.Add(-1)
+				return Done
+			})
+			l := s.Limit()
+			if l < tc.wantLow || l > tc.wantHigh {
+				t.Errorf("final limit %d, want in [%d, %d]", l, tc.wantLow, tc.wantHigh)
+			}
+			if p := peak.Load(); p > int64(tc.maxLimit) {
+				t.Errorf("peak %d above the maximum %d", p, tc.maxLimit)
+			}
+			if sum := s.Summary(); sum.Done != 300 || sum.Limit != l {
+				t.Errorf("summary %+v", sum)
+			}
+		})
+	}
+}

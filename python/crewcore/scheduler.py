@@ -103,6 +103,8 @@ class RunSummary:
     (nearest rank). ``throughput`` is successful runs per second of
     ``elapsed``. ``stop`` is ``""``, ``"cancelled"`` or ``"deadline"``.
     ``abandoned`` counts runs whose thread did not stop (see the module doc).
+    ``concurrency`` is the number of runs allowed at once at the end (the
+    adaptive limit, or ``concurrency`` as given with ``adaptive=False``).
     """
 
     total: int
@@ -117,6 +119,7 @@ class RunSummary:
     throughput: float
     stop: str = ""
     abandoned: int = 0
+    concurrency: int = 0
 
 
 class ManyResults(list):
@@ -149,11 +152,11 @@ class ManyResults(list):
 class _NativeEngine:
     """The Go scheduler (package sched) behind the bridge."""
 
-    def __init__(self, total: int, concurrency: int, timeout: float, deadline: float) -> None:
+    def __init__(self, total: int, concurrency: int, timeout: float, deadline: float, adaptive: bool) -> None:
         from crewcore import _native
 
         self._call = _native.call
-        self.h = self._call(["sched_new", 0, total, concurrency, float(timeout), float(deadline)])
+        self.h = self._call(["sched_new", 0, total, concurrency, float(timeout), float(deadline), bool(adaptive)])
 
     def acquire(self, wait: float) -> tuple[str, int]:
         kind, idx, _ = self._call(["sched_acquire", self.h, wait])
@@ -189,9 +192,13 @@ class _NativeEngine:
 class _PyEngine:
     """The same engine in Python, for processes without the native library."""
 
-    def __init__(self, total: int, concurrency: int, timeout: float, deadline: float) -> None:
+    def __init__(self, total: int, concurrency: int, timeout: float, deadline: float, adaptive: bool) -> None:
         self._cv = threading.Condition()
         self.total, self.conc, self.timeout = total, concurrency, timeout
+        self.adaptive = adaptive
+        self.limit = float(min(concurrency, 4) if adaptive else concurrency)
+        self.min_rt = 0.0
+        self.avg_rt = 0.0
         self.t0 = time.monotonic()
         self.deadline = self.t0 + deadline if deadline > 0 else 0.0
         self.next = self.running = self.final = 0
@@ -253,7 +260,7 @@ class _PyEngine:
                     return "stopped", -1
                 if self.next >= self.total:
                     return "drained", -1
-                if self.running < self.conc:
+                if self.running < self._slots():
                     i = self.next
                     self.next += 1
                     self.running += 1
@@ -268,11 +275,26 @@ class _PyEngine:
                     return "wait", -1
                 self._cv.wait(self._timeout(end - now) or 0.001)
 
+    def _slots(self) -> int:
+        return max(1, min(self.conc, int(self.limit))) if self.adaptive else self.conc
+
+    def _adapt(self, rt: float) -> None:
+        # The same gradient limiter as sched.Scheduler.adapt.
+        if not self.adaptive or rt <= 0:
+            return
+        self.min_rt = rt if not self.min_rt or rt < self.min_rt else self.min_rt
+        self.avg_rt = rt if not self.avg_rt else 0.8 * self.avg_rt + 0.2 * rt
+        grad = max(0.5, min(1.0, 2.0 * self.min_rt / self.avg_rt))
+        nxt = self.limit * grad + self.limit**0.5
+        self.limit = max(1.0, min(float(self.conc), 0.8 * self.limit + 0.2 * nxt))
+
     def finish(self, i: int, outcome: str) -> tuple[bool, float]:
         with self._cv:
             if self.st[i] != "running":
                 return False, self.el[i]
             self._set_final(i, outcome, time.monotonic())
+            if outcome == "done":
+                self._adapt(self.el[i])
             self._cv.notify_all()
             return True, self.el[i]
 
@@ -342,6 +364,7 @@ class _PyEngine:
                 "max": times[-1] if times else 0.0,
                 "elapsed": end - self.t0,
                 "stop": self.stop,
+                "limit": self._slots(),
             }
 
     def states(self) -> list[str]:
@@ -364,12 +387,12 @@ def _pct(sorted_times: list[float], p: float) -> float:
     return sorted_times[rank - 1]
 
 
-def _engine(total: int, concurrency: int, timeout: float, deadline: float) -> Any:
+def _engine(total: int, concurrency: int, timeout: float, deadline: float, adaptive: bool) -> Any:
     from crewcore._backend import backend
 
     if backend() == "native":
-        return _NativeEngine(total, concurrency, timeout, deadline)
-    return _PyEngine(total, concurrency, timeout, deadline)
+        return _NativeEngine(total, concurrency, timeout, deadline, adaptive)
+    return _PyEngine(total, concurrency, timeout, deadline, adaptive)
 
 
 # --------------------------------------------------------------------------
@@ -562,6 +585,7 @@ class _Batch:
         progress: bool,
         stop_grace: float,
         kickoff_kwargs: dict[str, Any],
+        adaptive: bool = True,
     ) -> None:
         self.crew = crew
         self.inputs = inputs
@@ -569,7 +593,7 @@ class _Batch:
         self.on_error = on_error
         self.stop_grace = float(stop_grace)
         self.kw = kickoff_kwargs
-        self.engine = _engine(self.n, concurrency, timeout or 0.0, deadline or 0.0)
+        self.engine = _engine(self.n, concurrency, timeout or 0.0, deadline or 0.0, adaptive)
         self.results: list[Any] = [None] * self.n
         self.running: dict[int, _Run] = {}
         self.lock = threading.Lock()
@@ -653,6 +677,7 @@ class _Batch:
             throughput=(int(s["done"]) / el) if el > 0 else 0.0,
             stop=stop,
             abandoned=self.abandoned,
+            concurrency=int(s.get("limit", 0)),
         )
         return ManyResults(self.results, summary)
 
@@ -902,6 +927,7 @@ def _live_summary(b: _Batch) -> RunSummary:
         total=s["total"], done=s["done"], failed=s["failed"], timed_out=s["timed_out"],
         cancelled=s["cancelled"], p50=s["p50"], p95=s["p95"], max=s["max"], elapsed=el,
         throughput=s["done"] / el if el > 0 else 0.0, stop=s["stop"], abandoned=b.abandoned,
+        concurrency=int(s.get("limit", 0)),
     )
 
 
@@ -914,6 +940,7 @@ def start_many(
     on_error: str = "continue",
     progress: bool = True,
     stop_grace: float = 1.0,
+    adaptive: bool = True,
     **kickoff_kwargs: Any,
 ) -> ManyHandle:
     """Start ``crew`` on every input on worker threads; return a handle at once.
@@ -921,7 +948,9 @@ def start_many(
     Arguments as :func:`kickoff_many`.
     """
     inputs = _check_args(crew, inputs, concurrency, timeout, deadline, on_error, stop_grace)
-    batch = _Batch(crew, inputs, concurrency, timeout, deadline, on_error, progress, stop_grace, kickoff_kwargs)
+    batch = _Batch(
+        crew, inputs, concurrency, timeout, deadline, on_error, progress, stop_grace, kickoff_kwargs, bool(adaptive)
+    )
     try:
         return ManyHandle(batch, min(concurrency, len(inputs)))
     except BaseException:
@@ -939,12 +968,19 @@ def kickoff_many(
     on_error: str = "continue",
     progress: bool = True,
     stop_grace: float = 1.0,
+    adaptive: bool = True,
     **kickoff_kwargs: Any,
 ) -> ManyResults:
     """Run ``crew`` once per input, ``concurrency`` at a time; results in input order.
 
-    - ``concurrency``: runs at once (each on its own worker thread and its own
-      ``crew.copy()``).
+    - ``concurrency``: the most runs at once (each on its own worker thread
+      and its own ``crew.copy()``).
+    - ``adaptive`` (default True): the engine starts with 4 runs at once and
+      grows toward ``concurrency`` while runs do not get slower, shrinking
+      when they take more than twice the shortest run: runs waiting on the
+      LLM overlap freely, runs competing for the GIL are not piled up (that
+      only makes every run slower). ``adaptive=False`` runs ``concurrency``
+      at once from the start. ``summary.concurrency`` reports the limit.
     - ``timeout``: seconds per run (None: no limit); ``deadline``: seconds for
       the whole batch (None: no limit). A run past either stops at its next
       LLM or tool call and becomes a RunFailure of kind "timeout"/"deadline";
@@ -962,7 +998,7 @@ def kickoff_many(
     re-raises KeyboardInterrupt (press it again to stop waiting).
     """
     handle = start_many(
-        crew, inputs, concurrency, timeout, deadline, on_error, progress, stop_grace, **kickoff_kwargs
+        crew, inputs, concurrency, timeout, deadline, on_error, progress, stop_grace, adaptive, **kickoff_kwargs
     )
     try:
         return handle.result()
@@ -983,6 +1019,7 @@ class AsyncManyHandle:
         self._b = batch
         self._loop = loop
         self._tasks: dict[int, asyncio.Task[Any]] = {}
+        self._ran: set[int] = set()
         self._started = 0
         self._ended = 0
         self._fed = False
@@ -1036,7 +1073,21 @@ class AsyncManyHandle:
     # loop side
     def _start(self, idx: int) -> None:
         self._started += 1
-        self._tasks[idx] = self._loop.create_task(self._run(idx))
+        t = self._loop.create_task(self._run(idx))
+        self._tasks[idx] = t
+        t.add_done_callback(lambda _t, i=idx: self._task_done(i))
+
+    def _task_done(self, idx: int) -> None:
+        # A task cancelled before its first step never ran _run's finally:
+        # account for it here (its slot, its result).
+        if idx not in self._ran:
+            ok, el = self._b.engine.finish(idx, "cancelled")
+            if ok:
+                e = _stop_exc("cancelled", idx)
+                self._b.results[idx] = RunFailure(idx, "cancelled", type(e).__name__, str(e), el, False, e)
+        self._tasks.pop(idx, None)
+        self._ended += 1
+        self._maybe_done()
 
     def _fed_all(self) -> None:
         self._fed = True
@@ -1078,10 +1129,8 @@ class AsyncManyHandle:
             outcome = b.classify(r, e)
         finally:
             _cv_run.reset(token)
+            self._ran.add(idx)
             b.end(r, outcome, value, None if outcome in ("cancelled", "timed_out") else exc)
-            self._tasks.pop(idx, None)
-            self._ended += 1
-            self._maybe_done()
 
     async def _show(self) -> None:
         while not self._done.is_set():
@@ -1146,12 +1195,13 @@ def astart_many(
     deadline: float | None = None,
     on_error: str = "continue",
     progress: bool = True,
+    adaptive: bool = True,
     **kickoff_kwargs: Any,
 ) -> AsyncManyHandle:
     """Start ``crew.akickoff`` on every input as tasks of the running loop."""
     inputs = _check_args(crew, inputs, concurrency, timeout, deadline, on_error, 0.0)
     loop = asyncio.get_running_loop()
-    batch = _Batch(crew, inputs, concurrency, timeout, deadline, on_error, progress, 0.0, kickoff_kwargs)
+    batch = _Batch(crew, inputs, concurrency, timeout, deadline, on_error, progress, 0.0, kickoff_kwargs, bool(adaptive))
     try:
         return AsyncManyHandle(batch, loop)
     except BaseException:
@@ -1168,6 +1218,7 @@ async def akickoff_many(
     deadline: float | None = None,
     on_error: str = "continue",
     progress: bool = True,
+    adaptive: bool = True,
     **kickoff_kwargs: Any,
 ) -> ManyResults:
     """The asyncio twin of :func:`kickoff_many`: each run is
@@ -1177,5 +1228,5 @@ async def akickoff_many(
     cancelled (and stops at its next LLM or tool call if it is in a thread).
     Cancelling the awaiting task (or Ctrl-C under ``asyncio.run``) cancels
     every run, waits for them, then raises CancelledError."""
-    handle = astart_many(crew, inputs, concurrency, timeout, deadline, on_error, progress, **kickoff_kwargs)
+    handle = astart_many(crew, inputs, concurrency, timeout, deadline, on_error, progress, adaptive, **kickoff_kwargs)
     return await handle.result()
