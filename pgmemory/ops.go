@@ -373,6 +373,8 @@ func (s *Store) useIndex(ctx context.Context, dim int) bool {
 		return false
 	}
 	if time.Now().UnixNano()-s.vecsAt.Load() > int64(exactCheckEvery) {
+		ctx, cancel := context.WithTimeout(ctx, s.opts.QueryTimeout)
+		defer cancel()
 		var n int64
 		// The planner's row estimate when it is already over the threshold
 		// (free); else a count bounded by the threshold.

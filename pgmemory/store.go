@@ -288,7 +288,7 @@ func (s *Store) hasIndex(ctx context.Context) (bool, error) {
 // `crewcore memory migrate` does), since pgvector then builds the graph in
 // memory (maintenance_work_mem, raised to IndexBuildMemory for the build)
 // instead of inserting vector by vector. Concurrent callers, in any process,
-// build it once (under the migration lock).
+// build it once (under an advisory lock of the schema's index builds).
 func (s *Store) BuildIndex(ctx context.Context) error {
 	dim := s.Dim()
 	if dim <= 0 || dim > maxIndexDim {
@@ -311,10 +311,13 @@ func (s *Store) BuildIndex(ctx context.Context) error {
 			return err
 		}
 		defer conn.Release()
-		if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, lockKey); err != nil {
+		// A lock of this schema's index builds (not the migration lock: a
+		// build may take minutes, and workers opening stores must not wait).
+		key := "crewcore.index." + s.opts.Schema
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 0))`, key); err != nil {
 			return err
 		}
-		defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, lockKey)
+		defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, key)
 		return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 			// The column may have been reset to untyped by another worker.
 			var cur int
@@ -388,6 +391,8 @@ func redact(dsn string) string {
 // DropSchema deletes the store in schema (every table of the schema) at
 // dsn. It is for tests and tools; a store open on it fails afterwards.
 func DropSchema(ctx context.Context, dsn, schema string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		return fmt.Errorf("drop schema %s at %s: %w", schema, redact(dsn), err)
