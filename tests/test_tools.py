@@ -373,6 +373,8 @@ def test_guard_loop_and_depth(tool_engine: str) -> None:
 def local_http() -> Iterator[str]:
     class H(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
+            if self.path == "/hang":
+                time.sleep(5)
             body = b"local page " + self.path.encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
@@ -403,6 +405,11 @@ def test_fetch_refuses_private_addresses(local_http: str) -> None:
     assert r.code == "ToolRefusedError"
     ok = guard(FetchTool(allow_private=True)).run(url=local_http + "/hello")
     assert "local page /hello" in ok and "Status: 200" in ok
+    # The policy's deadline reaches Go as the fetch's context deadline.
+    t0 = time.monotonic()
+    r = guard(FetchTool(allow_private=True, timeout=30), timeout=0.3).run(url=local_http + "/hang")
+    assert r.code == "ToolTimeoutError" and "300ms" in r.message, r
+    assert time.monotonic() - t0 < 4  # cancelled, not waited out (the server sleeps 5 s)
 
 
 def test_file_tools_stay_in_their_root(tmp_path: Path) -> None:
@@ -524,3 +531,25 @@ def test_guarded_tool_in_a_forked_child() -> None:
     os.close(r)
     os.waitpid(pid, 0)
     assert json.loads(data) == ["done", "crewcore.timeout", "?", "python"]
+
+
+def test_guard_budget_follows_crewai_current_task(tool_engine: str) -> None:
+    from crewai.context import reset_current_task_id, set_current_task_id
+
+    def ping(n: int) -> str:
+        """Ping."""
+        return "pong"
+
+    g = guard(ping, max_calls_per_task=2, loop_threshold=None)
+    tok = set_current_task_id("task-a")
+    try:
+        assert [g.run(n=i) for i in range(2)] == ["pong", "pong"]
+        r = g.run(n=3)
+        assert r.code == "crewcore.max_calls_per_task" and "final answer" in r.message
+    finally:
+        reset_current_task_id(tok)
+    tok = set_current_task_id("task-b")
+    try:
+        assert g.run(n=4) == "pong"  # another task has its own budget
+    finally:
+        reset_current_task_id(tok)

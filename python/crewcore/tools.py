@@ -825,6 +825,14 @@ def _run_isolated(fn: Callable[..., Any], kwargs: dict[str, Any], timeout: float
 # the executor: one call of one tool under one policy
 
 _depth: contextvars.ContextVar[int] = contextvars.ContextVar("crewcore_tool_depth", default=0)
+#: The policy timeout of the Go-native tool call in progress (seconds, or None):
+#: the built-in tools pass min(their own timeout, this) to Go as the context deadline.
+_native_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("crewcore_native_deadline", default=None)
+
+
+def _native_timeout(own: float) -> float:
+    d = _native_deadline.get()
+    return own if d is None else min(own, d)
 _OK, _FAILED, _TIMEDOUT = 0, 1, 2
 
 
@@ -876,6 +884,7 @@ class _Executor:
             # hold no GIL while they run; without a timeout there is nothing
             # to enforce. Both run on the calling thread.
             tok = _depth.set(depth)
+            tok2 = _native_deadline.set(timeout) if native else None
             try:
                 r = fn()
                 if inspect.iscoroutine(r):
@@ -885,6 +894,8 @@ class _Executor:
                 ok, val, timed_out = False, e, False
             finally:
                 _depth.reset(tok)
+                if tok2 is not None:
+                    _native_deadline.reset(tok2)
         elif isolate_fn is not None:
             ok, val, timed_out = _run_isolated(isolate_fn, args, timeout)
         else:
@@ -1010,6 +1021,7 @@ def _make_guarded_cls() -> Any:
                 p["_name"],
                 kwargs,
                 lambda: fn(**kwargs),
+                task=_current_task(),
                 native=p["_native"],
                 isolate_fn=p["_isolate_fn"],
             )
@@ -1018,6 +1030,15 @@ def _make_guarded_cls() -> Any:
 
 
 _guarded_cls: Any = None
+
+
+def _current_task() -> str:
+    """CrewAI's current task id (a context variable Task.execute sets), or ""."""
+    try:
+        from crewai.context import get_current_task_id
+    except ImportError:  # pragma: no cover - older CrewAI
+        return ""
+    return get_current_task_id() or ""
 
 
 def _inner_callable(inner: Any) -> Callable[..., Any]:
@@ -1171,7 +1192,8 @@ class _Installed:
         crew = ctx.crew
         run = ""
         if crew is not None:
-            run = getattr(crew, "_kickoff_event_id", None) or str(getattr(crew, "id", ""))
+            priv = getattr(crew, "__pydantic_private__", None) or {}
+            run = priv.get("_kickoff_event_id") or str(getattr(crew, "id", ""))
         task = ctx.task
         tkey = f"{run}/{task.id}" if task is not None else ""
         args = ctx.tool_input
@@ -1329,7 +1351,7 @@ def _native_tools() -> tuple[Any, Any, Any]:
                     "tool_fetch",
                     0,
                     str(url),
-                    float(self.timeout) * 1000.0,
+                    _native_timeout(float(self.timeout)) * 1000.0,
                     int(self.max_bytes),
                     int(self.max_redirects) if self.max_redirects else -1,
                     bool(self.allow_private),
@@ -1359,7 +1381,7 @@ def _native_tools() -> tuple[Any, Any, Any]:
             from crewcore import _native
 
             data, size, truncated = _native.call(
-                ["tool_read_file", 0, os.path.abspath(self.root), str(path), int(self.max_bytes), float(self.timeout) * 1000.0]
+                ["tool_read_file", 0, os.path.abspath(self.root), str(path), int(self.max_bytes), _native_timeout(float(self.timeout)) * 1000.0]
             )
             text = data.decode("utf-8", "replace")
             if truncated:
@@ -1384,7 +1406,7 @@ def _native_tools() -> tuple[Any, Any, Any]:
             from crewcore import _native
 
             ents, more = _native.call(
-                ["tool_list_dir", 0, os.path.abspath(self.root), str(path), int(self.max_entries), float(self.timeout) * 1000.0]
+                ["tool_list_dir", 0, os.path.abspath(self.root), str(path), int(self.max_entries), _native_timeout(float(self.timeout)) * 1000.0]
             )
             lines = [f"{n}/" if d else f"{n}\t{s} bytes" for n, d, s in ents]
             if more:
