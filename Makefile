@@ -58,6 +58,7 @@ demo: build
 ## bench: side-by-side benchmarks (results go to docs/benchmarks.md)
 bench: build
 	$(PY) bench/bench_memory.py --write docs/benchmarks.md
+	$(PY) bench/bench_storage.py --write docs/benchmarks.md
 	$(PY) bench/bench_scheduler.py --write docs/benchmarks.md
 	$(PY) bench/bench_tools.py --write docs/benchmarks.md
 	$(PY) bench/bench_postgres.py --write docs/benchmarks.md

@@ -227,7 +227,7 @@ func (m *Manager) lockFile(ctx context.Context, name, path string, timeout time.
 			return nil, fmt.Errorf("lock %q: %w", name, ctx.Err())
 		case <-t.C:
 		}
-		backoff = min(backoff*2, 5*time.Millisecond)
+		backoff = min(backoff*2, time.Millisecond)
 	}
 }
 

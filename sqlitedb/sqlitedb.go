@@ -61,8 +61,14 @@ type Options struct {
 	MaxBatch int
 	// Init runs once in a write transaction when the DB opens (schema).
 	Init func(tx *Tx) error
-	// CachePages is SQLite's page cache size per connection in KiB (default 8192).
+	// CacheKiB is SQLite's page cache size per connection in KiB (default 8192).
 	CacheKiB int
+	// BusyWait is how long SQLite's own busy handler waits on a lock inside
+	// one statement before the layer's retry loop takes over (default 100ms).
+	BusyWait time.Duration
+	// WriterInit runs once on the writer connection when the DB opens (for
+	// per-connection pragmas such as wal_autocheckpoint).
+	WriterInit func(ctx context.Context, c *sql.Conn) error
 }
 
 // DB is one SQLite database file opened by this process. It is safe for
@@ -118,6 +124,9 @@ func Open(path string, opts *Options) (*DB, error) {
 	if o.CacheKiB <= 0 {
 		o.CacheKiB = 8192
 	}
+	if o.BusyWait <= 0 {
+		o.BusyWait = 100 * time.Millisecond
+	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
@@ -128,7 +137,7 @@ func Open(path string, opts *Options) (*DB, error) {
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
 	q.Set("_synchronous", "NORMAL")
-	q.Set("_busy_timeout", "100") // short: our own loop retries up to the deadline
+	q.Set("_busy_timeout", fmt.Sprint(o.BusyWait.Milliseconds())) // then our own loop retries up to the deadline
 	q.Set("_foreign_keys", "0")
 	q.Set("_txlock", "immediate")
 	q.Set("_cache_size", fmt.Sprintf("-%d", o.CacheKiB))
@@ -150,6 +159,13 @@ func Open(path string, opts *Options) (*DB, error) {
 	if err := d.connectWriter(ctx); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if o.WriterInit != nil {
+		if err := o.WriterInit(ctx, d.wconn); err != nil {
+			d.wconn.Close()
+			db.Close()
+			return nil, d.Classify("open database", err)
+		}
 	}
 	go d.writer()
 	if o.Init != nil {
@@ -345,6 +361,12 @@ func (c *stmtCache) close() {
 	c.stmts = nil
 }
 
+// Stmt returns query prepared and cached on the pool: each connection that
+// runs it prepares it once and keeps it (database/sql). Do not close it.
+func (d *DB) Stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	return d.stmts.get(ctx, query)
+}
+
 // Tx is the write transaction handed to a write job.
 type Tx struct {
 	ctx   context.Context
@@ -528,7 +550,7 @@ func (d *DB) tryBatch(jobs []*job) (busy bool, results []error) {
 				}
 				tx.Rollback()
 				runAfter(t, false)
-				results[i] = d.Classify("write", results[i])
+				results[i] = d.jobErr(results[i])
 				return false, results
 			}
 			continue
@@ -538,7 +560,7 @@ func (d *DB) tryBatch(jobs []*job) (busy bool, results []error) {
 			continue
 		}
 		if err := runJob(j, t); err != nil {
-			results[i] = d.Classify("write", err)
+			results[i] = d.jobErr(err)
 			tx.ExecContext(ctx, "ROLLBACK TO job")
 		}
 		tx.ExecContext(ctx, "RELEASE job")
@@ -557,6 +579,16 @@ func (d *DB) tryBatch(jobs []*job) (busy bool, results []error) {
 		runAfter(t, results[i] == nil)
 	}
 	return false, results
+}
+
+// jobErr classifies a SQLite error a job returned; the job's own errors are
+// returned as they are.
+func (d *DB) jobErr(err error) error {
+	var se sqlite3.Error
+	if errors.As(err, &se) {
+		return d.Classify("write", err)
+	}
+	return err
 }
 
 func runJob(j *job, t *Tx) (err error) {

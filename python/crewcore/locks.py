@@ -143,7 +143,7 @@ def _py_acquire(name: str, timeout: float | None) -> tuple[threading.Lock, int]:
                 mu.release()
                 raise _timeout_error(name, path, timeout)
             time.sleep(backoff)
-            backoff = min(backoff * 2, 0.005)
+            backoff = min(backoff * 2, 0.001)
     except BaseException:
         _py_unref(name)
         raise
