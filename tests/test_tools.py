@@ -191,10 +191,16 @@ def test_hanging_tool_times_out_on_time_and_the_thread_cap_holds(tool_engine: st
     cap = 4
     g = guard(hang, timeout=0.05, loop_threshold=None, max_calls_per_task=None,
               max_calls_per_run=None, max_abandoned_threads=cap)
-    threads_before = threading.active_count()
+    def workers() -> int:
+        return sum(1 for t in threading.enumerate() if t.name == "crewcore-tool")
+
+    threads_before = workers()
     try:
-        results = [g.run(why=f"call {i}") for i in range(100)]
-        peak = threading.active_count() - threads_before
+        results = []
+        peak = 0
+        for i in range(100):
+            results.append(g.run(why=f"call {i}"))
+            peak = max(peak, workers() - threads_before)
     finally:
         release.set()
     timeouts = [r for r in results if getattr(r, "code", None) == "crewcore.timeout"]
