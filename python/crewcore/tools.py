@@ -715,7 +715,22 @@ class _Runner:
         w.finished = False
         w.fn, w.ctx = fn, ctx
         w.go.release()
-        if w.done.acquire(timeout=-1 if timeout is None else timeout):
+        try:
+            got = w.done.acquire(timeout=-1 if timeout is None else timeout)
+        except BaseException:
+            # Ctrl-C (or another async exception) while waiting: nobody will
+            # collect this result; the worker recycles itself when it ends.
+            with self._lock:
+                if w.finished:
+                    w.done.acquire()
+                    w.value = None
+                    self._idle.append(w)
+                else:
+                    w.abandoned = True
+                    self.abandoned += 1
+                    self.abandoned_total += 1
+            raise
+        if got:
             ok, v = w.ok, w.value
             w.value = None
             with self._lock:
@@ -890,6 +905,8 @@ class _Executor:
                 if inspect.iscoroutine(r):
                     r = asyncio.run(r)
                 ok, val, timed_out = True, r, False
+            except KeyboardInterrupt:
+                raise  # inline on the caller's thread: a real Ctrl-C, not the tool's doing
             except BaseException as e:  # noqa: BLE001
                 ok, val, timed_out = False, e, False
             finally:
@@ -1032,13 +1049,20 @@ def _make_guarded_cls() -> Any:
 _guarded_cls: Any = None
 
 
+_task_id_getter: Any = None
+
+
 def _current_task() -> str:
     """CrewAI's current task id (a context variable Task.execute sets), or ""."""
-    try:
-        from crewai.context import get_current_task_id
-    except ImportError:  # pragma: no cover - older CrewAI
-        return ""
-    return get_current_task_id() or ""
+    global _task_id_getter
+    g = _task_id_getter
+    if g is None:
+        try:
+            from crewai.context import get_current_task_id as g
+        except ImportError:  # pragma: no cover - older CrewAI
+            g = lambda: None  # noqa: E731
+        _task_id_getter = g
+    return g() or ""
 
 
 def _inner_callable(inner: Any) -> Callable[..., Any]:
