@@ -363,6 +363,10 @@ func scanRecord(rows pgx.Rows, withVec bool, extra ...any) (memory.Record, int64
 	return r, rid, nil
 }
 
+// maxEfSearch is pgvector's largest hnsw.ef_search: the candidate list of
+// the second index search of a filtered query the first could not fill.
+const maxEfSearch = 1000
+
 // exactCheckEvery is how often the vector count that picks exact scans or
 // the index is refreshed.
 const exactCheckEvery = 5 * time.Second
@@ -433,6 +437,7 @@ func (s *Store) Search(ctx context.Context, q memory.Query) ([]memory.Match, err
 		return nil, err
 	}
 	w.privacy(q.Privacy)
+	filtered := len(w.conds) > 1 // more than "embedding IS NOT NULL"
 	op := "<->"
 	if s.opts.Metric == memory.Cosine {
 		op = "<=>"
@@ -487,10 +492,18 @@ func (s *Store) Search(ctx context.Context, q memory.Query) ([]memory.Match, err
 	if s.useIndex(ctx, dim) {
 		ef := 0
 		if q.Limit > s.opts.EfSearch {
-			ef = min(q.Limit, 1000)
+			ef = min(q.Limit, maxEfSearch)
 		}
-		if err := run(base+` ORDER BY embedding `+op+` `+qv+` LIMIT `+lim, ef); err != nil {
+		indexSQL := base + ` ORDER BY embedding ` + op + ` ` + qv + ` LIMIT ` + lim
+		if err := run(indexSQL, ef); err != nil {
 			return nil, err
+		}
+		if len(out) < q.Limit && filtered && max(ef, s.opts.EfSearch) < maxEfSearch {
+			// A filter dropped most of the index's candidates: pgvector 0.6
+			// filters after the graph search, so widen the search once.
+			if err := run(indexSQL, maxEfSearch); err != nil {
+				return nil, err
+			}
 		}
 		if len(out) < q.Limit {
 			// The index could not fill the limit (a selective filter):
