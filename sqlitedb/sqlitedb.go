@@ -4,12 +4,17 @@
 // busy retry with a deadline on every call, and connections closed on Close
 // (and by CloseAll at exit).
 //
-// Writes are queued to one goroutine that owns the writer connection. It takes
-// every job waiting in the queue (up to MaxBatch) into one BEGIN IMMEDIATE
-// transaction, runs each job inside its own SAVEPOINT (a failing job is rolled
-// back alone and gets its own error) and commits once, so N concurrent writers
-// in one process pay for one WAL commit instead of N. Jobs that must not share
-// a transaction use WriteAlone.
+// Writes are jobs on a FIFO queue served by one writer at a time (leader and
+// followers): a caller that finds no writer active becomes the writer and runs
+// the queue on its own goroutine, so an uncontended write costs no goroutine
+// handoff (under CPU contention a handoff costs milliseconds); callers that
+// find a writer active wait in the queue. The writer takes every queued job
+// (up to MaxBatch) into one BEGIN IMMEDIATE transaction, runs each job inside
+// its own SAVEPOINT (a failing job is rolled back alone and gets its own error)
+// and commits once, so N concurrent writers in one process pay for one WAL
+// commit instead of N. When its own job is done and others wait, it hands the
+// writer role to the oldest waiter and returns. Jobs that must not share a
+// transaction use WriteAlone.
 //
 // Other processes serialize with this one through SQLite's own file locks;
 // SQLITE_BUSY is retried with backoff until the call's deadline, then reported
@@ -84,8 +89,9 @@ type DB struct {
 	// it to the writer with tx.StmtContext, which reuses the writer's copy.
 	stmts stmtCache
 
-	queue chan *job
-	done  chan struct{}
+	qmu     sync.Mutex // guards pending, writing
+	pending []*job     // the queue, oldest first
+	writing bool       // a caller is serving the queue
 
 	mu     sync.RWMutex // guards closed
 	closed bool
@@ -97,6 +103,8 @@ type job struct {
 	alone    bool
 	fn       func(tx *Tx) error
 	result   chan error
+	promote  chan struct{} // this job's caller becomes the writer
+	finished bool          // result sent (guarded by the writer role)
 }
 
 var (
@@ -152,7 +160,7 @@ func Open(path string, opts *Options) (*DB, error) {
 	db.SetMaxIdleConns(o.ReadConns + 1)
 	db.SetConnMaxLifetime(0)
 	db.SetConnMaxIdleTime(0)
-	d := &DB{path: abs, opts: o, db: db, queue: make(chan *job, 1024), done: make(chan struct{})}
+	d := &DB{path: abs, opts: o, db: db}
 	d.stmts.db = db
 	ctx, cancel := context.WithTimeout(context.Background(), o.Timeout)
 	defer cancel()
@@ -167,7 +175,6 @@ func Open(path string, opts *Options) (*DB, error) {
 			return nil, d.Classify("open database", err)
 		}
 	}
-	go d.writer()
 	if o.Init != nil {
 		if err := d.WriteAlone(ctx, o.Init); err != nil {
 			d.Close()
@@ -442,48 +449,62 @@ func (d *DB) submit(ctx context.Context, fn func(tx *Tx) error, alone bool) erro
 	if d.closed {
 		return fmt.Errorf("write %s: %w", d.path, ErrClosed)
 	}
-	j := &job{ctx: ctx, deadline: d.deadline(ctx), alone: alone, fn: fn, result: make(chan error, 1)}
-	t := time.NewTimer(time.Until(j.deadline))
-	defer t.Stop()
-	select {
-	case d.queue <- j:
-	case <-t.C:
-		return fmt.Errorf("write %s: %w: the write queue stayed full", d.path, ErrTimeout)
-	case <-ctx.Done():
-		return fmt.Errorf("write %s: %w", d.path, ctx.Err())
+	j := &job{ctx: ctx, deadline: d.deadline(ctx), alone: alone, fn: fn,
+		result: make(chan error, 1), promote: make(chan struct{}, 1)}
+	d.qmu.Lock()
+	d.pending = append(d.pending, j)
+	lead := !d.writing
+	d.writing = true
+	d.qmu.Unlock()
+	if !lead {
+		// The writer always answers every queued job (one past its deadline
+		// gets ErrTimeout), or makes this caller the writer.
+		select {
+		case err := <-j.result:
+			return err
+		case <-j.promote:
+		}
 	}
-	// The writer always answers (a job past its deadline gets ErrTimeout), so
-	// the result is awaited unconditionally: returning early could report a
-	// failure for writes that then commit.
+	d.serve(j)
 	return <-j.result
 }
 
-// writer owns the writer connection and serves the queue until Close.
-func (d *DB) writer() {
-	defer close(d.done)
-	var batch []*job
-	for j := range d.queue {
-		batch = append(batch[:0], j)
-		if !j.alone {
-		more:
-			for len(batch) < d.opts.MaxBatch {
-				select {
-				case k, ok := <-d.queue:
-					if !ok {
-						break more
-					}
-					if k.alone {
-						d.runBatch(batch)
-						batch = append(batch[:0], k)
-						break more
-					}
-					batch = append(batch, k)
-				default:
-					break more
+// serve runs the queue as the writer until own has its result, then hands
+// the writer role to the oldest waiting job's caller, if any.
+func (d *DB) serve(own *job) {
+	for {
+		d.qmu.Lock()
+		n := 0
+		for n < len(d.pending) && n < d.opts.MaxBatch {
+			if d.pending[n].alone {
+				if n == 0 {
+					n = 1
 				}
+				break
 			}
+			n++
 		}
+		batch := append([]*job(nil), d.pending[:n]...)
+		d.pending = d.pending[n:]
+		if n == 0 {
+			d.writing = false
+			d.qmu.Unlock()
+			return
+		}
+		d.qmu.Unlock()
 		d.runBatch(batch)
+		if own.finished {
+			d.qmu.Lock()
+			if len(d.pending) == 0 {
+				d.writing = false
+				d.qmu.Unlock()
+				return
+			}
+			next := d.pending[0]
+			d.qmu.Unlock()
+			next.promote <- struct{}{}
+			return
+		}
 	}
 }
 
@@ -497,8 +518,10 @@ func (d *DB) runBatch(jobs []*job) {
 		for _, j := range jobs {
 			switch {
 			case j.ctx.Err() != nil:
+				j.finished = true
 				j.result <- fmt.Errorf("write %s: %w", d.path, j.ctx.Err())
 			case now.After(j.deadline):
+				j.finished = true
 				j.result <- fmt.Errorf("write %s: %w: the database stayed locked by another process until the deadline", d.path, ErrTimeout)
 			default:
 				live = append(live, j)
@@ -511,6 +534,7 @@ func (d *DB) runBatch(jobs []*job) {
 		busy, results := d.tryBatch(jobs)
 		if !busy {
 			for i, j := range jobs {
+				j.finished = true
 				j.result <- results[i]
 			}
 			return
@@ -667,10 +691,8 @@ func (d *DB) Close() error {
 		d.mu.Unlock()
 		return nil
 	}
-	d.closed = true
-	close(d.queue)
+	d.closed = true // every submit has returned: Lock waited for their RLocks
 	d.mu.Unlock()
-	<-d.done
 	openMu.Lock()
 	delete(open, d)
 	openMu.Unlock()

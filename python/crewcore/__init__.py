@@ -16,12 +16,14 @@ from crewcore.errors import (
     InvalidArgumentError,
     InvalidRecordError,
     InvalidScopeError,
+    LockTimeoutError,
     PgVectorMissingError,
     RecordNotFoundError,
     StoreAccessError,
     StoreClosedError,
     StoreCorruptError,
     StoreTimeoutError,
+    StorageFullError,
     StoreUnavailableError,
 )
 from crewcore.storage import MemoryStorage
@@ -47,6 +49,8 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidRecordError",
     "InvalidScopeError",
+    "LockTimeoutError",
+    "StorageFullError",
     "MemoryStorage",
     "PgVectorMissingError",
     "RecordNotFoundError",
