@@ -232,7 +232,9 @@ def test_isolated_hanging_tool_is_killed(tmp_path: Path) -> None:
     r = g.run(pid_file=str(pid_file))
     assert r.code == "crewcore.timeout", r
     assert r.details["killed"] is True and "killed" in r.message
-    pid = int(pid_file.read_text())
+    pid = r.details["pid"]
+    if pid_file.exists():  # the child got as far as the tool (not a given on a loaded machine)
+        assert int(pid_file.read_text()) == pid
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # gone, and reaped (no zombie either)
     # Isolated calls that finish return their value or keep their exception.

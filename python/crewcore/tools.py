@@ -818,7 +818,7 @@ def _run_isolated(fn: Callable[..., Any], kwargs: dict[str, Any], timeout: float
             pass
         proc.kill()
         proc.communicate()
-        return False, None, True
+        return False, proc.pid, True
     finally:
         if proc.poll() is None:  # an exception of our own: never leave it running
             try:
@@ -937,7 +937,7 @@ class _Executor:
             t = timeout or 0.0
             if isolate_fn is not None:
                 how = "its process was killed"
-                extra: dict[str, Any] = {"killed": True}
+                extra: dict[str, Any] = {"killed": True, "pid": val}
             else:
                 how = (
                     "it keeps running in an abandoned thread"
@@ -1195,14 +1195,36 @@ class _Installed:
         self.seam_cls = _seam_cls
         self.guarded_cls = _guarded_cls
         self.after_registered = False
+        self._infos: dict[int, tuple[Any, tuple[Any, Any, bool, Any]]] = {}
+
+    def _tool_info(self, st: Any) -> tuple[Any, Any, bool, Any]:
+        """(original BaseTool or None, target, Go-native?, isolate function) of a
+        structured tool, cached: pydantic's __getattr__ for private attributes
+        is slow enough to matter on every call."""
+        info = self._infos.get(id(st))
+        if info is not None and info[0] is st:
+            return info[1]
+        priv = getattr(st, "__pydantic_private__", None) or {}
+        original = priv.get("_original_tool")
+        target = original or st
+        native = bool(getattr(type(target), "_crewcore_native", False))
+        iso = None
+        if self.executor.policy.isolate:
+            iso = getattr(target, "func", None) or _BoundRun(target)
+        res = (original, target, native, iso)
+        if len(self._infos) >= 4096:
+            self._infos.clear()
+        self._infos[id(st)] = (st, res)
+        return res
 
     def before(self, ctx: Any) -> Any:
         s = _slot
         s.tool = s.value = s.blocked = None
         st = ctx.tool
-        original = getattr(st, "_original_tool", None) if st is not None else None
-        target = original or st
-        if target is None or isinstance(target, self.guarded_cls):
+        if st is None:
+            return None
+        original, target, native, iso = self._tool_info(st)
+        if isinstance(target, self.guarded_cls):
             return None
         agent = ctx.agent
         th = getattr(agent, "tools_handler", None) if agent is not None else None
@@ -1226,16 +1248,8 @@ class _Installed:
             # No cache seam to stand in for the execution: only the limits
             # apply (a refusal blocks the call), the tool runs as CrewAI runs it.
             return self._check_only(name, args, tkey, run)
-        if original is not None:
-            fn = _bind_run(original, args)
-        else:
-            fn = _bind_invoke(st, args)
-        iso = None
-        if self.executor.policy.isolate:
-            iso = getattr(target, "func", None) or _BoundRun(target)
-        res = self.executor.execute(
-            name, args, fn, task=tkey, run=run, native=getattr(target, "_crewcore_native", False), isolate_fn=iso
-        )
+        fn = _bind_run(original, args) if original is not None else _bind_invoke(st, args)
+        res = self.executor.execute(name, args, fn, task=tkey, run=run, native=native, isolate_fn=iso)
         if res is None:
             res = "None"  # CrewAI treats a None cache read as a miss
         s.tool, s.value = name, res
