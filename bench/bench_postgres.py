@@ -298,8 +298,9 @@ def render(res: dict[str, Any], sizes: list[int], args: Any, l0: tuple, l1: tupl
         "when it reaches 10,000 vectors and inserts into it from then on (the 100/batch row). Below 10,000 "
         "vectors Postgres searches scan exactly. The scoped search filters to 1 of 20 scopes "
         "(5% of the records) in SQL; pgvector 0.6 filters after the graph search, so when the index cannot "
-        "fill the limit under a filter the search is repeated with `ef_search=1000` and, if still short, "
-        "answered by an exact scan: filtered results are never short. Raising `ef_search` trades latency "
+        "fill the limit under a filter, the share of candidates that passed estimates the matches: "
+        "up to ~2,000 are scanned exactly, more get one index search with `ef_search` widened "
+        "(up to 1,000) to fill the limit, then an exact scan if still short: filtered results are never short. Raising `ef_search` trades latency "
         "for recall.",
         "",
         f"Machine: {machine()}; shared with other agents' work: load average "

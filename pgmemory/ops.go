@@ -363,9 +363,13 @@ func scanRecord(rows pgx.Rows, withVec bool, extra ...any) (memory.Record, int64
 	return r, rid, nil
 }
 
-// maxEfSearch is pgvector's largest hnsw.ef_search: the candidate list of
-// the second index search of a filtered query the first could not fill.
+// maxEfSearch is pgvector's largest hnsw.ef_search.
 const maxEfSearch = 1000
+
+// exactFilteredMax is the estimated number of records matching a filter
+// under which a filtered search the index could not fill scans them exactly
+// instead of searching the index again with a wider candidate list.
+const exactFilteredMax = 2000
 
 // exactCheckEvery is how often the vector count that picks exact scans or
 // the index is refreshed.
@@ -498,11 +502,18 @@ func (s *Store) Search(ctx context.Context, q memory.Query) ([]memory.Match, err
 		if err := run(indexSQL, ef); err != nil {
 			return nil, err
 		}
-		if len(out) < q.Limit && filtered && max(ef, s.opts.EfSearch) < maxEfSearch {
-			// A filter dropped most of the index's candidates: pgvector 0.6
-			// filters after the graph search, so widen the search once.
-			if err := run(indexSQL, maxEfSearch); err != nil {
-				return nil, err
+		if first := max(ef, s.opts.EfSearch); len(out) < q.Limit && len(out) > 0 && filtered {
+			// A filter dropped most of the index's candidates (pgvector 0.6
+			// filters after the graph search). The share that passed
+			// estimates how many records match: few are cheaper to scan
+			// exactly; many get one wider index search.
+			sel := float64(len(out)) / float64(first)
+			if sel*float64(s.vecs.Load()) > exactFilteredMax {
+				if ef2 := min(maxEfSearch, int(1.5*float64(q.Limit)/sel)+1); ef2 > first {
+					if err := run(indexSQL, ef2); err != nil {
+						return nil, err
+					}
+				}
 			}
 		}
 		if len(out) < q.Limit {
