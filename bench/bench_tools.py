@@ -251,11 +251,11 @@ def main() -> None:
 
     # ---------------------------------------------------------------- report
     def row(name: str, xs: list[float], base: list[float] | None) -> str:
-        p50, p95 = pct(xs, 50), pct(xs, 95)
+        p50, p95, lo = pct(xs, 50), pct(xs, 95), min(xs)
         if base is None:
-            return f"| {name} | {p50:.1f} | {p95:.1f} | - | - |"
-        b50 = pct(base, 50)
-        return f"| {name} | {p50:.1f} | {p95:.1f} | {p50 - b50:+.1f} | {p50 / b50:.2f}x |"
+            return f"| {name} | {lo:.1f} | {p50:.1f} | {p95:.1f} | - | - | - |"
+        b50, blo = pct(base, 50), min(base)
+        return f"| {name} | {lo:.1f} | {p50:.1f} | {p95:.1f} | {lo - blo:+.1f} | {p50 - b50:+.1f} | {p50 / b50:.2f}x |"
 
     load = os.getloadavg()
     lines = [
@@ -272,8 +272,8 @@ def main() -> None:
         "Through CrewAI's native tool-call path (`execute_single_native_tool_call` with a real Agent, Task",
         f"and Crew; {rounds * per} calls per variant):",
         "",
-        "| variant | p50 | p95 | added (p50) | ratio |",
-        "|---|---|---|---|---|",
+        "| variant | min | p50 | p95 | added (min) | added (p50) | ratio (p50) |",
+        "|---|---|---|---|---|---|---|",
         row("CrewAI alone", e2e["crewai"], None),
         row("CrewAI + one empty `before_tool_call` hook (the floor of any hook-based integration)", e2e["crewai_hook"], e2e["crewai"]),
         row("crewcore installed, default policy (worker thread, 30 s deadline)", e2e["crewcore"], e2e["crewai"]),
@@ -283,8 +283,8 @@ def main() -> None:
         "",
         "The executor alone (`tool.run` vs `crewcore.guard(tool).run`):",
         "",
-        "| variant | p50 | p95 | added (p50) | ratio |",
-        "|---|---|---|---|---|",
+        "| variant | min | p50 | p95 | added (min) | added (p50) | ratio (p50) |",
+        "|---|---|---|---|---|---|---|",
         row("`tool.run` (CrewAI)", direct["crewai"], None),
         row("`guard(tool).run`, default policy", direct["guard"], direct["crewai"]),
         row("`guard(tool).run`, `timeout=None`", direct["guard_inline"], direct["crewai"]),
