@@ -42,6 +42,8 @@ VARIANTS = ["kickoff_for_each", "kickoff_for_each_async", "akickoff_for_each", "
 #: measured on its first SERIAL_CAP inputs (its throughput does not depend on
 #: the input count) and reported as such.
 SERIAL_CAP = 300
+#: Wall-time budget of one variant's child process (seconds).
+VARIANT_BUDGET = 900.0
 
 
 def progress(msg: str) -> None:
@@ -186,8 +188,16 @@ def run_variant(variant: str, n: int, url: str, server_pid: int, concurrency: in
     busy0, srv0 = machine_busy(), proc_cpu(server_pid)
     kids0 = os.times().children_user + os.times().children_system
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, __file__, "--child", variant, str(count), url, str(concurrency)],
-                       capture_output=True, text=True, cwd=str(REPO), timeout=1800)
+    try:
+        p = subprocess.run([sys.executable, __file__, "--child", variant, str(count), url, str(concurrency)],
+                           capture_output=True, text=True, cwd=str(REPO), timeout=VARIANT_BUDGET)
+    except subprocess.TimeoutExpired:
+        # Recorded, not fatal: the table says the call did not return in time.
+        return {"variant": variant, "n": count, "requested_n": n, "wall_s": VARIANT_BUDGET, "cpu_s": 0.0,
+                "ok": 0, "failures": count, "error": f"did not return within {VARIANT_BUDGET:.0f} s",
+                "in_order": False, "throughput": 0.0, "p50_s": 0.0, "p95_s": 0.0, "max_s": 0.0,
+                "peak_rss_bytes": 0, "server_chats": server_chats(url) - chats0, "server_cpu_s": 0.0,
+                "other_share": 0.0, "loadavg": os.getloadavg()[0]}
     wall = time.perf_counter() - t0
     busy = machine_busy() - busy0
     srv = proc_cpu(server_pid) - srv0
@@ -225,7 +235,29 @@ def fmt_rate(r: dict[str, Any]) -> str:
     return f"{r['throughput']:.1f}"
 
 
-def report(results: list[dict[str, Any]], m: dict[str, Any], latency: str, concurrency: int, cmd: str) -> str:
+def table(L: list[str], by: dict[Any, dict[str, Any]], n: int) -> None:
+    base = by.get(("kickoff_for_each_async", n))
+    L.append("| variant | runs measured | throughput (runs/s) | vs kickoff_for_each_async | p50 run (s) | p95 run (s) | p95/p50 | failures | in order | peak RSS (MiB) | CPU per run (ms) | other load |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|")
+    for v in VARIANTS:
+        r = by.get((v, n))
+        if r is None:
+            continue
+        ratio = f"{r['throughput'] / base['throughput']:.2f}x" if base and base["throughput"] > 0 else "-"
+        p95p50 = f"{r['p95_s'] / r['p50_s']:.2f}" if r["p50_s"] > 0 else "-"
+        measured = f"{r['n']:,}" + (" (capped)" if r["n"] < n else "")
+        fails = str(r["failures"]) + (f" ({r['error']})" if r["error"] else "")
+        name = "`kickoff_many(adaptive=False)`" if v == "kickoff_many_fixed" else f"`{v}`"
+        if v == "kickoff_many" and r.get("limit"):
+            name += f" (limit ended at {r['limit']})"
+        L.append(f"| {name} | {measured} | {fmt_rate(r)} | {ratio} | {r['p50_s']:.2f} | {r['p95_s']:.2f} | "
+                 f"{p95p50} | {fails} | {'yes' if r['in_order'] else 'NO'} | {r['peak_rss_bytes'] / 2**20:.0f} | "
+                 f"{1000 * r['cpu_s'] / max(1, r['n']):.0f} | {100 * r['other_share']:.0f}% |")
+    L.append("")
+
+
+def report(results: list[dict[str, Any]], m: dict[str, Any], latency: str, concurrency: int, cmd: str,
+           extra: dict[str, Any] | None = None) -> str:
     L: list[str] = []
     L.append("## Run scheduler: many kickoffs of one crew (`bench/bench_scheduler.py`)")
     L.append("")
@@ -242,25 +274,34 @@ def report(results: list[dict[str, Any]], m: dict[str, Any], latency: str, concu
     L.append("")
     by = {(r["variant"], r["requested_n"]): r for r in results}
     for n in sorted({r["requested_n"] for r in results}):
-        base = by.get(("kickoff_for_each_async", n))
         L.append(f"### {n:,} inputs")
         L.append("")
-        L.append("| variant | runs measured | throughput (runs/s) | vs kickoff_for_each_async | p50 run (s) | p95 run (s) | p95/p50 | failures | in order | peak RSS (MiB) | CPU per run (ms) | other load |")
-        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|")
-        for v in VARIANTS:
-            r = by.get((v, n))
-            if r is None:
-                continue
-            ratio = f"{r['throughput'] / base['throughput']:.2f}x" if base and base["throughput"] > 0 else "-"
-            p95p50 = f"{r['p95_s'] / r['p50_s']:.2f}" if r["p50_s"] > 0 else "-"
-            measured = f"{r['n']:,}" + (" (capped)" if r["n"] < n else "")
-            fails = str(r["failures"]) + (f" ({r['error']})" if r["error"] else "")
-            name = "`kickoff_many(adaptive=False)`" if v == "kickoff_many_fixed" else f"`{v}`"
-            if v == "kickoff_many" and r.get("limit"):
-                name += f" (limit ended at {r['limit']})"
-            L.append(f"| {name} | {measured} | {fmt_rate(r)} | {ratio} | {r['p50_s']:.2f} | {r['p95_s']:.2f} | "
-                     f"{p95p50} | {fails} | {'yes' if r['in_order'] else 'NO'} | {r['peak_rss_bytes'] / 2**20:.0f} | "
-                     f"{1000 * r['cpu_s'] / max(1, r['n']):.0f} | {100 * r['other_share']:.0f}% |")
+        table(L, by, n)
+    big = max((r["requested_n"] for r in results), default=0)
+    km, ka = by.get(("kickoff_many", big)), by.get(("kickoff_for_each_async", big))
+    if km and ka:
+        ratio = km["throughput"] / ka["throughput"] if ka["throughput"] > 0 else 0.0
+        p = km["p95_s"] / km["p50_s"] if km["p50_s"] > 0 else float("inf")
+        L.append(f"### Targets ({big:,} inputs)")
+        L.append("")
+        L.append("| target | measured | met |")
+        L.append("|---|---:|---|")
+        L.append(f"| throughput >= 5x `kickoff_for_each_async` | {ratio:.2f}x | {'yes' if ratio >= 5 else 'no'} |")
+        L.append(f"| zero failures | {km['failures']} | {'yes' if km['failures'] == 0 else 'no'} |")
+        L.append(f"| p95 within 2x of p50 | {p:.2f}x | {'yes' if p <= 2 else 'no'} |")
+        L.append("")
+        cpu_async = 1000 * ka["cpu_s"] / max(1, ka["n"])
+        L.append(
+            "Why not 5x: every CrewAI run costs this process "
+            f"~{1000 * km['cpu_s'] / max(1, km['n']):.0f} ms of CPU with `kickoff_many` and ~{cpu_async:.0f} ms with "
+            "`kickoff_for_each_async` (CrewAI's executor builds a Flow, pydantic models and an event loop per task), "
+            "all of it Python under the GIL, while the two LLM calls wait 100 ms. A process therefore tops out "
+            "near 1000 / (CPU ms per run) runs per second however many runs overlap their LLM waits, and "
+            "`kickoff_for_each_async`'s 6 threads already overlap enough to reach that ceiling. What the "
+            "scheduler changes at this latency is the shape: bounded work in flight (one copy per running "
+            "run instead of all copies up front), short and steady run times instead of runs that all take "
+            "as long as the batch, cancellation and deadlines. The ratio grows with LLM latency (real "
+            "providers answer in seconds, so the 6-thread default executor, not the CPU, becomes the limit).")
         L.append("")
     L.append(f"`kickoff_for_each` at 1,000 inputs is measured on its first {SERIAL_CAP} inputs (serial: its "
              "throughput and per-run latency do not depend on how many inputs follow; the full 1,000 would take "
@@ -270,6 +311,19 @@ def report(results: list[dict[str, Any]], m: dict[str, Any], latency: str, concu
              "(the machine is shared with other agents); \"CPU per run\" is this process's CPU time over the "
              "measured part divided by the runs.")
     L.append("")
+    if extra:
+        eby = {(r["variant"], r["requested_n"]): r for r in extra["results"]}
+        for n in sorted({r["requested_n"] for r in extra["results"]}):
+            L.append(f"### With slower LLM calls: `--latency {extra['latency']}`, {n:,} inputs")
+            L.append("")
+            L.append("The same crew against a server answering each call after "
+                     f"{extra['latency']} (closer to a hosted model); the `--slow` part of the same command, "
+                     "measured right after the tables above:")
+            L.append("")
+            table(L, eby, n)
+    for note in getattr(report, "notes", []):
+        L.append(f"Note: {note}")
+        L.append("")
     L.append("Reproduce:")
     L.append("")
     L.append("```sh")
@@ -286,28 +340,46 @@ def main() -> None:
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated variants")
     ap.add_argument("--latency", default="50ms", help="mock server latency per request (default 50ms)")
     ap.add_argument("--concurrency", type=int, default=64, help="kickoff_many concurrency (default 64)")
+    ap.add_argument("--slow", default="1s", help="also measure a few variants at this latency ('' to skip; default 1s)")
+    ap.add_argument("--slow-sizes", default="200", help="input counts for --slow (default 200)")
     ap.add_argument("--write", metavar="MD", help="write the 'scheduler' section of this markdown file")
     ap.add_argument("--json", default=str(REPO / "bench/results/scheduler.json"), help="raw results file")
+    ap.add_argument("--note", action="append", help="a sentence appended to the report (repeatable)")
     ap.add_argument("--from-json", metavar="FILE", help="only render the report from a raw results file")
+    ap.add_argument("--also-json", metavar="FILE", help="with --from-json: a second run (e.g. --latency 1s) shown as an extra table")
     args = ap.parse_args()
     if args.child:
         v, n, url, conc = args.child
         child(v, int(n), url, int(conc))
         return
+    report.notes = list(args.note or [])  # type: ignore[attr-defined]
     if args.from_json:
         data = json.loads(Path(args.from_json).read_text())
+        extra = json.loads(Path(args.also_json).read_text()) if args.also_json else data.get("extra")
         publish(data["results"], data["machine"], data.get("latency", args.latency),
-                data.get("concurrency", args.concurrency), args, write_json=False)
+                data.get("concurrency", args.concurrency), args, write_json=False, extra=extra)
         return
     sizes = [int(x) for x in args.sizes.split(",") if x]
     variants = [v for v in args.variants.split(",") if v]
-    proc, url = start_server(args.latency)
+    results = measure(args.latency, sizes, variants, args.concurrency)
+    extra = None
+    if args.slow:
+        slow = measure(args.slow, [int(x) for x in args.slow_sizes.split(",") if x], SLOW_VARIANTS, args.concurrency)
+        extra = {"latency": args.slow, "results": slow}
+    publish(results, machine(), args.latency, args.concurrency, args, write_json=True, extra=extra)
+
+
+SLOW_VARIANTS = ["kickoff_for_each_async", "akickoff_for_each", "kickoff_many"]
+
+
+def measure(latency: str, sizes: list[int], variants: list[str], concurrency: int) -> list[dict[str, Any]]:
+    proc, url = start_server(latency)
     results = []
     try:
         for n in sizes:
             for v in variants:
-                progress(f"{v} n={n} ...")
-                r = run_variant(v, n, url, proc.pid, args.concurrency)
+                progress(f"{v} n={n} latency={latency} ...")
+                r = run_variant(v, n, url, proc.pid, concurrency)
                 progress(f"  {r['n']} runs in {r['wall_s']:.1f}s: {r['throughput']:.1f} runs/s, p50 {r['p50_s']:.2f}s "
                          f"p95 {r['p95_s']:.2f}s, failures {r['failures']}, peak RSS {r['peak_rss_bytes'] / 2**20:.0f} MiB, "
                          f"server chats {r['server_chats']}, other load {100 * r['other_share']:.0f}%")
@@ -315,18 +387,18 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=15)
-    publish(results, machine(), args.latency, args.concurrency, args, write_json=True)
+    return results
 
 
 def publish(results: list[dict[str, Any]], m: dict[str, Any], latency: str, concurrency: int,
-            args: argparse.Namespace, write_json: bool) -> None:
+            args: argparse.Namespace, write_json: bool, extra: dict[str, Any] | None = None) -> None:
     cmd = ".venv/bin/python bench/bench_scheduler.py --write docs/benchmarks.md"
-    md = report(results, m, latency, concurrency, cmd)
+    md = report(results, m, latency, concurrency, cmd, extra)
     if write_json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"machine": m, "latency": latency, "concurrency": concurrency,
                                                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                                               "results": results}, indent=2))
+                                               "results": results, "extra": extra}, indent=2))
     if args.write:
         sys.path.insert(0, str(REPO / "bench"))
         from report import write_section
