@@ -8,7 +8,6 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"sync"
 	"time"
 )
 
@@ -24,45 +23,9 @@ const (
 	sqlMaxSeq           = `SELECT coalesce(max(seq), 0) FROM changes`
 )
 
-// stmtCache holds statements prepared on the store's pool, keyed by SQL
-// text. Bound to a transaction with Tx.StmtContext, database/sql prepares
-// each once per connection and reuses it (a statement prepared on a
-// *sql.Conn would be prepared again for every transaction instead).
-type stmtCache struct {
-	mu    sync.Mutex
-	db    *sql.DB
-	stmts map[string]*sql.Stmt
-}
-
-func (c *stmtCache) get(ctx context.Context, query string) (*sql.Stmt, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if st, ok := c.stmts[query]; ok {
-		return st, nil
-	}
-	st, err := c.db.PrepareContext(ctx, query)
-	if err != nil {
-		return nil, err
-	}
-	if c.stmts == nil {
-		c.stmts = map[string]*sql.Stmt{}
-	}
-	c.stmts[query] = st
-	return st, nil
-}
-
-func (c *stmtCache) close() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, st := range c.stmts {
-		st.Close()
-	}
-	c.stmts = nil
-}
-
 // stmtFor returns query prepared on the store and bound to tx.
 func (s *Store) stmtFor(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, error) {
-	st, err := s.stmts.get(ctx, query)
+	st, err := s.sdb.Stmt(ctx, query) // cached; prepared once per connection
 	if err != nil {
 		return nil, err
 	}

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,6 +18,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/crewcore/crewcore/sqlitedb"
 	sqlite3 "github.com/mattn/go-sqlite3"
 )
 
@@ -116,7 +116,10 @@ const recordCols = `rid, id, content, scope, categories, metadata, importance, c
 type Store struct {
 	path string
 	opts Options
-	db   *sql.DB
+	// sdb is the pooled SQLite layer (sqlitedb): the pool, the writer
+	// connection, the statement cache and the busy-retry loop. db is its pool.
+	sdb *sqlitedb.DB
+	db  *sql.DB
 
 	writeMu sync.Mutex   // one writer per process; SQLite serializes processes
 	mu      sync.RWMutex // guards ix, lastSeq, closed
@@ -131,10 +134,6 @@ type Store struct {
 	walMu sync.Mutex // guards wal.last
 	// freshQueries counts the SQL freshness checks reads have run (tests).
 	freshQueries atomic.Int64
-	// wconn is the one connection all writes use (they are serialized by
-	// writeMu anyway), so its prepared statements are reused by every write.
-	wconn *sql.Conn
-	stmts stmtCache
 
 	// Checkpoints run in the background, not in the commit of a write: the
 	// writer connection has wal_autocheckpoint off and signals ckpt.
@@ -187,27 +186,29 @@ func Open(path string, opts *Options) (*Store, error) {
 	if err := checkForeign(abs); err != nil {
 		return nil, err
 	}
-	q := url.Values{}
-	q.Set("_journal_mode", "WAL")
-	q.Set("_synchronous", "NORMAL")
-	q.Set("_busy_timeout", "10000")
-	q.Set("_txlock", "immediate")
-	q.Set("_foreign_keys", "0")
-	q.Set("_cache_size", "-65536") // 64 MiB page cache per connection
-	db, err := sql.Open("sqlite3", "file:"+escapePath(abs)+"?"+q.Encode())
+	s := &Store{path: abs, opts: o, ix: newIndex(o.Dim)}
+	sdb, err := sqlitedb.Open(abs, &sqlitedb.Options{
+		Timeout:   o.BusyTimeout, // the deadline of every write's busy retry
+		ReadConns: 7,
+		MaxBatch:  1, // every write runs alone (withWrite: its own locking)
+		CacheKiB:  65536,
+		BusyWait:  10 * time.Second,
+		// Checkpoints run in the background (checkpointer), not in commits.
+		WriterInit: func(ctx context.Context, c *sql.Conn) error {
+			_, err := c.ExecContext(ctx, `PRAGMA wal_autocheckpoint=0`)
+			return err
+		},
+	})
 	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", abs, err)
+		return nil, s.fromDB("open store", err)
 	}
-	db.SetMaxOpenConns(8)
-	db.SetMaxIdleConns(8)
-	db.SetConnMaxLifetime(0)
-	s := &Store{path: abs, opts: o, db: db, ix: newIndex(o.Dim)}
+	s.sdb, s.db = sdb, sdb.SQL()
 	if err := s.init(); err != nil {
 		if s.ckpt != nil {
 			close(s.ckpt)
 			<-s.ckptDone
 		}
-		db.Close()
+		sdb.Close()
 		return nil, err
 	}
 	return s, nil
@@ -320,27 +321,13 @@ func isUniqueViolation(err error) bool {
 	return errors.As(err, &se) && (se.ExtendedCode == sqlite3.ErrConstraintUnique || se.ExtendedCode == sqlite3.ErrConstraintPrimaryKey)
 }
 
-func isBusy(err error) bool {
-	var se sqlite3.Error
-	return errors.As(err, &se) && (se.Code == sqlite3.ErrBusy || se.Code == sqlite3.ErrLocked)
-}
-
 func (s *Store) init() error {
 	ctx := context.Background()
-	wconn, err := s.db.Conn(ctx)
-	if err != nil {
-		return s.classify("open store", err)
-	}
-	s.wconn = wconn
-	s.stmts.db = s.db
-	if _, err := wconn.ExecContext(ctx, `PRAGMA wal_autocheckpoint=0`); err != nil {
-		return s.classify("open store", err)
-	}
 	s.ckpt = make(chan struct{}, 1)
 	s.ckptDone = make(chan struct{})
 	go s.checkpointer()
 	// Open has already refused foreign databases (checkForeign).
-	err = s.withWrite(ctx, "open store", func(tx *sql.Tx) (func(), error) {
+	err := s.withWrite(ctx, "open store", func(tx *sql.Tx) (func(), error) {
 		if _, err := tx.ExecContext(ctx, schemaSQL); err != nil {
 			return nil, err
 		}
@@ -628,74 +615,69 @@ func (s *Store) apply(ctx context.Context, q querier) error {
 	return nil
 }
 
-// withWrite runs fn in a BEGIN IMMEDIATE transaction, retrying while other
-// processes hold the lock, up to the busy deadline. With syncFirst the index
-// is brought up to date inside the transaction before fn runs, and s.mu is
-// held for the whole transaction so fn may update the index after its writes.
+// withWrite runs fn in a BEGIN IMMEDIATE transaction on the sqlitedb writer,
+// which retries while other processes hold the lock, up to the busy
+// deadline. With syncFirst the index is brought up to date inside the
+// transaction before fn runs, and s.mu is held for the whole transaction so
+// fn may update the index after its writes (the onCommit it returns runs
+// after the commit, before s.mu is released).
 func (s *Store) withWrite(ctx context.Context, op string, fn func(tx *sql.Tx) (func(), error), syncFirst bool) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	deadline := time.Now().Add(s.opts.BusyTimeout)
-	backoff := 5 * time.Millisecond
-	for {
-		err := s.tryWrite(ctx, fn, syncFirst)
-		if err == nil {
-			return nil
-		}
-		if !isBusy(err) || time.Now().After(deadline) {
-			if errors.Is(err, ErrInvalidRecord) || errors.Is(err, ErrDimensionMismatch) ||
-				errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalidArgument) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrClosed) {
+	err := s.sdb.WriteAlone(ctx, func(t *sqlitedb.Tx) error {
+		tx := t.SQL()
+		if syncFirst {
+			s.mu.Lock()
+			t.After(func(bool) { s.mu.Unlock() }) // runs last (hooks run in reverse)
+			if s.closed {
+				return ErrClosed
+			}
+			if err := s.apply(ctx, tx); err != nil {
 				return err
 			}
-			return s.classify(op, err)
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s %s: %w", op, s.path, ctx.Err())
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 200*time.Millisecond)
-	}
-}
-
-func (s *Store) tryWrite(ctx context.Context, fn func(tx *sql.Tx) (func(), error), syncFirst bool) (err error) {
-	tx, err := s.wconn.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer func() {
+		onCommit, err := fn(tx)
 		if err != nil {
-			tx.Rollback()
-		}
-	}()
-	if syncFirst {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if s.closed {
-			return ErrClosed
-		}
-		if err := s.apply(ctx, tx); err != nil {
 			return err
 		}
-	}
-	onCommit, err := fn(tx)
-	if err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return err
-	}
-	if onCommit != nil {
-		onCommit()
-	}
-	if s.walPending.Add(walWriteOverhead) < walCheckpointBytes {
+		if onCommit != nil {
+			t.After(func(committed bool) {
+				if committed {
+					onCommit()
+				}
+			})
+		}
 		return nil
+	})
+	if err != nil {
+		if errors.Is(err, ErrInvalidRecord) || errors.Is(err, ErrDimensionMismatch) ||
+			errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalidArgument) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrClosed) {
+			return err
+		}
+		return s.fromDB(op, err)
 	}
-	select {
-	case s.ckpt <- struct{}{}:
-	default:
+	if s.walPending.Add(walWriteOverhead) >= walCheckpointBytes {
+		select {
+		case s.ckpt <- struct{}{}:
+		default:
+		}
 	}
 	return nil
+}
+
+// fromDB maps the errors of the sqlitedb layer onto this package's sentinels.
+func (s *Store) fromDB(op string, err error) error {
+	for _, m := range []struct{ from, to error }{
+		{sqlitedb.ErrTimeout, ErrTimeout},
+		{sqlitedb.ErrCorrupt, ErrCorrupt},
+		{sqlitedb.ErrAccess, ErrAccess},
+		{sqlitedb.ErrClosed, ErrClosed},
+	} {
+		if errors.Is(err, m.from) {
+			return fmt.Errorf("%s %s: %w: %v", op, s.path, m.to, err)
+		}
+	}
+	return s.classify(op, err)
 }
 
 // checkpointer copies the WAL into the database file when it has grown past
@@ -746,9 +728,5 @@ func (s *Store) Close() error {
 		s.stmtMaxSeq.Close()
 	}
 	s.wal.close()
-	s.stmts.close()
-	if s.wconn != nil {
-		s.wconn.Close()
-	}
-	return s.db.Close()
+	return s.sdb.Close()
 }
