@@ -28,6 +28,13 @@ from crewcore.errors import (
 )
 from crewcore.storage import MemoryStorage
 from crewcore.tools import ToolPolicy, guard, tool_stats
+from crewcore.errors import (
+    ToolArgumentsError,
+    ToolFileNotFoundError,
+    ToolPolicyError,
+    ToolRefusedError,
+    ToolTimeoutError,
+)
 from crewcore.scheduler import (
     AsyncManyHandle,
     ManyHandle,
@@ -70,7 +77,12 @@ __all__ = [
     "astart_many",
     "kickoff_many",
     "start_many",
+    "ToolArgumentsError",
+    "ToolFileNotFoundError",
     "ToolPolicy",
+    "ToolPolicyError",
+    "ToolRefusedError",
+    "ToolTimeoutError",
     "guard",
     "tool_stats",
     "__version__",
