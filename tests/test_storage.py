@@ -208,25 +208,19 @@ def test_task_outputs_round_trip(eng: str, tmp_path: Path) -> None:
     assert st.load() == []
 
 
-READ_WITH_CREWAI = """
-import json, sys
+CREWAI_READ_WRITE = """
+import json, sys, uuid
 from crewai.memory.storage.kickoff_task_outputs_storage import KickoffTaskOutputsSQLiteStorage
 from crewai_cli.task_outputs import load_task_outputs
 rows = KickoffTaskOutputsSQLiteStorage(sys.argv[1]).load()
 cli = load_task_outputs(sys.argv[1])
-print(json.dumps({"rows": rows, "cli": cli}))
-"""
-
-WRITE_WITH_CREWAI = """
-import sys, uuid
-from crewai.memory.storage.kickoff_task_outputs_storage import KickoffTaskOutputsSQLiteStorage
 class T:
     def __init__(self, i):
         self.id = uuid.UUID(int=i + 1); self.key = f"key-{i}"; self.expected_output = f"expected {i}"
-s = KickoffTaskOutputsSQLiteStorage(sys.argv[1])
+s = KickoffTaskOutputsSQLiteStorage(sys.argv[2])
 for i in range(2):
     s.add(T(i), {"raw": f"crewai {i}"}, i, False, {"topic": "z"})
-print("ok")
+print(json.dumps({"rows": rows, "cli": cli}))
 """
 
 
@@ -237,14 +231,13 @@ def test_task_outputs_file_is_crewais(eng: str, tmp_path: Path) -> None:
     st = task_outputs.TaskOutputStorage(path)
     for i in range(3):
         st.add(FakeTask(i), _output(i), i, inputs={"topic": "x"})
-    out = run_py(READ_WITH_CREWAI, str(path), light=False, env=env_for(eng, tmp_path)).stdout
+    other = tmp_path / "other.db"
+    out = run_py(CREWAI_READ_WRITE, str(path), str(other), light=False, env=env_for(eng, tmp_path)).stdout
     got = json.loads(out.strip().splitlines()[-1])
     assert got["rows"] == st.load()
     assert [r["task_id"] for r in got["cli"]] == [r["task_id"] for r in got["rows"]]
     assert got["cli"][2]["output"]["raw"] == "result 2"
 
-    other = tmp_path / "other.db"
-    run_py(WRITE_WITH_CREWAI, str(other), light=False, env=env_for(eng, tmp_path))
     rows = task_outputs.TaskOutputStorage(other).load()
     assert [r["output"]["raw"] for r in rows] == ["crewai 0", "crewai 1"]
     assert rows[0]["inputs"] == {"topic": "z"} and rows[0]["was_replayed"] == 0
@@ -328,27 +321,27 @@ class CountFlow(Flow[Counter]):
         self.state.log.append("two")
 
 f = CountFlow()
-if len(sys.argv) > 1:
-    f.kickoff(inputs={"id": sys.argv[1]})
-else:
-    f.kickoff()
+f.kickoff()
+first = f.state.count
+g = CountFlow()  # a new instance resumes the saved state by id
+g.kickoff(inputs={"id": f.state.id})
 from crewai.flow.persistence.factory import default_flow_persistence
 p = default_flow_persistence()
-print(json.dumps({"id": f.state.id, "count": f.state.count, "type": type(p).__name__, "engine": p.engine}))
+print(json.dumps({"id": f.state.id, "first": first, "second_id": g.state.id, "count": g.state.count,
+                  "type": type(p).__name__, "engine": p.engine}))
 """
 
 
 def test_persist_flow_saves_and_restores_through_crewcore(eng: str, tmp_path: Path) -> None:
     """A real @persist Flow under crewcore.install(): its state is saved after
-    each method, a second run with the same id restores it, and CrewAI's own
-    SQLiteFlowPersistence reads the file (separate processes)."""
+    each method, a new instance kicked off with the same id restores it, and
+    CrewAI's own SQLiteFlowPersistence reads the file (another process)."""
     env = env_for(eng, tmp_path, CREWAI_DISABLE_TRACKING="true", CREWAI_DISABLE_VERSION_CHECK="true")
-    first = json.loads(run_py(PERSIST_FLOW, light=False, env=env, timeout=240).stdout.strip().splitlines()[-1])
-    assert first["count"] == 11 and first["type"] == "CrewcoreFlowPersistence" and first["engine"] == eng
-    second = json.loads(run_py(PERSIST_FLOW, first["id"], light=False, env=env, timeout=240).stdout.strip().splitlines()[-1])
-    assert second["id"] == first["id"] and second["count"] == 22
+    got = json.loads(run_py(PERSIST_FLOW, light=False, env=env, timeout=240).stdout.strip().splitlines()[-1])
+    assert got["first"] == 11 and got["type"] == "CrewcoreFlowPersistence" and got["engine"] == eng
+    assert got["second_id"] == got["id"] and got["count"] == 22
     db = tmp_path / "crewai" / flows.FILE_NAME
-    out = run_py(READ_FLOWS_WITH_CREWAI, str(db), first["id"], light=False, env=env).stdout
+    out = run_py(READ_FLOWS_WITH_CREWAI, str(db), got["id"], light=False, env=env).stdout
     state = json.loads(out.strip().splitlines()[-1])
     assert state["count"] == 22 and state["log"] == ["one", "two", "one", "two"]
 
