@@ -141,7 +141,8 @@ def test_thousand_runs_complete_in_order(server: str) -> None:
     assert (s.total, s.done, s.failed, s.timed_out, s.cancelled, s.abandoned) == (1000, 1000, 0, 0, 0, 0)
     assert 0 < s.p50 <= s.p95 <= s.max and s.throughput > 0
     assert results.failures == [] and len(results.outputs) == 1000
-    assert stats(server)["chat"] - before == 1000
+    # One call per run; OpenAI's client may retry a request now and then.
+    assert 1000 <= stats(server)["chat"] - before <= 1010
     assert ours() == []
 
 
