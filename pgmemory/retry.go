@@ -88,8 +88,8 @@ func transient(err error) bool {
 		case strings.HasPrefix(pe.Code, "08"), // connection exception
 			pe.Code == "40001", pe.Code == "40P01", // serialization failure, deadlock
 			pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03", // shutdown, crash, starting
-			pe.Code == "53300",                                            // too many connections
-			pe.Code == "0A000" && strings.Contains(pe.Message, "cached plan"), // plan invalidated by DDL
+			pe.Code == "53300", // too many connections
+			pe.Code == "0A000" && strings.Contains(pe.Message, "cached plan"),         // plan invalidated by DDL
 			pe.Code == "XX000" && strings.Contains(pe.Message, "cache lookup failed"): // type changed under us
 			return true
 		}

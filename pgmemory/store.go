@@ -135,11 +135,11 @@ type Store struct {
 	pool     *pgxpool.Pool
 	q        queries
 
-	dim    atomic.Int64 // last dimension seen (0 unknown); the database is the truth
-	vecs   atomic.Int64 // approximate number of stored vectors (exact/index choice)
-	vecsAt atomic.Int64 // unix nanos of the last vecs refresh
-	closed atomic.Bool
-	idxMu   sync.Mutex // serializes BuildIndex in this process
+	dim     atomic.Int64 // last dimension seen (0 unknown); the database is the truth
+	vecs    atomic.Int64 // approximate number of stored vectors (exact/index choice)
+	vecsAt  atomic.Int64 // unix nanos of the last vecs refresh
+	closed  atomic.Bool
+	idxMu   sync.Mutex  // serializes BuildIndex in this process
 	indexed atomic.Bool // the HNSW index of this metric exists
 }
 

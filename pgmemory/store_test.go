@@ -51,7 +51,7 @@ func TestRoundTripAndScores(t *testing.T) {
 	s := openT(t, nil)
 	full := memory.Record{
 		ID: "full", Content: "Héllo ✓ 多语言 'q' \"dq\"", Scope: "crew//research/", Categories: []string{"b", "a"},
-		Metadata: json.RawMessage(`{"team":"red","n":3,"big":1152921504606846977,"f":0.5,"nested":{"x":[1,2]},"none":null}`),
+		Metadata:   json.RawMessage(`{"team":"red","n":3,"big":1152921504606846977,"f":0.5,"nested":{"x":[1,2]},"none":null}`),
 		Importance: 0.75, CreatedAt: t0.Add(1500 * time.Microsecond), LastAccessed: t0.Add(time.Hour),
 		Source: "user-1", Private: true, Embedding: []float32{1, -0.5, 0.25, 2},
 	}
