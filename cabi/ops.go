@@ -381,10 +381,12 @@ func dispatch(in []byte) ([]byte, error) {
 	return fn(ctx, s, r)
 }
 
-type opFunc func(ctx context.Context, s *memory.Store, r *reader) ([]byte, error)
+// opFunc is a memory op. It is written against memory.Backend so the same
+// table serves the embedded store here and the PostgreSQL store (postgres.go).
+type opFunc func(ctx context.Context, s memory.Backend, r *reader) ([]byte, error)
 
 var ops = map[string]opFunc{
-	"save": func(ctx context.Context, s *memory.Store, r *reader) ([]byte, error) {
+	"save": func(ctx context.Context, s memory.Backend, r *reader) ([]byte, error) {
 		n, _ := r.arrayLen("records")
 		recs := make([]memory.Record, 0, n)
 		for range n {
@@ -398,14 +400,14 @@ var ops = map[string]opFunc{
 		}
 		return msgp.AppendInt(nil, s.Dim()), nil
 	},
-	"update": func(ctx context.Context, s *memory.Store, r *reader) ([]byte, error) {
+	"update": func(ctx context.Context, s memory.Backend, r *reader) ([]byte, error) {
 		rec := r.record()
 		if r.err != nil {
 			return nil, r.err
 		}
 		return msgp.AppendNil(nil), s.Update(ctx, rec)
 	},
-	"search": func(ctx context.Context, s *memory.Store, r *reader) ([]byte, error) {
+	"search": func(ctx context.Context, s memory.Backend, r *reader) ([]byte, error) {
 		q := memory.Query{Vector: r.vector("query")}
 		q.ScopePrefix = r.str("scope_prefix")
 		q.Categories = r.strs("categories")
@@ -434,7 +436,7 @@ var ops = map[string]opFunc{
 		}
 		return b, nil
 	},
-	"delete": func(ctx context.Context, s *memory.Store, r *reader) ([]byte, error) {
+	"delete": func(ctx context.Context, s memory.Backend, r *reader) ([]byte, error) {
 		var f memory.Filter
 		f.ScopePrefix = r.str("scope_prefix")
 		f.Categories = r.strs("categories")
@@ -450,7 +452,7 @@ var ops = map[string]opFunc{
 		}
 		return msgp.AppendInt(nil, n), nil
 	},
-	"get": func(ctx context.Context, s *memory.Store, r *reader) ([]byte, error) {
+	"get": func(ctx context.Context, s memory.Backend, r *reader) ([]byte, error) {
 		id := r.str("id")
 		if r.err != nil {
 			return nil, r.err
@@ -464,7 +466,7 @@ var ops = map[string]opFunc{
 		}
 		return appendRecord(nil, &rec, 0), nil
 	},
-	"list": func(ctx context.Context, s *memory.Store, r *reader) ([]byte, error) {
+	"list": func(ctx context.Context, s memory.Backend, r *reader) ([]byte, error) {
 		prefix := r.str("scope_prefix")
 		limit := int(min(r.int("limit"), math.MaxInt32))
 		offset := int(min(r.int("offset"), math.MaxInt32))
@@ -486,7 +488,7 @@ var ops = map[string]opFunc{
 		}
 		return b, nil
 	},
-	"scope_info": func(ctx context.Context, s *memory.Store, r *reader) ([]byte, error) {
+	"scope_info": func(ctx context.Context, s memory.Backend, r *reader) ([]byte, error) {
 		scope := r.str("scope")
 		if r.err != nil {
 			return nil, r.err
@@ -507,7 +509,7 @@ var ops = map[string]opFunc{
 		}
 		return appendStrings(b, info.Children), nil
 	},
-	"list_scopes": func(ctx context.Context, s *memory.Store, r *reader) ([]byte, error) {
+	"list_scopes": func(ctx context.Context, s memory.Backend, r *reader) ([]byte, error) {
 		parent := r.str("parent")
 		if r.err != nil {
 			return nil, r.err
@@ -518,7 +520,7 @@ var ops = map[string]opFunc{
 		}
 		return appendStrings(nil, sc), nil
 	},
-	"list_categories": func(ctx context.Context, s *memory.Store, r *reader) ([]byte, error) {
+	"list_categories": func(ctx context.Context, s memory.Backend, r *reader) ([]byte, error) {
 		prefix := r.str("scope_prefix")
 		if r.err != nil {
 			return nil, r.err
@@ -534,7 +536,7 @@ var ops = map[string]opFunc{
 		}
 		return b, nil
 	},
-	"count": func(ctx context.Context, s *memory.Store, r *reader) ([]byte, error) {
+	"count": func(ctx context.Context, s memory.Backend, r *reader) ([]byte, error) {
 		prefix := r.str("scope_prefix")
 		if r.err != nil {
 			return nil, r.err
@@ -545,27 +547,27 @@ var ops = map[string]opFunc{
 		}
 		return msgp.AppendInt(nil, n), nil
 	},
-	"reset": func(ctx context.Context, s *memory.Store, r *reader) ([]byte, error) {
+	"reset": func(ctx context.Context, s memory.Backend, r *reader) ([]byte, error) {
 		prefix := r.str("scope_prefix")
 		if r.err != nil {
 			return nil, r.err
 		}
 		return msgp.AppendNil(nil), s.Reset(ctx, prefix)
 	},
-	"touch": func(ctx context.Context, s *memory.Store, r *reader) ([]byte, error) {
+	"touch": func(ctx context.Context, s memory.Backend, r *reader) ([]byte, error) {
 		ids := r.strs("record_ids")
 		if r.err != nil {
 			return nil, r.err
 		}
 		return msgp.AppendNil(nil), s.Touch(ctx, ids)
 	},
-	"optimize": func(ctx context.Context, s *memory.Store, r *reader) ([]byte, error) {
+	"optimize": func(ctx context.Context, s memory.Backend, r *reader) ([]byte, error) {
 		return msgp.AppendNil(nil), s.Optimize(ctx)
 	},
-	"dim": func(ctx context.Context, s *memory.Store, r *reader) ([]byte, error) {
+	"dim": func(ctx context.Context, s memory.Backend, r *reader) ([]byte, error) {
 		return msgp.AppendInt(nil, s.Dim()), nil
 	},
-	"panic": func(ctx context.Context, s *memory.Store, r *reader) ([]byte, error) {
+	"panic": func(ctx context.Context, s memory.Backend, r *reader) ([]byte, error) {
 		// Exists so tests can prove a Go panic never crosses the boundary.
 		var m map[string]int
 		m["boom"]++
