@@ -201,6 +201,9 @@ def _record(f: list[Any]) -> Any:
 class NativeStore:
     """One open store in the Go engine, addressed by a handle."""
 
+    #: Prefix of this store kind's bridge ops ("pg_" for _postgres.PgStore).
+    _P = ""
+
     def __init__(
         self,
         db_path: str,
@@ -222,7 +225,7 @@ class NativeStore:
 
     @property
     def dim(self) -> int:
-        return int(call(["dim", self._handle()]))
+        return int(call([self._P + "dim", self._handle()]))
 
     def _handle(self) -> int:
         if self._h is None:
@@ -233,10 +236,10 @@ class NativeStore:
         if not records:
             return
         wire = [_wire_record(_row(r), list(r.categories or [])) for r in records]
-        call(["save", self._handle(), wire])
+        call([self._P + "save", self._handle(), wire])
 
     def update(self, record: Any) -> None:
-        call(["update", self._handle(), _wire_record(_row(record), list(record.categories or []))])
+        call([self._P + "update", self._handle(), _wire_record(_row(record), list(record.categories or []))])
 
     def search(
         self,
@@ -260,7 +263,7 @@ class NativeStore:
         privacy = None if include_private else (source or "")
         rows = call(
             [
-                "search",
+                self._P + "search",
                 self._handle(),
                 q,
                 prefix,
@@ -289,7 +292,7 @@ class NativeStore:
         return int(
             call(
                 [
-                    "delete",
+                    self._P + "delete",
                     self._handle(),
                     v.normalize_prefix(scope_prefix),
                     list(categories) if categories else None,
@@ -301,7 +304,7 @@ class NativeStore:
         )
 
     def get_record(self, record_id: str) -> Any:
-        f = call(["get", self._handle(), str(record_id)])
+        f = call([self._P + "get", self._handle(), str(record_id)])
         return None if f is None else _record(f)
 
     def list_records(
@@ -310,7 +313,7 @@ class NativeStore:
         limit = v.check_limit(limit)
         offset = v.check_limit(offset, "offset")
         rows = call(
-            ["list", self._handle(), v.normalize_prefix(scope_prefix), limit, offset, self._return_embeddings]
+            [self._P + "list", self._handle(), v.normalize_prefix(scope_prefix), limit, offset, self._return_embeddings]
         )
         return [_record(f) for f in rows]
 
@@ -318,7 +321,7 @@ class NativeStore:
         from crewai.memory.types import ScopeInfo
 
         path, count, cats, oldest, newest, children = call(
-            ["scope_info", self._handle(), v.normalize_scope(scope)]
+            [self._P + "scope_info", self._handle(), v.normalize_scope(scope)]
         )
         return ScopeInfo(
             path=path,
@@ -330,10 +333,10 @@ class NativeStore:
         )
 
     def list_scopes(self, parent: str = "/") -> list[str]:
-        return list(call(["list_scopes", self._handle(), v.normalize_scope(parent)]))
+        return list(call([self._P + "list_scopes", self._handle(), v.normalize_scope(parent)]))
 
     def list_categories(self, scope_prefix: str | None = None) -> dict[str, int]:
-        return dict(call(["list_categories", self._handle(), v.normalize_prefix(scope_prefix)]))
+        return dict(call([self._P + "list_categories", self._handle(), v.normalize_prefix(scope_prefix)]))
 
     def count(self, scope_prefix: str | None = None) -> int:
         try:
@@ -353,22 +356,22 @@ class NativeStore:
             if n >= 0:
                 return int(n)
         # The error path (or an old library): the full call raises the typed error.
-        return int(call(["count", self._handle(), v.normalize_prefix(scope_prefix)]))
+        return int(call([self._P + "count", self._handle(), v.normalize_prefix(scope_prefix)]))
 
     def reset(self, scope_prefix: str | None = None) -> None:
-        call(["reset", self._handle(), v.normalize_prefix(scope_prefix)])
+        call([self._P + "reset", self._handle(), v.normalize_prefix(scope_prefix)])
 
     def touch_records(self, record_ids: list[str]) -> None:
         if record_ids:
-            call(["touch", self._handle(), [str(i) for i in record_ids]])
+            call([self._P + "touch", self._handle(), [str(i) for i in record_ids]])
 
     def optimize(self) -> None:
-        call(["optimize", self._handle()])
+        call([self._P + "optimize", self._handle()])
 
     def close(self) -> None:
         h, self._h = self._h, None
         if h is not None and not _forked and os.getpid() == self._pid:
-            call(["close", h])
+            call([self._P + "close", h])
 
 
 def _older_than(value: Any) -> str | None:

@@ -15,11 +15,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from crewcore import _native
 from crewcore import _validate as v
-from crewcore._native import _meta_filter, _older_than, _record, _row, _wire_record, call
+from crewcore._native import NativeStore, _meta_filter, _older_than, call
 from crewcore.errors import (
     InvalidArgumentError,
     PgVectorMissingError,
-    StoreClosedError,
     StoreUnavailableError,
 )
 
@@ -51,8 +50,11 @@ def redact(dsn: str) -> str:
     return dsn
 
 
-class PgStore:
-    """One open Postgres store in the Go engine, addressed by a handle."""
+class PgStore(NativeStore):
+    """One open Postgres store in the Go engine, addressed by a handle: the
+    engine API of NativeStore over the ``pg_*`` ops."""
+
+    _P = "pg_"
 
     def __init__(
         self,
@@ -81,57 +83,9 @@ class PgStore:
         self._h: int | None = h
         self._dim = dim
 
-    def _handle(self) -> int:
-        if self._h is None:
-            raise StoreClosedError(f"memory store {self.path} is closed")
-        return self._h
-
-    @property
-    def dim(self) -> int:
-        return int(call(["pg_dim", self._handle()]))
-
-    def save(self, records: list[Any]) -> None:
-        if not records:
-            return
-        wire = [_wire_record(_row(r), list(r.categories or [])) for r in records]
-        call(["pg_save", self._handle(), wire])
-
-    def update(self, record: Any) -> None:
-        call(["pg_update", self._handle(), _wire_record(_row(record), list(record.categories or []))])
-
-    def search(
-        self,
-        query_embedding: list[float],
-        scope_prefix: str | None = None,
-        categories: list[str] | None = None,
-        metadata_filter: dict[str, Any] | None = None,
-        limit: int = 10,
-        min_score: float = 0.0,
-        source: str | None = None,
-        include_private: bool = True,
-    ) -> list[tuple[Any, float]]:
-        q = v.vector_bytes(query_embedding, "query embedding", check=False)
-        if q is None:
-            raise InvalidArgumentError("query_embedding is empty")
-        limit = v.check_limit(limit)
-        if min_score != min_score:  # NaN
-            raise InvalidArgumentError("min_score is NaN")
-        privacy = None if include_private else (source or "")
-        rows = call(
-            [
-                "pg_search",
-                self._handle(),
-                q,
-                v.normalize_prefix(scope_prefix),
-                list(categories) if categories else None,
-                _meta_filter(metadata_filter),
-                limit,
-                float(min_score),
-                privacy,
-                self._return_embeddings,
-            ]
-        )
-        return [(_record(f), f[11]) for f in rows]
+    def count(self, scope_prefix: str | None = None) -> int:
+        # No crewcore_count fast path: that entry serves the embedded store.
+        return int(call([self._P + "count", self._handle(), v.normalize_prefix(scope_prefix)]))
 
     def delete(
         self,
@@ -146,7 +100,7 @@ class PgStore:
         return int(
             call(
                 [
-                    "pg_delete",
+                    self._P + "delete",
                     self._handle(),
                     v.normalize_prefix(scope_prefix),
                     list(categories) if categories else None,
@@ -157,58 +111,7 @@ class PgStore:
             )
         )
 
-    def get_record(self, record_id: str) -> Any:
-        f = call(["pg_get", self._handle(), str(record_id)])
-        return None if f is None else _record(f)
-
-    def list_records(self, scope_prefix: str | None = None, limit: int = 200, offset: int = 0) -> list[Any]:
-        limit = v.check_limit(limit)
-        offset = v.check_limit(offset, "offset")
-        rows = call(
-            ["pg_list", self._handle(), v.normalize_prefix(scope_prefix), limit, offset, self._return_embeddings]
-        )
-        return [_record(f) for f in rows]
-
-    def get_scope_info(self, scope: str) -> Any:
-        from crewai.memory.types import ScopeInfo
-
-        path, count, cats, oldest, newest, children = call(
-            ["pg_scope_info", self._handle(), v.normalize_scope(scope)]
-        )
-        return ScopeInfo(
-            path=path,
-            record_count=count,
-            categories=cats,
-            oldest_record=v.parse_dt(oldest) if oldest else None,
-            newest_record=v.parse_dt(newest) if newest else None,
-            child_scopes=children,
-        )
-
-    def list_scopes(self, parent: str = "/") -> list[str]:
-        return list(call(["pg_list_scopes", self._handle(), v.normalize_scope(parent)]))
-
-    def list_categories(self, scope_prefix: str | None = None) -> dict[str, int]:
-        return dict(call(["pg_list_categories", self._handle(), v.normalize_prefix(scope_prefix)]))
-
-    def count(self, scope_prefix: str | None = None) -> int:
-        return int(call(["pg_count", self._handle(), v.normalize_prefix(scope_prefix)]))
-
-    def reset(self, scope_prefix: str | None = None) -> None:
-        call(["pg_reset", self._handle(), v.normalize_prefix(scope_prefix)])
-
-    def touch_records(self, record_ids: list[str]) -> None:
-        if record_ids:
-            call(["pg_touch", self._handle(), [str(i) for i in record_ids]])
-
-    def optimize(self) -> None:
-        call(["pg_optimize", self._handle()])
-
     def build_index(self) -> None:
         """Build the HNSW index now (after a bulk load; a store builds it by
         itself once it holds 10,000 vectors)."""
         call(["pg_build_index", self._handle()])
-
-    def close(self) -> None:
-        h, self._h = self._h, None
-        if h is not None and not _native.forked() and os.getpid() == self._pid:
-            call(["pg_close", h])
