@@ -1,13 +1,11 @@
 package memory
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -180,13 +178,15 @@ func Open(path string, opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	if err := checkFile(abs); err != nil {
-		return nil, err
+	s := &Store{path: abs, opts: o, ix: newIndex(o.Dim)}
+	// sqlitedb.Open checks the file too, but only after checkForeign, which
+	// must look before anything switches the file to WAL.
+	if err := sqlitedb.CheckFile(abs); err != nil {
+		return nil, s.fromDB("open store", err)
 	}
 	if err := checkForeign(abs); err != nil {
 		return nil, err
 	}
-	s := &Store{path: abs, opts: o, ix: newIndex(o.Dim)}
 	sdb, err := sqlitedb.Open(abs, &sqlitedb.Options{
 		Timeout:   o.BusyTimeout, // the deadline of every write's busy retry
 		ReadConns: 7,
@@ -214,45 +214,6 @@ func Open(path string, opts *Options) (*Store, error) {
 	return s, nil
 }
 
-func escapePath(p string) string {
-	return strings.NewReplacer("?", "%3f", "#", "%23", "%", "%25").Replace(p)
-}
-
-// checkFile refuses a path that exists and is not a SQLite file, and reports
-// unwritable locations before SQLite does it less clearly.
-func checkFile(path string) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("open store %s: %w: %v", path, ErrAccess, err)
-	}
-	st, err := os.Stat(path)
-	if errors.Is(err, os.ErrNotExist) {
-		if err := writableDir(dir); err != nil {
-			return fmt.Errorf("open store %s: %w: directory %s: %v", path, ErrAccess, dir, err)
-		}
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("open store %s: %w", path, err)
-	}
-	if st.IsDir() {
-		return fmt.Errorf("open store %s: %w: path is a directory", path, ErrCorrupt)
-	}
-	if st.Size() == 0 {
-		return nil
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("open store %s: %w: %v", path, ErrAccess, err)
-	}
-	defer f.Close()
-	head := make([]byte, 16)
-	if _, err := io.ReadFull(f, head); err != nil || !bytes.Equal(head, []byte("SQLite format 3\x00")) {
-		return fmt.Errorf("open store %s: %w: the file is not a SQLite database", path, ErrCorrupt)
-	}
-	return nil
-}
-
 // checkForeign refuses an existing SQLite database that is not a crewcore
 // store. It looks through a read-only connection with no pragmas, so the
 // file is never switched to WAL or otherwise changed.
@@ -261,7 +222,7 @@ func checkForeign(path string) error {
 	if err != nil || st.Size() == 0 {
 		return nil
 	}
-	db, err := sql.Open("sqlite3", "file:"+escapePath(path)+"?mode=ro")
+	db, err := sql.Open("sqlite3", "file:"+sqlitedb.EscapePath(path)+"?mode=ro")
 	if err != nil {
 		return fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -283,16 +244,6 @@ func checkForeign(path string) error {
 		return fmt.Errorf("open store %s: %w: it holds another application's tables", path, ErrCorrupt)
 	}
 	return nil
-}
-
-func writableDir(dir string) error {
-	f, err := os.CreateTemp(dir, ".crewcore-probe-*")
-	if err != nil {
-		return err
-	}
-	name := f.Name()
-	f.Close()
-	return os.Remove(name)
 }
 
 // classify maps SQLite failures onto the package's sentinel errors.
