@@ -59,6 +59,9 @@ func (r *reader) binOrNil(what string) []byte {
 	return b
 }
 
+// toolCountOnly is the tool_begin flag for tools.Call.CountOnly.
+const toolCountOnly = 1
+
 func ms(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
 
 // readPolicy decodes a policy map {field: number}; unknown fields are errors.
@@ -144,7 +147,7 @@ func init() {
 		toolMu.Unlock()
 		return msgp.AppendNil(nil), nil
 	})
-	// [tool_begin, h, tool, args, task, run, depth] ->
+	// [tool_begin, h, tool, args, task, run, depth, flags?] ->
 	//   [0, start, deadline, key|nil]                 allowed
 	//   [1, start, deadline, cached]                  served from the cache
 	//   [2, start, deadline, limit, max, count, retry_after_ms, message, hint]  refused
@@ -157,6 +160,9 @@ func init() {
 		c.Task = r.str("task")
 		c.Run = r.str("run")
 		c.Depth = int(r.int("depth"))
+		if len(r.b) > 0 {
+			c.CountOnly = r.int("flags")&toolCountOnly != 0
+		}
 		if r.err != nil {
 			return nil, r.err
 		}

@@ -44,6 +44,10 @@ SCRIPT = [
      "tool_calls": [{"name": "lookup_cached", "arguments": {"query": "c"}}]},
     {"match": "lookup_cached", "in": "last", "times": 3,
      "tool_calls": [{"name": "lookup_cached", "arguments": {"query": "c"}}]},
+    {"match": "TASKWITHCREWCACHE", "in": "last_user", "times": 1,
+     "tool_calls": [{"name": "lookup_crewcached", "arguments": {"query": "c"}}]},
+    {"match": "lookup_crewcached", "in": "last", "times": 3,
+     "tool_calls": [{"name": "lookup_crewcached", "arguments": {"query": "c"}}]},
 ]
 
 
@@ -93,15 +97,15 @@ def no_policy() -> Iterator[None]:
     crewcore.tools.install_tools(None)
 
 
-def run_crew(url: str, marker: str, tool: Any) -> Any:
+def run_crew(url: str, marker: str, tool: Any, *, cache: bool = True, model: str = "gpt-4o-mini") -> Any:
     from crewai import LLM, Agent, Crew, Task
 
-    llm = LLM(model="gpt-4o-mini", base_url=url, api_key="sk-mockllm")
+    llm = LLM(model=model, base_url=url, api_key="sk-mockllm")
     agent = Agent(role="Researcher", goal="Research", backstory="You research.", llm=llm,
                   tools=[tool], verbose=False, max_iter=12)
     task = Task(description=f"{marker}: look it up and answer in one line.", expected_output="One line.",
                 agent=agent)
-    crew = Crew(agents=[agent], tasks=[task], verbose=False)
+    crew = Crew(agents=[agent], tasks=[task], verbose=False, cache=cache)
     return crew.kickoff()
 
 
@@ -161,19 +165,45 @@ def test_nonsensical_policy_is_refused_at_install(kw: dict[str, Any], needle: st
         crewcore.tools.install_tools({"timeout": 3})  # type: ignore[arg-type]
 
 
-def test_install_and_uninstall_register_the_hooks(no_policy: None) -> None:
+def test_install_wraps_crewai_dispatch_and_uninstall_restores_it(no_policy: None) -> None:
+    """install(tools=...) registers no CrewAI hook (each costs every tool call a
+    HookDispatchedEvent): it replaces CrewAI's dispatch methods, and only while
+    installed; user code calling a tool outside any CrewAI execution is not governed."""
+    from crewai.agents.cache.cache_handler import CacheHandler
     from crewai.hooks import get_after_tool_call_hooks, get_before_tool_call_hooks
+    from crewai.tools.base_tool import BaseTool, Tool
+    from crewai.tools.structured_tool import CrewStructuredTool
 
-    n = len(get_before_tool_call_hooks())
-    n_after = len(get_after_tool_call_hooks())
+    targets = [(BaseTool, "run"), (Tool, "run"), (BaseTool, "arun"), (Tool, "arun"),
+               (CrewStructuredTool, "invoke"), (CrewStructuredTool, "ainvoke"), (CacheHandler, "read")]
+    before = {t: t[0].__dict__[t[1]] for t in targets}
+    n, n_after = len(get_before_tool_call_hooks()), len(get_after_tool_call_hooks())
     crewcore.tools.install_tools(ToolPolicy())
     crewcore.tools.install_tools(ToolPolicy(timeout=5))  # replaces, does not stack
-    assert len(get_before_tool_call_hooks()) == n + 1
-    # the after hook is registered only once a call had to be blocked without the cache seam
-    assert len(get_after_tool_call_hooks()) == n_after
+    assert (len(get_before_tool_call_hooks()), len(get_after_tool_call_hooks())) == (n, n_after)
+    for t in targets:
+        w = t[0].__dict__[t[1]]
+        assert w is not before[t] and w.__wrapped__ is before[t], t  # wrapped once
     assert crewcore.tools.installed_policy() == ToolPolicy(timeout=5)
+
+    calls: list[dict[str, Any]] = []
+    tool = counting_tool("direct", calls)
+    # outside any CrewAI execution (no task, no event scope): not governed
+    crewcore.tools.install_tools(ToolPolicy(max_calls_per_task=1, max_calls_per_run=1, loop_threshold=None))
+    assert [tool.run(query="a") for _ in range(3)] == ["direct: result for a"] * 3
+    from crewai.context import reset_current_task_id, set_current_task_id
+
+    tok = set_current_task_id("task-direct")  # what Task.execute sets around an agent's work
+    try:
+        assert tool.run(query="b") == "direct: result for b"
+        r = tool.run(query="c")
+        assert getattr(r, "code", None) == "crewcore.max_calls_per_task", r
+    finally:
+        reset_current_task_id(tok)
+    assert len(calls) == 4
     crewcore.tools.install_tools(None)
-    assert len(get_before_tool_call_hooks()) == n
+    for t in targets:
+        assert t[0].__dict__[t[1]] is before[t], t
 
 
 # --------------------------------------------------------------------------
@@ -470,7 +500,9 @@ def test_max_calls_per_task_in_a_crew_run(server: str, no_policy: None) -> None:
     calls: list[dict[str, Any]] = []
     crewcore.install(tools=ToolPolicy(max_calls_per_task=3, loop_threshold=None, timeout=10))
     try:
-        out = run_crew(server, "BUDGETTASK", counting_tool("lookup_budget", calls))
+        # CrewAI's cache off: every allowed call runs (with it on, the repeated
+        # "next" calls are CrewAI cache hits, counted but not run)
+        out = run_crew(server, "BUDGETTASK", counting_tool("lookup_budget", calls), cache=False)
         st = tool_stats()
     finally:
         crewcore.uninstall()
@@ -508,16 +540,24 @@ def test_hanging_tool_in_a_crew_run_times_out_and_the_run_continues(server: str,
     assert out.raw and took < 60
 
 
-def test_cached_results_through_crewai_cache_seam(server: str, no_policy: None) -> None:
+@pytest.mark.parametrize("crew_cache", [False, True], ids=["crewcore_cache", "crewai_cache"])
+def test_cached_results_in_a_crew_run(server: str, no_policy: None, crew_cache: bool) -> None:
+    """Crew(cache=False): crewcore's cache (cache_ttl) answers the repeats; with
+    CrewAI's own cache on (the default) CrewAI answers them, and crewcore counts
+    them (they still count against the budgets and loop window)."""
     calls: list[dict[str, Any]] = []
     crewcore.install(tools=ToolPolicy(cache_ttl=60, loop_threshold=None, timeout=10))
     try:
-        out = run_crew(server, "CACHETASK", counting_tool("lookup_cached", calls))
+        if crew_cache:
+            out = run_crew(server, "TASKWITHCREWCACHE", counting_tool("lookup_crewcached", calls), cache=True)
+        else:
+            out = run_crew(server, "CACHETASK", counting_tool("lookup_cached", calls), cache=False)
         st = tool_stats()
     finally:
         crewcore.uninstall()
     assert len(calls) == 1, calls  # 4 equivalent calls, 1 execution
-    assert st["cached"] == 3, st
+    assert st["cached"] == 3 and st["allowed"] == 1, st
+    assert st["cache_hits"] == (0 if crew_cache else 3), st
     assert not failures(out)
 
 

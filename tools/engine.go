@@ -42,6 +42,11 @@ type Call struct {
 	Task, Run string
 	// Depth is the nesting depth of the call: 1 for a call an agent makes.
 	Depth int
+	// CountOnly marks a call that another cache (CrewAI's own) answers: it
+	// is counted against the budgets, the loop window and the depth limit,
+	// but it neither takes a rate-limit token nor is looked up in the
+	// cache. Allowed, it is reported as Cached.
+	CountOnly bool
 }
 
 // Refusal explains a refused call so that a model can act on it.
@@ -226,6 +231,13 @@ func (e *Engine) Begin(c Call) (Decision, error) {
 	}
 	if rs != nil {
 		rs.calls++
+	}
+	if c.CountOnly {
+		d.Verdict = Cached
+		e.stats.Calls++
+		e.stats.Cached++
+		e.mu.Unlock()
+		return d, nil
 	}
 	if e.cache != nil {
 		d.Key = string(key)

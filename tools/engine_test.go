@@ -209,6 +209,14 @@ func TestEngineLimits(t *testing.T) {
 			{call: Call{Tool: "u", Args: b}, want: Allow}, // per tool
 			{call: Call{Tool: "t", Args: b}, advance: 500 * time.Millisecond, want: Allow},
 		}},
+		{"count only: budgets and loops, no rate token", Policy{RatePerSec: 0.001, RateBurst: 1, LoopThreshold: 2, LoopWindow: 4, MaxCallsPerTask: 3}, []step{
+			{call: Call{Tool: "t", Args: a, Task: "1"}, want: Allow},
+			{call: Call{Tool: "t", Args: a, Task: "1", CountOnly: true}, want: Cached}, // no token needed
+			{call: Call{Tool: "t", Args: a, Task: "1", CountOnly: true}, want: Refused, limit: LimitLoop},
+			{call: Call{Tool: "t", Args: b, Task: "1", CountOnly: true}, want: Cached},
+			{call: Call{Tool: "t", Args: args("q", "z"), Task: "1", CountOnly: true}, want: Refused, limit: LimitTaskCalls},
+			{call: Call{Tool: "t", Args: b, Task: "2"}, want: Refused, limit: LimitRate}, // the token is still spent
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

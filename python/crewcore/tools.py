@@ -268,18 +268,18 @@ class _Engine:
         except Exception:
             pass
 
-    def begin(self, tool: str, args: Any, task: str, run: str, depth: int) -> list[Any]:
+    def begin(self, tool: str, args: Any, task: str, run: str, depth: int, flags: int = 0) -> list[Any]:
         """One bridge call: the engine's verdict for a call (see cabi/tools.go)."""
         if self._native._forked:
-            return self._twin().begin(tool, args, task, run, depth)
+            return self._twin().begin(tool, args, task, run, depth, flags)
         prefix = self._prefixes.get(tool)
         if prefix is None:
-            # [op, handle, tool, args, task, run, depth]: a 7-element fixarray
-            prefix = b"\x97" + self._packb("tool_begin") + self._packb(self.h) + self._packb(tool)
+            # [op, handle, tool, args, task, run, depth, flags]: an 8-element fixarray
+            prefix = b"\x98" + self._packb("tool_begin") + self._packb(self.h) + self._packb(tool)
             if len(self._prefixes) < 4096:
                 self._prefixes[tool] = prefix
         try:
-            tail = self._packb((args, task, run, depth), use_bin_type=True)
+            tail = self._packb((args, task, run, depth, flags), use_bin_type=True)
         except (TypeError, ValueError, OverflowError) as e:
             raise ToolArgumentsError(_args_problem(tool, args, e)) from None
         req = prefix + tail[1:]
@@ -394,7 +394,7 @@ class _PyEngine:
         self._refused_by[limit] = self._refused_by.get(limit, 0) + 1
         return [2, start, deadline, limit, float(mx), float(count), float(retry_ms), message, hint]
 
-    def begin(self, tool: str, args: Any, task: str, run: str, depth: int) -> list[Any]:
+    def begin(self, tool: str, args: Any, task: str, run: str, depth: int, flags: int = 0) -> list[Any]:
         import json
 
         p = self.policy
@@ -441,6 +441,10 @@ class _PyEngine:
                 ts[0] += 1
             if rs is not None:
                 rs[0] += 1
+            if flags & _COUNT_ONLY:
+                self._stats["calls"] += 1
+                self._stats["cached"] += 1
+                return [1, now, deadline, None]
             if self._ttl_ns:
                 hit = self._cache.get(key)
                 if hit is not None:
@@ -848,7 +852,23 @@ _native_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 def _native_timeout(own: float) -> float:
     d = _native_deadline.get()
     return own if d is None else min(own, d)
+
+
 _OK, _FAILED, _TIMEDOUT = 0, 1, 2
+#: tool_begin flag: count the call (budgets, loop window, depth) but neither
+#: look it up in the cache nor take a rate-limit token: another cache answers it.
+_COUNT_ONLY = 1
+
+
+def _never() -> Any:  # pragma: no cover - isolated calls run isolate_fn instead
+    raise RuntimeError("not called")
+
+
+def _retrieve(fut: Any) -> None:
+    """Done callback of a cancelled tool task: fetch its outcome so asyncio
+    does not log 'exception was never retrieved'."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 class _Executor:
@@ -859,6 +879,36 @@ class _Executor:
         self._cache = bool(policy.cache_ttl)
         self._maxchars = policy.max_result_chars or 0
         self._cap = policy.max_abandoned_threads
+
+    def _begin(self, tool: str, args: dict[str, Any], task: str, run: str, depth: int, flags: int = 0) -> Any:
+        """The engine's verdict: a tuple (start, deadline, key) for an allowed
+        call, or the final result (a cached value or a ToolFailure) in a list
+        of one."""
+        try:
+            v = self.engine.begin(tool, args, task, run, depth, flags)
+        except ToolArgumentsError as e:
+            return [_failure(tool, "arguments", str(e), "call the tool again with plain JSON values (strings, numbers, lists, objects)", reason="invalid_input")]
+        verdict = v[0]
+        if verdict == 0:
+            return v[1], v[2], v[3]
+        if verdict == 1:
+            if flags & _COUNT_ONLY:
+                return [None]
+            return [self.engine._unpackb(v[3], raw=False)]
+        _, start, _, limit, mx, count, retry_ms, message, hint = v
+        details: dict[str, Any] = {"max": mx, "count": count}
+        if retry_ms:
+            details["retry_after_ms"] = retry_ms
+        reason = "repeated_call" if limit == "loop" else "usage_limit"
+        f = _failure(tool, limit, message, hint, reason=reason, retryable=limit == "rate_limit", **details)
+        log.warning("crewcore: tool %r refused (%s): %s", tool, limit, message)
+        return [f]
+
+    def count_only(self, tool: str, args: dict[str, Any], *, task: str = "", run: str = "") -> Any:
+        """Count a call another cache answered (no execution, no rate limit, no
+        cache lookup): a ToolFailure when the policy refuses it, else None."""
+        v = self._begin(tool, args, task, run, _depth.get() + 1, _COUNT_ONLY)
+        return v[0] if isinstance(v, list) else None
 
     def execute(
         self,
@@ -873,26 +923,10 @@ class _Executor:
     ) -> Any:
         """Run one call under the policy; returns the result or a ToolFailure."""
         depth = _depth.get() + 1
-        try:
-            v = self.engine.begin(tool, args, task, run, depth)
-        except ToolArgumentsError as e:
-            return _failure(tool, "arguments", str(e), "call the tool again with plain JSON values (strings, numbers, lists, objects)", reason="invalid_input")
-        verdict = v[0]
-        if verdict == 1:
-            try:
-                return self.engine._unpackb(v[3], raw=False)
-            except Exception:  # pragma: no cover - we encoded it ourselves
-                pass
-        elif verdict == 2:
-            _, start, _, limit, mx, count, retry_ms, message, hint = v
-            details: dict[str, Any] = {"max": mx, "count": count}
-            if retry_ms:
-                details["retry_after_ms"] = retry_ms
-            reason = "repeated_call" if limit == "loop" else "usage_limit"
-            f = _failure(tool, limit, message, hint, reason=reason, retryable=limit == "rate_limit", **details)
-            log.warning("crewcore: tool %r refused (%s): %s", tool, limit, message)
-            return f
-        start, deadline, key = v[1], v[2], v[3]
+        v = self._begin(tool, args, task, run, depth)
+        if isinstance(v, list):
+            return v[0]
+        start, deadline, key = v
         timeout = self._timeout
         if native or timeout is None:
             # Go-native tools carry their own deadline (a context in Go) and
@@ -921,25 +955,85 @@ class _Executor:
             try:
                 ok, val, timed_out = _runner.run(fn, ctx, timeout, self._cap)
             except _Saturated as s:
-                el, _ = self.engine.end(start, _FAILED, None, None)
-                hint = "use another tool or answer with what you have; do not call this tool again for now"
-                return _failure(
-                    tool,
-                    "max_abandoned_threads",
-                    f"{s.args[0]} earlier tool calls passed their deadline and are still running in"
-                    f" abandoned threads (the cap is {self._cap}), so no new call is started",
-                    hint,
-                    elapsed_ms=el / 1e6,
-                    abandoned_threads=s.args[0],
-                )
+                return self._saturated(tool, start, s.args[0])
+        return self._finish(tool, start, deadline, key, ok, val, timed_out, "isolated" if isolate_fn is not None else "thread")
+
+    async def aexecute(
+        self,
+        tool: str,
+        args: dict[str, Any],
+        make: Callable[[], Any],
+        *,
+        task: str = "",
+        run: str = "",
+        isolate_fn: Callable[..., Any] | None = None,
+    ) -> Any:
+        """The async twin of execute for a coroutine tool: ``make()`` returns
+        the awaitable. At the deadline the coroutine is cancelled (no thread
+        is left running)."""
+        depth = _depth.get() + 1
+        if isolate_fn is not None:
+            import functools
+
+            ctx = contextvars.copy_context()
+            fn = functools.partial(ctx.run, self.execute, tool, args, _never, task=task, run=run, isolate_fn=isolate_fn)
+            return await asyncio.get_running_loop().run_in_executor(None, fn)
+        v = self._begin(tool, args, task, run, depth)
+        if isinstance(v, list):
+            return v[0]
+        start, deadline, key = v
+        timeout = self._timeout
+        tok = _depth.set(depth)
+        try:
+            try:
+                aw = make()
+                fut = asyncio.ensure_future(aw)  # the task copies this context (depth)
+            except BaseException as e:  # noqa: BLE001 - make() itself failed
+                return self._finish(tool, start, deadline, key, False, e, False, "task")
+        finally:
+            _depth.reset(tok)
+        try:
+            done, _ = await asyncio.wait((fut,), timeout=timeout)
+        except BaseException:
+            fut.cancel()  # the caller was cancelled: so is the tool
+            raise
+        if not done:
+            fut.cancel()
+            fut.add_done_callback(_retrieve)
+            return self._finish(tool, start, deadline, key, False, None, True, "task")
+        if fut.cancelled():
+            return self._finish(tool, start, deadline, key, False, asyncio.CancelledError("the tool's task was cancelled"), False, "task")
+        e = fut.exception()
+        if e is not None:
+            return self._finish(tool, start, deadline, key, False, e, False, "task")
+        return self._finish(tool, start, deadline, key, True, fut.result(), False, "task")
+
+    def _saturated(self, tool: str, start: int, n: int) -> Any:
+        el, _ = self.engine.end(start, _FAILED, None, None)
+        hint = "use another tool or answer with what you have; do not call this tool again for now"
+        return _failure(
+            tool,
+            "max_abandoned_threads",
+            f"{n} earlier tool calls passed their deadline and are still running in"
+            f" abandoned threads (the cap is {self._cap}), so no new call is started",
+            hint,
+            elapsed_ms=el / 1e6,
+            abandoned_threads=n,
+        )
+
+    def _finish(self, tool: str, start: int, deadline: int, key: Any, ok: bool, val: Any, timed_out: bool, how: str) -> Any:
+        """The result of an allowed call that ran: the value, or a ToolFailure."""
         if timed_out:
             el, _ = self.engine.end(start, _TIMEDOUT, None, None)
-            t = timeout or 0.0
-            if isolate_fn is not None:
-                how = "its process was killed"
+            t = self._timeout or 0.0
+            if how == "isolated":
+                what = "its process was killed"
                 extra: dict[str, Any] = {"killed": True, "pid": val}
+            elif how == "task":
+                what = "its coroutine was cancelled"
+                extra = {"cancelled": True}
             else:
-                how = (
+                what = (
                     "it keeps running in an abandoned thread"
                     f" ({_runner.abandoned} abandoned now, cap {self._cap})"
                 )
@@ -948,7 +1042,7 @@ class _Executor:
             return _failure(
                 tool,
                 "timeout",
-                f"the call did not finish within {t:g} s; {how}",
+                f"the call did not finish within {t:g} s; {what}",
                 "try again with a smaller or simpler request, use another tool, or answer without this result",
                 reason="tool_reported",
                 retryable=True,
@@ -1141,168 +1235,268 @@ class _BoundRun:
 
 
 # --------------------------------------------------------------------------
-# install(tools=...): the hook + cache seam
+# install(tools=...): wrappers at CrewAI's tool dispatch
+#
+# CrewAI runs a tool through one of a few methods, whatever the execution
+# path: the native function-calling paths call ``BaseTool.run`` (``Tool.run``
+# for ``@tool`` functions), the ReAct text path calls
+# ``CrewStructuredTool.invoke``, and async code awaits ``BaseTool.arun`` /
+# ``CrewStructuredTool.ainvoke``. Before any of them CrewAI asks the agent's
+# cache (``CacheHandler.read``). While a policy is installed these methods are
+# replaced on those classes by wrappers that run the call through the
+# executor, and ``CacheHandler.read`` counts the calls CrewAI's own cache
+# answers (so loop detection and budgets see every call the model makes).
+# uninstall restores the originals. No CrewAI hook is registered: every
+# registered hook costs each tool call a HookDispatchedEvent (measured
+# ~75-240 us per call, more than the whole executor).
 
 
-class _Slot(threading.local):
-    tool: str | None = None
-    value: Any = None
-    blocked: Any = None
+def _load_context_vars() -> tuple[Any, Any]:
+    """CrewAI's current-task and event-scope context variables."""
+    from crewai.context import _current_task_id
+
+    try:
+        from crewai.events.event_context import _event_id_stack
+    except ImportError:  # pragma: no cover - another CrewAI layout
+        _event_id_stack = contextvars.ContextVar("crewcore_no_event_stack", default=())
+    return _current_task_id, _event_id_stack
 
 
-_slot = _Slot()
-_seam_cls: Any = None
+_task_var: Any = None
+_stack_var: Any = None
 
 
-def _make_seam_cls() -> Any:
-    from crewai.agents.cache.cache_handler import CacheHandler
-    from pydantic import PrivateAttr
+def _call_scope() -> tuple[str, str] | None:
+    """(task key, run id) of the CrewAI execution the calling code is in, or
+    None outside any (a tool called directly by user code is not governed by
+    the installed policy).
 
-    class CrewcoreToolCache(CacheHandler):  # type: ignore[misc, valid-type]
-        """The agent's cache handler while crewcore's tool policy is installed.
-
-        ``read`` hands CrewAI the result crewcore's hook just produced for
-        this thread's call; everything else goes to the handler the agent
-        had before (CrewAI's own cache, when it was enabled).
-        """
-
-        _inner: Any = PrivateAttr(default=None)
-
-        def read(self, tool: str, input: str) -> Any | None:  # noqa: A002 - CrewAI's name
-            s = _slot
-            if s.tool is not None and s.tool == tool:
-                v, s.tool, s.value = s.value, None, None
-                return v
-            inner = self._inner
-            return inner.read(tool, input) if inner is not None else None
-
-        def add(self, tool: str, input: str, output: Any) -> None:  # noqa: A002
-            inner = self._inner
-            if inner is not None:
-                inner.add(tool, input, output)
-
-    return CrewcoreToolCache
+    The run is the innermost crew kickoff on CrewAI's event-scope stack (the
+    id of its CrewKickoffStartedEvent, which is ``Crew._kickoff_event_id``),
+    else the outermost scope (a standalone agent or flow); the task is
+    CrewAI's current task id (a context variable ``Task`` sets, copied into
+    the threads CrewAI runs parallel tool calls on).
+    """
+    stack = _stack_var.get()
+    tid = _task_var.get()
+    if not stack:
+        if tid is None:
+            return None
+        return f"/{tid}", ""
+    run = ""
+    for eid, etype in reversed(stack):
+        if etype == "crew_kickoff_started":
+            run = eid
+            break
+    else:
+        run = stack[0][0]
+    return (f"{run}/{tid}" if tid else ""), run
 
 
 class _Installed:
     def __init__(self, policy: ToolPolicy) -> None:
-        global _seam_cls, _guarded_cls
+        global _guarded_cls, _task_var, _stack_var
         self.executor = _Executor(policy)
-        if _seam_cls is None:
-            _seam_cls = _make_seam_cls()
         if _guarded_cls is None:
             _guarded_cls = _make_guarded_cls()
-        self.seam_cls = _seam_cls
+        if _task_var is None:
+            _task_var, _stack_var = _load_context_vars()
         self.guarded_cls = _guarded_cls
-        self.after_registered = False
-        self._infos: dict[int, tuple[Any, tuple[Any, Any, bool, Any]]] = {}
+        self._infos: dict[int, tuple[Any, tuple[str, bool, Any, bool]]] = {}
 
-    def _tool_info(self, st: Any) -> tuple[Any, Any, bool, Any]:
-        """(original BaseTool or None, target, Go-native?, isolate function) of a
-        structured tool, cached: pydantic's __getattr__ for private attributes
-        is slow enough to matter on every call."""
-        info = self._infos.get(id(st))
-        if info is not None and info[0] is st:
-            return info[1]
-        priv = getattr(st, "__pydantic_private__", None) or {}
-        original = priv.get("_original_tool")
-        target = original or st
+    def info(self, tool: Any) -> tuple[str, bool, Any, bool]:
+        """(CrewAI's sanitized name, Go-native?, isolate function, skip?) of a
+        BaseTool or CrewStructuredTool, cached per object: CrewAI's name
+        sanitizer and pydantic's private-attribute lookups cost microseconds."""
+        hit = self._infos.get(id(tool))
+        if hit is not None and hit[0] is tool:
+            return hit[1]
+        from crewai.utilities.string_utils import sanitize_tool_name
+
+        priv = getattr(tool, "__pydantic_private__", None) or {}
+        target = priv.get("_original_tool") or tool
         native = bool(getattr(type(target), "_crewcore_native", False))
         iso = None
         if self.executor.policy.isolate:
             iso = getattr(target, "func", None) or _BoundRun(target)
-        res = (original, target, native, iso)
+        skip = isinstance(target, self.guarded_cls)  # it has its own policy
+        res = (sanitize_tool_name(tool.name), native, iso, skip)
         if len(self._infos) >= 4096:
             self._infos.clear()
-        self._infos[id(st)] = (st, res)
+        self._infos[id(tool)] = (tool, res)
         return res
 
-    def before(self, ctx: Any) -> Any:
-        s = _slot
-        s.tool = s.value = s.blocked = None
-        st = ctx.tool
-        if st is None:
-            return None
-        original, target, native, iso = self._tool_info(st)
-        if isinstance(target, self.guarded_cls):
-            return None
-        agent = ctx.agent
-        th = getattr(agent, "tools_handler", None) if agent is not None else None
-        seam = None
-        if th is not None:
-            seam = th.cache
-            if not isinstance(seam, self.seam_cls):
-                new = self.seam_cls()
-                new._inner = seam
-                th.cache = seam = new
-        crew = ctx.crew
-        run = ""
-        if crew is not None:
-            priv = getattr(crew, "__pydantic_private__", None) or {}
-            run = priv.get("_kickoff_event_id") or str(getattr(crew, "id", ""))
-        task = ctx.task
-        tkey = f"{run}/{task.id}" if task is not None else ""
-        args = ctx.tool_input
-        name = ctx.tool_name
-        if seam is None:
-            # No cache seam to stand in for the execution: only the limits
-            # apply (a refusal blocks the call), the tool runs as CrewAI runs it.
-            return self._check_only(name, args, tkey, run)
-        fn = _bind_run(original, args) if original is not None else _bind_invoke(st, args)
-        res = self.executor.execute(name, args, fn, task=tkey, run=run, native=native, isolate_fn=iso)
-        if res is None:
-            res = "None"  # CrewAI treats a None cache read as a miss
-        s.tool, s.value = name, res
-        return None
+    def call(self, tool: Any, scope: tuple[str, str], args: dict[str, Any], fn: Callable[[], Any]) -> Any:
+        name, native, iso, skip = self.info(tool)
+        if skip:
+            return fn()
+        return self.executor.execute(name, args, fn, task=scope[0], run=scope[1], native=native, isolate_fn=iso)
 
-    def _check_only(self, name: str, args: dict[str, Any], task: str, run: str) -> Any:
-        ex = self.executor
+    async def acall(self, tool: Any, scope: tuple[str, str], args: dict[str, Any], make: Callable[[], Any]) -> Any:
+        name, native, iso, skip = self.info(tool)
+        if skip:
+            return await make()
+        return await self.executor.aexecute(name, args, make, task=scope[0], run=scope[1], isolate_fn=iso)
+
+    def cached_elsewhere(self, tool: str, input_str: str, scope: tuple[str, str]) -> Any:
+        """CrewAI's own cache answers this call: count it against the budgets
+        and the loop window. Returns a ToolFailure if the policy refuses the
+        call, else None (CrewAI's cached value stands)."""
+        import json
+
         try:
-            v = ex.engine.begin(name, args, task, run, _depth.get() + 1)
-        except ToolArgumentsError:
-            return None
-        if v[0] == 2:
-            _, _, _, limit, mx, count, retry_ms, message, hint = v
-            _slot.blocked = _failure(name, limit, message, hint).as_agent_message()
-            log.warning("crewcore: tool %r refused (%s): %s", name, limit, message)
-            _ensure_after_hook(self)
-            return False
-        return None
-
-    def after(self, ctx: Any) -> Any:
-        s = _slot
-        b = s.blocked
-        if b is not None:
-            s.blocked = None
-            return b
-        return None
+            args = json.loads(input_str) if input_str else {}
+        except ValueError:
+            args = {"input": input_str}
+        if not isinstance(args, dict):
+            args = {"input": args}
+        return self.executor.count_only(tool, args, task=scope[0], run=scope[1])
 
 
-def _ensure_after_hook(inst: _Installed) -> None:
-    """Register the after_tool_call hook the first time it is needed.
+def _positional(tool: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The call's arguments as one mapping (positional ones named by the schema)."""
+    names = list(getattr(getattr(tool, "args_schema", None), "model_fields", {}).keys())
+    d = dict(zip(names, args))
+    if len(args) > len(names):
+        d["__args__"] = list(args[len(names):])
+    d.update(kwargs)
+    return d
 
-    Every registered hook costs each tool call a CrewAI HookDispatchedEvent
-    (about as much as the rest of crewcore's work), and the after hook is
-    needed only where a call had to be blocked without the cache seam.
-    """
-    if inst.after_registered:
+
+def _input_args(input: Any) -> dict[str, Any]:  # noqa: A002 - CrewAI's name
+    if isinstance(input, dict):
+        return input
+    if isinstance(input, str):
+        import json
+
+        try:
+            v = json.loads(input)
+        except ValueError:
+            return {"input": input}
+        return v if isinstance(v, dict) else {"input": v}
+    return {"input": input}
+
+
+def _wrap_run(orig: Callable[..., Any]) -> Callable[..., Any]:
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        inst = _installed
+        if inst is not None:
+            sc = _call_scope()
+            if sc is not None:
+                a = kwargs if not args else _positional(self, args, kwargs)
+                return inst.call(self, sc, a, lambda: orig(self, *args, **kwargs))
+        return orig(self, *args, **kwargs)
+
+    return _named(run, orig)
+
+
+def _wrap_arun(orig: Callable[..., Any]) -> Callable[..., Any]:
+    async def arun(self: Any, *args: Any, **kwargs: Any) -> Any:
+        inst = _installed
+        if inst is not None:
+            sc = _call_scope()
+            if sc is not None:
+                a = kwargs if not args else _positional(self, args, kwargs)
+                return await inst.acall(self, sc, a, lambda: orig(self, *args, **kwargs))
+        return await orig(self, *args, **kwargs)
+
+    return _named(arun, orig)
+
+
+def _wrap_invoke(orig: Callable[..., Any]) -> Callable[..., Any]:
+    def invoke(self: Any, input: Any, config: Any = None, **kwargs: Any) -> Any:  # noqa: A002
+        inst = _installed
+        if inst is not None:
+            sc = _call_scope()
+            if sc is not None:
+                return inst.call(self, sc, _input_args(input), lambda: orig(self, input, config, **kwargs))
+        return orig(self, input, config, **kwargs)
+
+    return _named(invoke, orig)
+
+
+def _wrap_ainvoke(orig: Callable[..., Any]) -> Callable[..., Any]:
+    async def ainvoke(self: Any, input: Any, config: Any = None, **kwargs: Any) -> Any:  # noqa: A002
+        inst = _installed
+        if inst is not None:
+            sc = _call_scope()
+            if sc is not None:
+                if inspect.iscoroutinefunction(self.func):
+                    return await inst.acall(self, sc, _input_args(input), lambda: orig(self, input, config, **kwargs))
+                # A sync function: CrewAI would run it on the loop's default
+                # executor. Run the governed sync call there instead, so the
+                # deadline and the abandoned-thread cap apply as for run().
+                import functools
+
+                ctx = contextvars.copy_context()
+                fn = functools.partial(ctx.run, self.invoke, input, config, **kwargs)
+                return await asyncio.get_running_loop().run_in_executor(None, fn)
+        return await orig(self, input, config, **kwargs)
+
+    return _named(ainvoke, orig)
+
+
+def _wrap_read(orig: Callable[..., Any]) -> Callable[..., Any]:
+    def read(self: Any, tool: str, input: str) -> Any:  # noqa: A002
+        v = orig(self, tool, input)
+        if v is not None:
+            inst = _installed
+            if inst is not None:
+                sc = _call_scope()
+                if sc is not None:
+                    f = inst.cached_elsewhere(tool, input, sc)
+                    if f is not None:
+                        return f
+        return v
+
+    return _named(read, orig)
+
+
+def _named(w: Callable[..., Any], orig: Callable[..., Any]) -> Callable[..., Any]:
+    w.__name__ = orig.__name__
+    w.__qualname__ = getattr(orig, "__qualname__", orig.__name__)
+    w.__doc__ = orig.__doc__
+    w.__wrapped__ = orig  # type: ignore[attr-defined]
+    w._crewcore_wrapper = True  # type: ignore[attr-defined]
+    return w
+
+
+#: (class, attribute, original) of every replaced method, while installed.
+_patched: list[tuple[type, str, Any]] = []
+
+
+def _patch_targets() -> list[tuple[type, str, Callable[[Callable[..., Any]], Callable[..., Any]]]]:
+    from crewai.agents.cache.cache_handler import CacheHandler
+    from crewai.tools.base_tool import BaseTool, Tool
+    from crewai.tools.structured_tool import CrewStructuredTool
+
+    return [
+        (BaseTool, "run", _wrap_run),
+        (Tool, "run", _wrap_run),
+        (BaseTool, "arun", _wrap_arun),
+        (Tool, "arun", _wrap_arun),
+        (CrewStructuredTool, "invoke", _wrap_invoke),
+        (CrewStructuredTool, "ainvoke", _wrap_ainvoke),
+        (CacheHandler, "read", _wrap_read),
+    ]
+
+
+def _patch() -> None:
+    """Replace the dispatch methods (once; _installed_lock is held)."""
+    if _patched:
         return
-    from crewai.hooks import register_after_tool_call_hook
-
-    with _installed_lock:
-        if not inst.after_registered and _installed is inst:
-            register_after_tool_call_hook(inst.after)
-            inst.after_registered = True
-
-
-def _bind_run(tool: Any, args: dict[str, Any]) -> Callable[[], Any]:
-    run = tool.run
-    return lambda: run(**args)
+    for cls, attr, wrap in _patch_targets():
+        orig = cls.__dict__.get(attr)
+        if orig is None or getattr(orig, "_crewcore_wrapper", False):  # pragma: no cover - another CrewAI layout
+            continue
+        setattr(cls, attr, wrap(orig))
+        _patched.append((cls, attr, orig))
 
 
-def _bind_invoke(tool: Any, args: dict[str, Any]) -> Callable[[], Any]:
-    inv = tool.invoke
-    return lambda: inv(args)
+def _unpatch() -> None:
+    while _patched:
+        cls, attr, orig = _patched.pop()
+        setattr(cls, attr, orig)
 
 
 _installed_lock = threading.Lock()
@@ -1312,24 +1506,16 @@ _installed: _Installed | None = None
 def install_tools(policy: ToolPolicy | None) -> None:
     """Apply ``policy`` to every tool call (None removes it). Used by ``crewcore.install``."""
     global _installed
-    from crewai.hooks import (
-        register_before_tool_call_hook,
-        unregister_after_tool_call_hook,
-        unregister_before_tool_call_hook,
-    )
 
     if policy is not None and not isinstance(policy, ToolPolicy):
         raise ToolPolicyError(f"install(tools=...) takes a crewcore.ToolPolicy, got {type(policy).__name__}")
     new = _Installed(policy) if policy is not None else None  # validates in Go before anything changes
     with _installed_lock:
-        old = _installed
-        if old is not None:
-            unregister_before_tool_call_hook(old.before)
-            if old.after_registered:
-                unregister_after_tool_call_hook(old.after)
         _installed = new
         if new is not None:
-            register_before_tool_call_hook(new.before)
+            _patch()
+        else:
+            _unpatch()
 
 
 def installed_policy() -> ToolPolicy | None:
