@@ -115,6 +115,59 @@ func readPolicy(r *reader) (tools.Policy, error) {
 	return p, nil
 }
 
+// readToolCall decodes the positional call arguments of tool_begin (and of
+// crewcore_tool_begin): tool, args, task, run, depth, flags (optional).
+func readToolCall(r *reader) (tools.Call, error) {
+	c := tools.Call{Tool: r.str("tool"), Args: r.rawValue("args")}
+	c.Task = r.str("task")
+	c.Run = r.str("run")
+	c.Depth = int(r.int("depth"))
+	if len(r.b) > 0 {
+		c.CountOnly = r.int("flags")&toolCountOnly != 0
+	}
+	return c, r.err
+}
+
+// toolDecision encodes a decision as the tool_begin response:
+//
+//	[0, start, deadline, key|nil]                 allowed
+//	[1, start, deadline, cached]                  served from the cache
+//	[2, start, deadline, limit, max, count, retry_after_ms, message, hint]  refused
+func toolDecision(d tools.Decision) []byte {
+	var b []byte
+	switch d.Verdict {
+	case tools.Allow:
+		b = msgp.AppendArrayHeader(make([]byte, 0, 24+len(d.Key)), 4)
+		b = msgp.AppendInt(b, 0)
+		b = msgp.AppendInt64(b, d.Start)
+		b = msgp.AppendInt64(b, d.Deadline)
+		if d.Key == "" {
+			b = msgp.AppendNil(b)
+		} else {
+			b = msgp.AppendBytes(b, []byte(d.Key))
+		}
+	case tools.Cached:
+		b = msgp.AppendArrayHeader(make([]byte, 0, 24+len(d.Cached)), 4)
+		b = msgp.AppendInt(b, 1)
+		b = msgp.AppendInt64(b, d.Start)
+		b = msgp.AppendInt64(b, d.Deadline)
+		b = msgp.AppendBytes(b, d.Cached)
+	default:
+		f := d.Refusal
+		b = msgp.AppendArrayHeader(nil, 9)
+		b = msgp.AppendInt(b, 2)
+		b = msgp.AppendInt64(b, d.Start)
+		b = msgp.AppendInt64(b, d.Deadline)
+		b = msgp.AppendString(b, f.Limit)
+		b = msgp.AppendFloat64(b, f.Max)
+		b = msgp.AppendFloat64(b, f.Count)
+		b = msgp.AppendFloat64(b, float64(f.RetryAfter)/float64(time.Millisecond))
+		b = msgp.AppendString(b, f.Message)
+		b = msgp.AppendString(b, f.Hint)
+	}
+	return b
+}
+
 func init() {
 	registerKind(tools.ErrInvalidPolicy, "tool_policy")
 	registerKind(tools.ErrInvalidArgs, "tool_args")
@@ -156,52 +209,15 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		c := tools.Call{Tool: r.str("tool"), Args: r.rawValue("args")}
-		c.Task = r.str("task")
-		c.Run = r.str("run")
-		c.Depth = int(r.int("depth"))
-		if len(r.b) > 0 {
-			c.CountOnly = r.int("flags")&toolCountOnly != 0
-		}
-		if r.err != nil {
-			return nil, r.err
+		c, err := readToolCall(r)
+		if err != nil {
+			return nil, err
 		}
 		d, err := e.Begin(c)
 		if err != nil {
 			return nil, err
 		}
-		var b []byte
-		switch d.Verdict {
-		case tools.Allow:
-			b = msgp.AppendArrayHeader(make([]byte, 0, 24+len(d.Key)), 4)
-			b = msgp.AppendInt(b, 0)
-			b = msgp.AppendInt64(b, d.Start)
-			b = msgp.AppendInt64(b, d.Deadline)
-			if d.Key == "" {
-				b = msgp.AppendNil(b)
-			} else {
-				b = msgp.AppendBytes(b, []byte(d.Key))
-			}
-		case tools.Cached:
-			b = msgp.AppendArrayHeader(make([]byte, 0, 24+len(d.Cached)), 4)
-			b = msgp.AppendInt(b, 1)
-			b = msgp.AppendInt64(b, d.Start)
-			b = msgp.AppendInt64(b, d.Deadline)
-			b = msgp.AppendBytes(b, d.Cached)
-		default:
-			f := d.Refusal
-			b = msgp.AppendArrayHeader(nil, 9)
-			b = msgp.AppendInt(b, 2)
-			b = msgp.AppendInt64(b, d.Start)
-			b = msgp.AppendInt64(b, d.Deadline)
-			b = msgp.AppendString(b, f.Limit)
-			b = msgp.AppendFloat64(b, f.Max)
-			b = msgp.AppendFloat64(b, f.Count)
-			b = msgp.AppendFloat64(b, float64(f.RetryAfter)/float64(time.Millisecond))
-			b = msgp.AppendString(b, f.Message)
-			b = msgp.AppendString(b, f.Hint)
-		}
-		return b, nil
+		return toolDecision(d), nil
 	})
 	// [tool_end, h, start, outcome(0 ok,1 failed,2 timeout), key|nil, result|nil] -> [elapsed_ns, stored]
 	registerOp("tool_end", func(_ context.Context, h int64, r *reader) ([]byte, error) {

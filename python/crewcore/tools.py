@@ -227,6 +227,15 @@ def _gil_lib() -> Any:
         lib.crewcore_call.restype = ctypes.c_int32
         lib.crewcore_free.argtypes = [ctypes.c_void_p]
         lib.crewcore_free.restype = None
+        # int64 crewcore_tool_begin(h, req, len, &resp, &resp_len): see cabi/tools_fast.go
+        lib.crewcore_tool_begin.argtypes = [
+            ctypes.c_int64,
+            ctypes.c_char_p,
+            ctypes.c_int64,
+            ctypes.POINTER(ctypes.c_void_p),
+            ctypes.POINTER(ctypes.c_int64),
+        ]
+        lib.crewcore_tool_begin.restype = ctypes.c_int64
         _gil_lib_handle = lib
     return _gil_lib_handle
 
@@ -249,9 +258,10 @@ class _Engine:
 
         self._packb = msgpack.packb
         self._unpackb = msgpack.unpackb
-        self._prefixes: dict[str, bytes] = {}
-        self._timeout = policy.timeout or None
-        self._cache = bool(policy.cache_ttl)
+        self._begin_fn = self._lib.crewcore_tool_begin
+        # the engine's deadline is start + the policy timeout (tools.Engine.Begin)
+        # (the same float arithmetic as cabi's ms(): timeout_ms * 1e6, truncated)
+        self._timeout_ns = int((policy.timeout or 0) * 1000.0 * 1e6)
         self._buf = threading.local()
 
     def close(self) -> None:
@@ -269,41 +279,57 @@ class _Engine:
             pass
 
     def begin(self, tool: str, args: Any, task: str, run: str, depth: int, flags: int = 0) -> list[Any]:
-        """One bridge call: the engine's verdict for a call (see cabi/tools.go)."""
+        """One bridge call: the engine's verdict for a call (see cabi/tools_fast.go).
+
+        An allowed call without a cache key (the common case) comes back as
+        the start time alone: no response buffer, no MessagePack decoding.
+        """
         if self._native._forked:
             return self._twin().begin(tool, args, task, run, depth, flags)
-        prefix = self._prefixes.get(tool)
-        if prefix is None:
-            # [op, handle, tool, args, task, run, depth, flags]: an 8-element fixarray
-            prefix = b"\x98" + self._packb("tool_begin") + self._packb(self.h) + self._packb(tool)
-            if len(self._prefixes) < 4096:
-                self._prefixes[tool] = prefix
         try:
-            tail = self._packb((args, task, run, depth, flags), use_bin_type=True)
+            req = self._packb((tool, args, task, run, depth, flags), use_bin_type=True)
         except (TypeError, ValueError, OverflowError) as e:
             raise ToolArgumentsError(_args_problem(tool, args, e)) from None
-        req = prefix + tail[1:]
-        return self._call(req)
+        st = self._buf.__dict__
+        refs = st.get("refs")
+        if refs is None:
+            refs = self._refs(st)
+        r = self._begin_fn(self.h, req, len(req), refs[0], refs[1])
+        if r >= 0:
+            return [0, r, r + self._timeout_ns if self._timeout_ns else 0, None]
+        resp = self._take(st)
+        if r == -2:
+            raise self._native._error(resp)
+        return resp
 
-    def _call(self, req: bytes) -> Any:
+    def _refs(self, st: dict[str, Any]) -> tuple[Any, Any]:
         import ctypes
 
-        lib = self._lib
-        st = self._buf.__dict__
-        out = st.get("out")
-        if out is None:
-            out = st["out"] = ctypes.c_void_p()
-            st["n"] = ctypes.c_int64()
-            st["refs"] = (ctypes.byref(out), ctypes.byref(st["n"]))
-        ro, rn = st["refs"]
-        status = lib.crewcore_call(req, len(req), ro, rn)
-        p = out.value
+        out = st["out"] = ctypes.c_void_p()
+        n = st["n"] = ctypes.c_int64()
+        refs = st["refs"] = (ctypes.byref(out), ctypes.byref(n))
+        return refs
+
+    def _take(self, st: dict[str, Any]) -> Any:
+        """Decode and free the response the last call left in this thread's buffer."""
+        import ctypes
+
+        p = st["out"].value
+        if not p:
+            return None
         try:
-            raw = ctypes.string_at(p, st["n"].value) if p else b""
+            raw = ctypes.string_at(p, st["n"].value)
         finally:
-            if p:
-                lib.crewcore_free(p)
-        resp = self._unpackb(raw, raw=False) if raw else None
+            self._lib.crewcore_free(p)
+        return self._unpackb(raw, raw=False)
+
+    def _call(self, req: bytes) -> Any:
+        st = self._buf.__dict__
+        refs = st.get("refs")
+        if refs is None:
+            refs = self._refs(st)
+        status = self._lib.crewcore_call(req, len(req), refs[0], refs[1])
+        resp = self._take(st)
         if status != 0:
             raise self._native._error(resp)
         return resp

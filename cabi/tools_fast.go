@@ -1,0 +1,71 @@
+package main
+
+// Fast entry points of the tool executor: plain C calls without the
+// [op, handle, ...] envelope, for the call made on every tool call.
+
+/*
+#include <stdint.h>
+*/
+import "C"
+
+import (
+	"fmt"
+	"runtime/debug"
+	"unsafe"
+
+	"github.com/crewcore/crewcore/tools"
+	"github.com/tinylib/msgp/msgp"
+)
+
+// crewcore_tool_begin is tool_begin without the envelope: req is the
+// MessagePack array [tool, args, task, run, depth, flags] for the policy
+// engine with handle h. It returns the engine's clock reading at the start
+// (>= 0) when the call is allowed and no cache key is needed (the common
+// case: no response buffer at all); -1 when *resp holds the full tool_begin
+// response (cached, refused, or allowed with a cache key); -2 when *resp
+// holds an error map. Responses are freed with crewcore_free.
+//
+//export crewcore_tool_begin
+func crewcore_tool_begin(h C.int64_t, req *C.uint8_t, reqLen C.int64_t, resp **C.uint8_t, respLen *C.int64_t) (out C.int64_t) {
+	var b []byte
+	defer func() {
+		if p := recover(); p != nil {
+			b = encodeError(&bridgeError{kind: "engine", msg: fmt.Sprintf("crewcore engine panic: %v\n%s", p, debug.Stack())})
+			out = -2
+		}
+		if out < 0 {
+			writeOut(b, resp, respLen)
+		}
+	}()
+	e, err := toolEngine(int64(h))
+	if err != nil {
+		b = encodeError(err)
+		return -2
+	}
+	if req == nil || reqLen <= 0 {
+		b = encodeError(badRequest("crewcore_tool_begin: empty request"))
+		return -2
+	}
+	r := &reader{b: unsafe.Slice((*byte)(unsafe.Pointer(req)), int(reqLen))}
+	n, rest, err := msgp.ReadArrayHeaderBytes(r.b)
+	if err != nil || n < 5 || n > 6 {
+		b = encodeError(badRequest("crewcore_tool_begin: want [tool, args, task, run, depth, flags?], got %d elements (%v)", n, err))
+		return -2
+	}
+	r.b = rest
+	c, err := readToolCall(r)
+	if err != nil {
+		b = encodeError(err)
+		return -2
+	}
+	d, err := e.Begin(c)
+	if err != nil {
+		b = encodeError(err)
+		return -2
+	}
+	if d.Verdict == tools.Allow && d.Key == "" {
+		return C.int64_t(d.Start)
+	}
+	b = toolDecision(d)
+	return -1
+}
