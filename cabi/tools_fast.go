@@ -21,12 +21,16 @@ import (
 // MessagePack array [tool, args, task, run, depth, flags] for the policy
 // engine with handle h. It returns the engine's clock reading at the start
 // (>= 0) when the call is allowed and no cache key is needed (the common
-// case: no response buffer at all); -1 when *resp holds the full tool_begin
-// response (cached, refused, or allowed with a cache key); -2 when *resp
-// holds an error map. Responses are freed with crewcore_free.
+// case: no response at all). Otherwise the response goes into buf when it
+// fits in bufCap bytes (*resp is then NULL), else into C memory at *resp
+// (freed with crewcore_free); *respLen is its length, and the return value
+// says what it is: -1 the full tool_begin response (refused, or allowed with
+// a cache key), -2 an error map, -3 the cached result itself (the value the
+// cache holds, without the tool_begin envelope).
 //
 //export crewcore_tool_begin
-func crewcore_tool_begin(h C.int64_t, req *C.uint8_t, reqLen C.int64_t, resp **C.uint8_t, respLen *C.int64_t) (out C.int64_t) {
+func crewcore_tool_begin(h C.int64_t, req *C.uint8_t, reqLen C.int64_t, buf *C.uint8_t, bufCap C.int64_t,
+	resp **C.uint8_t, respLen *C.int64_t) (out C.int64_t) {
 	var b []byte
 	defer func() {
 		if p := recover(); p != nil {
@@ -34,6 +38,12 @@ func crewcore_tool_begin(h C.int64_t, req *C.uint8_t, reqLen C.int64_t, resp **C
 			out = -2
 		}
 		if out < 0 {
+			if buf != nil && len(b) > 0 && int64(len(b)) <= int64(bufCap) && resp != nil && respLen != nil {
+				copy(unsafe.Slice((*byte)(unsafe.Pointer(buf)), len(b)), b)
+				*resp = nil
+				*respLen = C.int64_t(len(b))
+				return
+			}
 			writeOut(b, resp, respLen)
 		}
 	}()
@@ -65,6 +75,10 @@ func crewcore_tool_begin(h C.int64_t, req *C.uint8_t, reqLen C.int64_t, resp **C
 	}
 	if d.Verdict == tools.Allow && d.Key == "" {
 		return C.int64_t(d.Start)
+	}
+	if d.Verdict == tools.Cached && !c.CountOnly {
+		b = d.Cached
+		return -3
 	}
 	b = toolDecision(d)
 	return -1

@@ -348,6 +348,19 @@ def test_guard_cache_and_equivalent_arguments(tool_engine: str) -> None:
     assert st["cached"] == 1 and st["cache_entries"] == 2
     assert st["engine"] == tool_engine
 
+    # a cached result larger than the bridge's per-thread response buffer (16 KiB)
+    big_calls: list[int] = []
+
+    def big(n: int) -> str:
+        """A long text."""
+        big_calls.append(n)
+        return "z" * n
+
+    gb = guard(big, cache_ttl=60, loop_threshold=None)
+    assert gb.run(n=40_000) == "z" * 40_000 and gb.run(n=40_000) == "z" * 40_000
+    assert gb.run(n=10) == "z" * 10 and gb.run(n=10) == "z" * 10
+    assert big_calls == [40_000, 10]
+
 
 CALLS = [
     # (tool, args, task, run, depth)

@@ -199,6 +199,9 @@ class ToolPolicy:
 
 
 _gil_lib_handle: Any = None
+#: bytes of the per-thread buffer tool_begin responses are written into
+#: (larger ones come in C memory that is freed after copying)
+_BUF_CAP = 16384
 
 
 def _gil_lib() -> Any:
@@ -227,10 +230,12 @@ def _gil_lib() -> Any:
         lib.crewcore_call.restype = ctypes.c_int32
         lib.crewcore_free.argtypes = [ctypes.c_void_p]
         lib.crewcore_free.restype = None
-        # int64 crewcore_tool_begin(h, req, len, &resp, &resp_len): see cabi/tools_fast.go
+        # int64 crewcore_tool_begin(h, req, len, buf, cap, &resp, &resp_len): see cabi/tools_fast.go
         lib.crewcore_tool_begin.argtypes = [
             ctypes.c_int64,
             ctypes.c_char_p,
+            ctypes.c_int64,
+            ctypes.c_void_p,
             ctypes.c_int64,
             ctypes.POINTER(ctypes.c_void_p),
             ctypes.POINTER(ctypes.c_int64),
@@ -294,24 +299,43 @@ class _Engine:
         refs = st.get("refs")
         if refs is None:
             refs = self._refs(st)
-        r = self._begin_fn(self.h, req, len(req), refs[0], refs[1])
+        r = self._begin_fn(self.h, req, len(req), refs[2], _BUF_CAP, refs[0], refs[1])
         if r >= 0:
             return [0, r, r + self._timeout_ns if self._timeout_ns else 0, None]
-        resp = self._take(st)
+        if r == -3:  # the cached value itself, still encoded (the executor decodes it)
+            return [1, 0, 0, self._raw(st)]
+        raw = self._raw(st)
+        resp = self._unpackb(raw, raw=False) if raw else None
         if r == -2:
             raise self._native._error(resp)
         return resp
 
-    def _refs(self, st: dict[str, Any]) -> tuple[Any, Any]:
+    def _refs(self, st: dict[str, Any]) -> tuple[Any, Any, int]:
         import ctypes
 
         out = st["out"] = ctypes.c_void_p()
         n = st["n"] = ctypes.c_int64()
-        refs = st["refs"] = (ctypes.byref(out), ctypes.byref(n))
+        buf = st["buf"] = ctypes.create_string_buffer(_BUF_CAP)
+        st["view"] = memoryview(buf).cast("B")
+        refs = st["refs"] = (ctypes.byref(out), ctypes.byref(n), ctypes.addressof(buf))
         return refs
 
+    def _raw(self, st: dict[str, Any]) -> Any:
+        """The response the last call left: in this thread's buffer (a view
+        valid until the thread's next call) or in C memory (copied, freed)."""
+        import ctypes
+
+        n = st["n"].value
+        p = st["out"].value
+        if not p:
+            return st["view"][:n]
+        try:
+            return ctypes.string_at(p, n)
+        finally:
+            self._lib.crewcore_free(p)
+
     def _take(self, st: dict[str, Any]) -> Any:
-        """Decode and free the response the last call left in this thread's buffer."""
+        """Decode and free the response the last crewcore_call left in C memory."""
         import ctypes
 
         p = st["out"].value
