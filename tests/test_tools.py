@@ -44,6 +44,27 @@ SCRIPT = [
      "tool_calls": [{"name": "lookup_cached", "arguments": {"query": "c"}}]},
     {"match": "lookup_cached", "in": "last", "times": 3,
      "tool_calls": [{"name": "lookup_cached", "arguments": {"query": "c"}}]},
+    # The ReAct (text) path: a model without native function calling (CrewAI
+    # treats any model name containing "o1" so) writes Action / Action Input;
+    # CrewAI puts the observation in the assistant message, then asks the model
+    # to analyze it (a user message), so the chain matches the first observation.
+    {"match": "REACTTASK", "in": "last_user", "times": 1,
+     "reply": "Thought: I should look it up.\nAction: lookup_react\nAction Input: {\"query\": \"q0\"}"},
+    {"match": "Observation: lookup_react: result for q0", "times": 1,
+     "reply": "Thought: I need more.\nAction: lookup_react\nAction Input: {\"query\": \"q1\"}"},
+    {"match": "Observation: lookup_react: result for q0", "times": 1,
+     "reply": "Thought: I need more.\nAction: lookup_react\nAction Input: {\"query\": \"q2\"}"},
+    {"match": "Observation: lookup_react: result for q0", "times": 1,
+     "reply": "Thought: I need more.\nAction: lookup_react\nAction Input: {\"query\": \"q3\"}"},
+    {"match": "Observation: lookup_react: result for q0", "times": 1,
+     "reply": "Thought: I need more.\nAction: lookup_react\nAction Input: {\"query\": \"q4\"}"},
+    {"match": "Observation: lookup_react: result for q0", "times": 1,
+     "reply": "Thought: I need more.\nAction: lookup_react\nAction Input: {\"query\": \"q5\"}"},
+    {"match": "Observation: lookup_react: result for q0", "times": 1,
+     "reply": "Thought: I now know the final answer\nFinal Answer: done"},
+    {"match": "ASYNCTASK", "in": "last_user", "times": 1,
+     "tool_calls": [{"name": "lookup_async", "arguments": {"query": "a"}},
+                    {"name": "hang_async", "arguments": {"query": "h"}}]},
     {"match": "TASKWITHCREWCACHE", "in": "last_user", "times": 1,
      "tool_calls": [{"name": "lookup_crewcached", "arguments": {"query": "c"}}]},
     {"match": "lookup_crewcached", "in": "last", "times": 3,
@@ -551,6 +572,162 @@ def test_hanging_tool_in_a_crew_run_times_out_and_the_run_continues(server: str,
     # (the tight timeout + 100 ms bound is checked over several calls in the guard test)
     assert d["deadline_ms"] <= d["elapsed_ms"] < d["deadline_ms"] + 1000, d
     assert out.raw and took < 60
+
+
+def test_max_calls_per_task_on_the_react_text_path(server: str, no_policy: None) -> None:
+    """The policy applies on CrewAI's ReAct path too (CrewStructuredTool.invoke):
+    the model writes Action / Action Input text instead of native tool calls."""
+    from crewai.tools.structured_tool import CrewStructuredTool
+
+    calls: list[dict[str, Any]] = []
+    invoked: list[str] = []
+    orig = CrewStructuredTool.invoke
+    crewcore.install(tools=ToolPolicy(max_calls_per_task=3, loop_threshold=None, timeout=10))
+    wrapped = CrewStructuredTool.invoke
+    try:
+        def spy(self: Any, input: Any, config: Any = None, **kw: Any) -> Any:  # noqa: A002
+            invoked.append(self.name)  # proves the text path ran (native calls go to BaseTool.run)
+            return wrapped(self, input, config, **kw)
+
+        CrewStructuredTool.invoke = spy  # type: ignore[method-assign]
+        out = run_crew(server, "REACTTASK", counting_tool("lookup_react", calls), cache=False, model="o1-mini")
+        st = tool_stats()
+    finally:
+        CrewStructuredTool.invoke = wrapped  # type: ignore[method-assign]
+        crewcore.uninstall()
+    assert CrewStructuredTool.invoke is orig
+    assert invoked and set(invoked) == {"lookup_react"}, invoked
+    assert [c["query"] for c in calls] == ["q0", "q1", "q2"], calls
+    assert st["refused_by"].get("max_calls_per_task", 0) >= 1, st
+    fs = [f for f in failures(out) if f.failure.code == "crewcore.max_calls_per_task"]
+    assert fs and "final answer" in fs[0].failure.details["hint"], failures(out)
+    assert out.raw
+
+
+def test_async_tools_in_a_crew_run(server: str, no_policy: None) -> None:
+    """Tools whose implementation is a coroutine (an async @tool function, a
+    BaseTool whose _run is async def) run on crewcore's worker thread under the
+    policy (CrewAI's own run() drives the coroutine with asyncio.run there):
+    results come back, a hanging one times out and the run goes on."""
+    import asyncio
+
+    from crewai.tools import BaseTool, tool
+    from pydantic import BaseModel
+
+    ran: list[str] = []
+    release = threading.Event()
+
+    @tool("lookup_async")
+    async def lookup_async(query: str) -> str:
+        """Look something up, asynchronously."""
+        await asyncio.sleep(0.01)
+        ran.append(query)
+        return f"async result for {query}"
+
+    class Q(BaseModel):
+        query: str
+
+    class HangAsync(BaseTool):
+        name: str = "hang_async"
+        description: str = "Never returns (async)."
+        args_schema: type[BaseModel] = Q
+
+        async def _run(self, query: str) -> str:  # type: ignore[override]
+            while not release.is_set():  # (released at the end: the abandoned worker comes back)
+                await asyncio.sleep(0.01)
+            return "late"
+
+    from crewai import LLM, Agent, Crew, Task
+
+    crewcore.install(tools=ToolPolicy(timeout=0.5))
+    try:
+        llm = LLM(model="gpt-4o-mini", base_url=server, api_key="sk-mockllm")
+        agent = Agent(role="Researcher", goal="Research", backstory="You research.", llm=llm,
+                      tools=[lookup_async, HangAsync()], verbose=False, max_iter=5)
+        task = Task(description="ASYNCTASK: look it up.", expected_output="One line.", agent=agent)
+        t0 = time.monotonic()
+        out = Crew(agents=[agent], tasks=[task], verbose=False).kickoff()
+        took = time.monotonic() - t0
+        st = tool_stats()
+    finally:
+        release.set()
+        crewcore.uninstall()
+    assert ran == ["a"]
+    codes = [f.failure.code for f in failures(out)]
+    assert codes == ["crewcore.timeout"], codes
+    assert st["allowed"] == 2 and st["timeouts"] == 1, st
+    assert out.raw and took < 60
+
+
+def test_async_dispatch_is_governed_and_cancelled_at_the_deadline(no_policy: None) -> None:
+    """await tool.arun(...) / structured.ainvoke(...) inside a CrewAI execution:
+    the policy applies, and a coroutine past its deadline is cancelled (no
+    thread is left running)."""
+    import asyncio
+
+    from crewai.context import reset_current_task_id, set_current_task_id
+    from crewai.tools import BaseTool
+    from crewai.tools.structured_tool import CrewStructuredTool
+    from pydantic import BaseModel
+
+    class Q(BaseModel):
+        query: str
+
+    events: list[str] = []
+
+    class AsyncOnly(BaseTool):
+        name: str = "async_only"
+        description: str = "Has only an async implementation."
+        args_schema: type[BaseModel] = Q
+
+        def _run(self, query: str) -> str:
+            raise NotImplementedError("async only")
+
+        async def _arun(self, query: str) -> str:
+            if query == "hang":
+                try:
+                    await asyncio.sleep(600)
+                finally:
+                    events.append("cancelled")
+            events.append(query)
+            return f"async {query}"
+
+    async def afunc(query: str) -> str:
+        return f"afunc {query}"
+
+    def sfunc(query: str) -> str:
+        return f"sfunc {query}"
+
+    t = AsyncOnly()
+    st_async = CrewStructuredTool.from_function(afunc, name="afunc", description="async function")
+    st_sync = CrewStructuredTool.from_function(sfunc, name="sfunc", description="sync function")
+
+    async def main() -> list[Any]:
+        return [
+            await t.arun(query="a"),
+            await t.arun(query="hang"),
+            await st_async.ainvoke({"query": "x"}),
+            await st_sync.ainvoke({"query": "y"}),
+            await t.arun(query="b"),  # the 5th call of the task: over the budget
+        ]
+
+    abandoned = crewcore.tools._runner.abandoned
+    crewcore.install(tools=ToolPolicy(timeout=0.3, max_calls_per_task=4, loop_threshold=None))
+    tok = set_current_task_id("async-task")
+    try:
+        res = asyncio.run(main())
+        st = tool_stats()
+    finally:
+        reset_current_task_id(tok)
+        crewcore.uninstall()
+    assert res[0] == "async a" and res[2] == "afunc x" and res[3] == "sfunc y", res
+    assert res[1].code == "crewcore.timeout" and res[1].details["cancelled"] is True, res[1]
+    assert "coroutine was cancelled" in res[1].message
+    assert res[4].code == "crewcore.max_calls_per_task", res[4]
+    assert events == ["a", "cancelled"], events
+    assert st["timeouts"] == 1 and st["abandoned_threads"] == abandoned, st
+    # outside any CrewAI execution, arun is CrewAI's own
+    assert asyncio.run(t.arun(query="c")) == "async c"
 
 
 @pytest.mark.parametrize("crew_cache", [False, True], ids=["crewcore_cache", "crewai_cache"])
