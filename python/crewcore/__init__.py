@@ -46,7 +46,7 @@ from crewcore.scheduler import (
     kickoff_many,
     start_many,
 )
-from crewcore.errors import RunFailedError, SchedulerClosedError
+from crewcore.errors import RunFailedError, SchedulerClosedError, WorkerProcessError
 
 __version__ = "0.1.0"
 
@@ -73,6 +73,7 @@ __all__ = [
     "RunFailure",
     "RunSummary",
     "SchedulerClosedError",
+    "WorkerProcessError",
     "akickoff_many",
     "astart_many",
     "kickoff_many",

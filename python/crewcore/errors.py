@@ -92,6 +92,12 @@ class SchedulerClosedError(CrewcoreError):
     """A call on a run scheduler (kickoff_many batch) that was closed."""
 
 
+class WorkerProcessError(CrewcoreError):
+    """``kickoff_many(..., processes=N)``: a worker process died (killed,
+    crashed) while it held a run, or a run's result or exception could not
+    be sent from the worker process to the parent."""
+
+
 class RunFailedError(CrewcoreError):
     """``kickoff_many(..., on_error="raise")``: a run failed, so the rest was
     cancelled. ``.failure`` is the first RunFailure, ``.results`` every result."""
@@ -122,6 +128,7 @@ __all__ = [
     "RecordNotFoundError",
     "RunFailedError",
     "SchedulerClosedError",
+    "WorkerProcessError",
     "StoreAccessError",
     "StoreClosedError",
     "StoreCorruptError",

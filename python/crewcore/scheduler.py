@@ -402,7 +402,7 @@ def _engine(total: int, concurrency: int, timeout: float, deadline: float, adapt
 class _Run:
     """One running input."""
 
-    __slots__ = ("batch", "index", "thread_id", "crew_id", "task", "told", "tool_threads")
+    __slots__ = ("batch", "index", "thread_id", "crew_id", "task", "told", "tool_threads", "remote")
 
     def __init__(self, batch: "_Batch", index: int) -> None:
         self.batch = batch
@@ -414,6 +414,8 @@ class _Run:
         # Threads running one of this run's tools right now (CrewAI runs
         # tools on executor threads), from the pre/post tool hooks.
         self.tool_threads: set[int] = set()
+        # Set when the run executes in a worker process (processes > 1).
+        self.remote = False
 
 
 _tls = threading.local()
@@ -542,6 +544,16 @@ def _raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> bool:
 
 # --------------------------------------------------------------------------
 # the batch: shared by the thread and asyncio front ends
+
+
+def _check_processes(processes: Any) -> int:
+    if processes == "auto":
+        return max(1, os.cpu_count() or 1)
+    if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
+        raise InvalidArgumentError(f"processes must be an integer >= 1 or 'auto', got {processes!r}")
+    if processes > 1 and not hasattr(os, "fork"):
+        raise InvalidArgumentError("processes > 1 needs os.fork(), which this platform does not have")
+    return processes
 
 
 def _check_args(
@@ -728,12 +740,18 @@ class ManyHandle:
     whether every input is final.
     """
 
-    def __init__(self, batch: _Batch, workers: int) -> None:
+    def __init__(self, batch: _Batch, workers: int, processes: int = 1) -> None:
         self._b = batch
         self._threads: list[threading.Thread] = []
         self._tlock = threading.Lock()
         self._results: ManyResults | None = None
         self._finish_lock = threading.Lock()
+        self._procs: Any = None
+        if processes > 1:
+            from crewcore._procs import Pool
+
+            # Fork before this batch starts any thread of its own.
+            self._procs = Pool(batch, processes)
         for _ in range(workers):
             self._spawn_worker()
         self._watchdog = threading.Thread(target=self._watch, name="crewcore-sched-watchdog", daemon=True)
@@ -764,6 +782,9 @@ class ManyHandle:
             self._run(idx)
 
     def _run(self, idx: int) -> None:
+        if self._procs is not None:
+            self._run_remote(idx)
+            return
         b = self._b
         r = b.begin(idx)
         r.thread_id = threading.get_ident()
@@ -786,6 +807,22 @@ class ManyHandle:
             _tls.run = None
         b.end(r, outcome, value, None if outcome in ("cancelled", "timed_out") else exc)
 
+    def _run_remote(self, idx: int) -> None:
+        """Run input idx in a worker process and wait for its result."""
+        b = self._b
+        r = b.begin(idx)
+        r.remote = True
+        p = self._procs.submit(idx)
+        p.event.wait()
+        if p.abandoned:  # the watchdog recorded it
+            return
+        if p.ok:
+            b.end(r, "done", p.value, None)
+            return
+        exc = p.value
+        outcome = b.classify(r, exc)
+        b.end(r, outcome, None, None if outcome in ("cancelled", "timed_out") else exc)
+
     # -- watchdog: runs that must stop but do not ------------------------
     def _watch(self) -> None:
         b = self._b
@@ -802,6 +839,8 @@ class ManyHandle:
                     r = b.running.get(idx)
                 if r is not None and not r.told:
                     r.told = reason
+                if r is not None and r.remote:
+                    self._procs.tell(idx, reason)
             for idx, (since, reason, stage) in list(pending.items()):
                 with b.lock:
                     r = b.running.get(idx)
@@ -810,7 +849,11 @@ class ManyHandle:
                     continue
                 if now - since < b.stop_grace:
                     continue
-                if stage == 0 and r.thread_id is not None:
+                if stage == 0 and r.remote:
+                    # 3. in its worker process: interrupt Python code that reaches no hook
+                    self._procs.tell(idx, reason, interrupt=True)
+                    pending[idx] = (now, reason, 1)
+                elif stage == 0 and r.thread_id is not None:
                     # 3. interrupt Python code that reaches no hook
                     _interrupt(r, reason)
                     pending[idx] = (now, reason, 1)
@@ -829,7 +872,12 @@ class ManyHandle:
                         b.results[idx] = RunFailure(
                             idx, kind_, type(e).__name__, f"{e} (its thread did not stop and was abandoned)", el, True, e
                         )
-                        self._spawn_worker()
+                        if r.remote:
+                            # Its parent thread only waits: wake it. The
+                            # worker process ends with the batch.
+                            self._procs.abandon(idx)
+                        else:
+                            self._spawn_worker()
                     del pending[idx]
             if kind in ("finished", "closed") and not pending:
                 return
@@ -886,6 +934,8 @@ class ManyHandle:
             for t in list(self._threads):
                 t.join(timeout=2 * _POLL + 1)
             self._watchdog.join(timeout=2 * _POLL + 1)
+            if self._procs is not None:
+                self._procs.close()
             res = b.collect()
             b.close()
             if self._progress is not None:
@@ -908,6 +958,8 @@ class ManyHandle:
                 pass
             self._finish()
         except KeyboardInterrupt:
+            if self._procs is not None:
+                self._procs.close(grace=0.2)
             self._b.close()
             raise
 
@@ -941,6 +993,7 @@ def start_many(
     progress: bool = True,
     stop_grace: float = 1.0,
     adaptive: bool = True,
+    processes: int = 1,
     **kickoff_kwargs: Any,
 ) -> ManyHandle:
     """Start ``crew`` on every input on worker threads; return a handle at once.
@@ -948,11 +1001,12 @@ def start_many(
     Arguments as :func:`kickoff_many`.
     """
     inputs = _check_args(crew, inputs, concurrency, timeout, deadline, on_error, stop_grace)
+    processes = _check_processes(processes)
     batch = _Batch(
         crew, inputs, concurrency, timeout, deadline, on_error, progress, stop_grace, kickoff_kwargs, bool(adaptive)
     )
     try:
-        return ManyHandle(batch, min(concurrency, len(inputs)))
+        return ManyHandle(batch, min(concurrency, len(inputs)), min(processes, max(1, len(inputs))))
     except BaseException:
         batch.engine.cancel()
         batch.close()
@@ -969,6 +1023,7 @@ def kickoff_many(
     progress: bool = True,
     stop_grace: float = 1.0,
     adaptive: bool = True,
+    processes: int = 1,
     **kickoff_kwargs: Any,
 ) -> ManyResults:
     """Run ``crew`` once per input, ``concurrency`` at a time; results in input order.
@@ -992,13 +1047,22 @@ def kickoff_many(
     - ``progress``: a progress line on stderr when it is a terminal.
     - ``stop_grace``: seconds a run told to stop may take before its thread
       is interrupted, and again before it is abandoned.
+    - ``processes`` (default 1): with N > 1, runs execute in N worker
+      processes forked when the batch starts, each under its own GIL (every
+      CrewAI run costs tens of milliseconds of Python CPU, so one process
+      cannot use more than one core); ``"auto"`` is one per CPU. POSIX only.
+      Results, failures, deadlines and cancellation behave as with threads,
+      but callbacks and tools run in the workers: changes they make to
+      Python objects do not reach this process (files and stores do). See
+      crewcore/_procs.py.
     - other keyword arguments (e.g. ``input_files``) go to ``Crew.kickoff``.
 
     Ctrl-C cancels every pending and running run, waits for them to stop and
     re-raises KeyboardInterrupt (press it again to stop waiting).
     """
     handle = start_many(
-        crew, inputs, concurrency, timeout, deadline, on_error, progress, stop_grace, adaptive, **kickoff_kwargs
+        crew, inputs, concurrency, timeout, deadline, on_error, progress, stop_grace, adaptive, processes,
+        **kickoff_kwargs,
     )
     try:
         return handle.result()
