@@ -711,6 +711,9 @@ def test_async_dispatch_is_governed_and_cancelled_at_the_deadline(no_policy: Non
             await t.arun(query="b"),  # the 5th call of the task: over the budget
         ]
 
+    deadline = time.monotonic() + 10  # workers abandoned by earlier tests come back once released
+    while crewcore.tools._runner.abandoned and time.monotonic() < deadline:
+        time.sleep(0.01)
     abandoned = crewcore.tools._runner.abandoned
     crewcore.install(tools=ToolPolicy(timeout=0.3, max_calls_per_task=4, loop_threshold=None))
     tok = set_current_task_id("async-task")
