@@ -8,6 +8,9 @@
 //	void    crewcore_free(uint8_t *p);
 //	int64_t crewcore_count(int64_t handle, const char *scope_prefix, int64_t len);
 //
+// The tool executor adds crewcore_tool_begin, its per-call policy check
+// (tools_fast.go).
+//
 // crewcore_count is a fast path for the hottest scalar call (CrewAI asks
 // for counts on every recall): no request encoding, no response buffer. It
 // returns -1 on any error; the caller then repeats the call through

@@ -11,24 +11,22 @@ wraps one tool with its own policy.
 
 How it plugs into CrewAI (1.15, read from the installed wheel):
 
-* ``install(tools=...)`` registers a ``before_tool_call`` hook. CrewAI runs it
-  right before every tool call on all three execution paths (native function
-  calling in ``AgentExecutor`` and ``agent_utils``, and the ReAct path), and
-  then consults the agent's ``tools_handler.cache`` (a ``CacheHandler``) -- the
-  one seam that can stand in for an execution. The hook makes one bridge call
-  (``tool_begin``) in which the Go engine checks depth, argument size, loop
-  detection, per-task and per-run budgets, the result cache and the rate
-  limit; then it runs the tool itself under the deadline (on a worker thread,
-  or in a subprocess for ``isolate=True``) and hands the result (or a
-  structured :class:`~crewai.tools.tool_failure.ToolFailure`) to CrewAI
-  through a ``CacheHandler`` wrapper it puts on the agent's ``tools_handler``.
-  CrewAI then formats it, records failures on the task output and emits its
-  ``ToolUsageFinishedEvent`` as for any call. Where no handler can be set (no
-  agent in the hook context) a refused call is blocked by the hook and the
-  ``after_tool_call`` hook replaces CrewAI's "blocked" text with the
-  structured message; such a call runs without the deadline.
+* ``install(tools=...)`` replaces, while installed, the methods CrewAI runs
+  tools through on all its execution paths: ``BaseTool.run`` / ``Tool.run``
+  (native function calling), ``CrewStructuredTool.invoke`` (the ReAct text
+  path), ``arun`` / ``ainvoke`` (async), and ``CacheHandler.read`` (to count
+  the calls CrewAI's own cache answers). Each call inside a CrewAI execution
+  makes one C call (``crewcore_tool_begin``) in which the Go engine checks
+  depth, argument size, loop detection, per-task and per-run budgets, the
+  result cache and the rate limit; then CrewAI's own method runs under the
+  deadline (on a worker thread, or the tool in a subprocess for
+  ``isolate=True``), and the result (or a structured
+  :class:`~crewai.tools.tool_failure.ToolFailure`) is returned to CrewAI as
+  the tool's result: CrewAI formats it, records failures on the task output
+  and emits its events as for any call. No CrewAI hook is registered (each
+  one costs every tool call a HookDispatchedEvent).
 * ``guard(tool)`` returns a ``BaseTool`` whose ``_run`` goes through the same
-  executor with the tool's own policy; the installed hook leaves it alone.
+  executor with the tool's own policy; the installed policy leaves it alone.
 
 Go owns the policy state, the clock and the result cache; Python owns the
 threads and subprocesses that run Python code.
