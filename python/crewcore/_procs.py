@@ -124,8 +124,15 @@ class Pool:
         self.workers: list[_Worker] = []
         self._readers: list[threading.Thread] = []
         self._closed = False
-        for _ in range(processes):
-            self.workers.append(self._fork())
+        # Objects alive now are shared copy-on-write with the workers; moved
+        # out of the collector's reach while forking, the workers' collections
+        # do not touch (and so copy) them.
+        gc.freeze()
+        try:
+            for _ in range(processes):
+                self.workers.append(self._fork())
+        finally:
+            gc.unfreeze()  # the parent's collector as before
         for w in self.workers:
             t = threading.Thread(target=self._read, args=(w,), name=f"crewcore-proc-{w.pid}", daemon=True)
             t.start()
@@ -141,7 +148,7 @@ class Pool:
             # the worker resets what it inherits (see the module doc).
             warnings.simplefilter("ignore", DeprecationWarning)
             pid = os.fork()
-        if pid == 0:  # the worker: never returns
+        if pid == 0:  # the worker: never returns (its objects stay frozen)
             code = 0
             try:
                 parent_end.close()
@@ -345,10 +352,15 @@ def _reset_after_fork() -> None:
         pools = ()
     from concurrent.futures import ThreadPoolExecutor
 
-    # type(o), not isinstance: isinstance reads o.__class__, which on lazy
-    # proxies (openai's module proxies) imports whole packages.
+    # The parent froze its objects before fork (gc.freeze), and
+    # gc.get_objects() does not list frozen ones: thaw to look, then freeze
+    # again. type(o), not isinstance: isinstance reads o.__class__, which on
+    # lazy proxies (openai's module proxies) imports whole packages.
+    gc.unfreeze()
+    objects = gc.get_objects()
+    gc.freeze()
     kinds: dict[type, int] = {}
-    for o in gc.get_objects():
+    for o in objects:
         t = type(o)
         k = kinds.get(t)
         if k is None:
@@ -375,6 +387,7 @@ def _reset_after_fork() -> None:
                     o._optional_thread_lock = type(lk)()
         except Exception:  # noqa: BLE001 - another library layout: leave it
             pass
+    del objects
 
 
 class _Child:
