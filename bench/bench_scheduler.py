@@ -7,6 +7,7 @@ the same local server (`crewcore mockllm --latency 50ms`), through:
 * ``kickoff_for_each``        -- CrewAI, serial
 * ``kickoff_for_each_async``  -- CrewAI, ``asyncio.to_thread`` on the default executor
 * ``akickoff_for_each``       -- CrewAI, native async, unbounded
+* ``kickoff_for_each_async_installed`` -- the same after ``crewcore.install()`` (what install alone changes)
 * ``kickoff_many``            -- ``crewcore.kickoff_many(crew, inputs, concurrency=64)`` (adaptive limit, the default)
 * ``kickoff_many_fixed``      -- the same with ``adaptive=False`` (64 runs at once from the start)
 * ``kickoff_many_procs``      -- ``kickoff_many(..., processes="auto")``: runs in one forked worker
@@ -39,8 +40,11 @@ import time
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-VARIANTS = ["kickoff_for_each", "kickoff_for_each_async", "akickoff_for_each", "kickoff_many", "kickoff_many_fixed",
-            "kickoff_many_procs"]
+VARIANTS = ["kickoff_for_each", "kickoff_for_each_async", "akickoff_for_each", "kickoff_for_each_async_installed",
+            "kickoff_many", "kickoff_many_fixed", "kickoff_many_procs"]
+#: Variants run as a crewcore user runs them: ``crewcore.install()`` first
+#: (CrewAI's locks and kickoff task outputs through crewcore's storage).
+INSTALLED = {"kickoff_for_each_async_installed", "kickoff_many", "kickoff_many_fixed", "kickoff_many_procs"}
 #: Serial kickoff_for_each at 1,000 inputs would take ~3 minutes alone: it is
 #: measured on its first SERIAL_CAP inputs (its throughput does not depend on
 #: the input count) and reported as such.
@@ -102,6 +106,8 @@ def child(variant: str, n: int, url: str, concurrency: int) -> None:
         finally:
             os.write(tfd, f"{time.perf_counter() - t0:.6f}\n".encode())
 
+    if variant in INSTALLED:
+        crewcore.install()
     crew.copy().kickoff(inputs={"topic": "warm-up"})  # imports, pools, first-call costs
     Crew.kickoff, Crew.akickoff = kickoff, akickoff  # type: ignore[method-assign]
 
@@ -116,7 +122,7 @@ def child(variant: str, n: int, url: str, concurrency: int) -> None:
     try:
         if variant == "kickoff_for_each":
             results = crew.kickoff_for_each(inputs)
-        elif variant == "kickoff_for_each_async":
+        elif variant in ("kickoff_for_each_async", "kickoff_for_each_async_installed"):
             results = asyncio.run(crew.kickoff_for_each_async(inputs))  # type: ignore[assignment]
         elif variant == "akickoff_for_each":
             results = asyncio.run(crew.akickoff_for_each(inputs))  # type: ignore[assignment]
@@ -271,6 +277,8 @@ def table(L: list[str], by: dict[Any, dict[str, Any]], n: int) -> None:
         measured = f"{r['n']:,}" + (" (capped)" if r["n"] < n else "")
         fails = str(r["failures"]) + (f" ({r['error']})" if r["error"] else "")
         name = "`kickoff_many(adaptive=False)`" if v == "kickoff_many_fixed" else f"`{v}`"
+        if v == "kickoff_for_each_async_installed":
+            name = "`kickoff_for_each_async`, after `crewcore.install()`"
         if v == "kickoff_many_procs":
             name = f"`kickoff_many(processes=\"auto\")` ({r.get('processes', '?')} worker processes"
             name += f", limit ended at {r['limit']})" if r.get("limit") else ")"
@@ -293,10 +301,16 @@ def report(results: list[dict[str, Any]], m: dict[str, Any], latency: str, concu
     L.append("")
     L.append(f"Crew: one agent, two sequential tasks (2 LLM calls per run) against `crewcore mockllm --latency {latency}` "
              f"on 127.0.0.1. `kickoff_many` runs with `concurrency={concurrency}, timeout=120` (adaptive limit, the default; "
-             "the `adaptive=False` row keeps all 64 slots). Each variant runs in its "
+             "the `adaptive=False` row keeps all 64 slots). The crewcore rows run as a crewcore user runs them: "
+             "`crewcore.install()` first, which routes CrewAI's locks and kickoff task outputs through crewcore's "
+             "storage (CrewAI's own lock is a `portalocker` file lock whose waiters poll every 0.25 s, and every run "
+             "takes it per task); the `kickoff_for_each_async, after crewcore.install()` row shows what install "
+             "alone changes. Each variant runs in its "
              "own process after one uncounted warm-up kickoff; per-run latency is kickoff entry to return (the same "
-             "wrapper for every variant); throughput is successful runs per second of wall time; peak RSS is the "
-             "child process's maximum resident set.")
+             "wrapper for every variant, written by the worker processes too); throughput is successful runs per "
+             "second of wall time; peak RSS is the child process's maximum resident set (with worker processes: "
+             "the parent plus each worker at the largest worker's peak, shared pages counted in each); CPU per run "
+             "counts the worker processes too.")
     L.append("")
     by = {(r["variant"], r["requested_n"]): r for r in results}
     for n in sorted({r["requested_n"] for r in results}):
@@ -332,16 +346,16 @@ def report(results: list[dict[str, Any]], m: dict[str, Any], latency: str, concu
             "`kickoff_for_each_async`'s 6 threads already overlap enough to reach that ceiling. "
             "`processes=\"auto\"` runs the runs in one forked worker process per CPU, each under its own GIL: "
             f"on this {cores}-core machine (which also runs the mock server) that lifts the ceiling at most "
-            f"{cores}x. 5x needs at least 5 cores for the runs alone; the throughput per core, not the "
-            "scheduler, is what CrewAI's per-run CPU fixes.")
+            f"{cores}x. 5x needs at least 5 cores for the runs alone: the throughput per core is set by CrewAI's "
+            "per-run CPU, which no scheduler changes.")
         L.append("")
     L.append(f"`kickoff_for_each` at 1,000 inputs is measured on its first {SERIAL_CAP} inputs (serial: its "
              "throughput and per-run latency do not depend on how many inputs follow; the full 1,000 would take "
              "over 3 minutes).")
     L.append("")
     L.append("\"other load\" is the share of the machine's CPU used by other processes while the variant ran "
-             "(the machine is shared with other agents); \"CPU per run\" is this process's CPU time over the "
-             "measured part divided by the runs.")
+             "(the machine is shared with other agents); \"CPU per run\" is the CPU time of this process and its "
+             "worker processes over the measured part divided by the runs.")
     L.append("")
     if extra:
         eby = {(r["variant"], r["requested_n"]): r for r in extra["results"]}

@@ -28,6 +28,21 @@ from test_scheduler import (  # noqa: F401 - server is a fixture
 )
 
 
+@pytest.fixture(autouse=True)
+def installed(request: pytest.FixtureRequest) -> Any:
+    """Run as a crewcore user does: crewcore.install() (CrewAI's locks and
+    kickoff task outputs through crewcore's storage; in the workers, its
+    Python engine on the same files)."""
+    if "no_install" in request.keywords:
+        yield
+        return
+    crewcore.install()
+    try:
+        yield
+    finally:
+        crewcore.uninstall()
+
+
 def children() -> set[int]:
     """Live (not zombie-reaped) child processes of this process."""
     me = str(os.getpid())
@@ -177,3 +192,11 @@ def test_bad_processes_raise_a_typed_error(server: str, bad: Any) -> None:
     crew = make_crew(server)
     with pytest.raises(InvalidArgumentError, match="processes"):
         crewcore.kickoff_many(crew, topics(2), processes=bad, progress=False)
+
+
+@pytest.mark.no_install
+def test_without_install_warns_about_crewais_file_lock(server: str) -> None:
+    crew = make_crew(server)
+    with pytest.warns(RuntimeWarning, match="0.25 s between processes"):
+        res = crewcore.kickoff_many(crew, topics(4, "w"), concurrency=2, processes=2, progress=False)
+    assert_in_order(res, topics(4, "w"))

@@ -1002,6 +1002,20 @@ def start_many(
     """
     inputs = _check_args(crew, inputs, concurrency, timeout, deadline, on_error, stop_grace)
     processes = _check_processes(processes)
+    if processes > 1 and len(inputs) > 1:
+        from crewcore._install import installed
+
+        if not {"locks", "task_outputs"} <= set(installed()):
+            import warnings
+
+            warnings.warn(
+                "crewcore: kickoff_many(processes=N) without crewcore.install(): every run takes "
+                "CrewAI's kickoff-task-outputs file lock, whose waiters poll every 0.25 s between "
+                "processes, so runs queue on it; crewcore.install() routes CrewAI's locks and task "
+                "outputs through crewcore's storage",
+                RuntimeWarning,
+                stacklevel=3,
+            )
     batch = _Batch(
         crew, inputs, concurrency, timeout, deadline, on_error, progress, stop_grace, kickoff_kwargs, bool(adaptive)
     )
