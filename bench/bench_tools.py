@@ -135,7 +135,6 @@ def main() -> None:
         agent.tools_handler = th
         set_current_task_id(str(task.id))  # what Task.execute does around the agent's work
         st = tool.to_structured_tool()
-        funcs = {tool.name: tool.run}
         tc = {"id": "call_1", "function": {"name": tool.name, "arguments": json.dumps({"query": "hello"})}}
 
         class TC:
@@ -146,8 +145,12 @@ def main() -> None:
                 arguments = json.dumps({"query": "hello"})
 
         def call() -> Any:
+            # CrewAI builds available_functions ({name: tool.run}) when it sets
+            # up an agent's tools for a run, so after install() it holds the
+            # dispatch crewcore installed: built per call here, for the same
+            # reason (a bound method taken before install would bypass it).
             r = execute_single_native_tool_call(
-                TC, available_functions=funcs, original_tools=[tool], structured_tools=[st],
+                TC, available_functions={tool.name: tool.run}, original_tools=[tool], structured_tools=[st],
                 tools_handler=th, agent=agent, task=task, crew=crew, event_source=agent,
             )
             return r
@@ -205,6 +208,12 @@ def main() -> None:
         setups[k]()
         for _ in range(100):
             call()
+    # Each crewcore variant must really govern the calls it times.
+    for inst in (inst_default, inst_inline):
+        setups["crewcore" if inst is inst_default else "crewcore_inline"]()
+        before = inst.executor.engine.stats()["calls"]
+        call()
+        assert inst.executor.engine.stats()["calls"] == before + 1, "the installed policy did not see the call"
     gc.disable()
     try:
         for i in range(n1):
