@@ -415,7 +415,7 @@ def main() -> None:
     publish(results, machine(), args.latency, args.concurrency, args, write_json=True, extra=extra)
 
 
-SLOW_VARIANTS = ["kickoff_for_each_async", "akickoff_for_each", "kickoff_many"]
+SLOW_VARIANTS = ["kickoff_for_each_async", "akickoff_for_each", "kickoff_many", "kickoff_many_procs"]
 
 
 def measure(latency: str, sizes: list[int], variants: list[str], concurrency: int) -> list[dict[str, Any]]:
