@@ -88,14 +88,13 @@ def _recv(sock: socket.socket) -> Any:
 class _Pending:
     """A run handed to a worker process; the parent thread waits on it."""
 
-    __slots__ = ("event", "ok", "value", "abandoned", "worker")
+    __slots__ = ("event", "ok", "value", "abandoned")
 
-    def __init__(self, worker: "_Worker") -> None:
+    def __init__(self) -> None:
         self.event = threading.Event()
         self.ok = False
         self.value: Any = None
         self.abandoned = False
-        self.worker = worker
 
     def set(self, ok: bool, value: Any) -> None:
         if not self.event.is_set():
@@ -169,23 +168,25 @@ class Pool:
         return _Worker(pid, parent_end)
 
     def submit(self, idx: int) -> _Pending:
-        """Hand input idx to the least busy live worker."""
-        with self._lock:
-            live = [w for w in self.workers if w.alive]
-            if not live or self._closed:
-                p = _Pending(self.workers[0] if self.workers else _Worker(0, socket.socket()))
-                p.set(False, WorkerProcessError(f"no worker process left to run input {idx}"))
-                return p
-            w = min(live, key=lambda x: len(x.inflight))
-            p = _Pending(w)
-            w.inflight[idx] = p
-        try:
-            _send(w.sock, w.lock, ("run", idx))
-        except OSError as e:
+        """Hand input idx to the least busy live worker (another one if that
+        worker turns out to be gone)."""
+        while True:
             with self._lock:
-                w.inflight.pop(idx, None)
-            p.set(False, WorkerProcessError(f"worker process {w.pid} is gone ({e}); input {idx} did not start"))
-        return p
+                live = [w for w in self.workers if w.alive]
+                if not live or self._closed:
+                    p = _Pending()
+                    p.set(False, WorkerProcessError(f"no worker process left to run input {idx}"))
+                    return p
+                w = min(live, key=lambda x: len(x.inflight))
+                p = _Pending()
+                w.inflight[idx] = p
+            try:
+                _send(w.sock, w.lock, ("run", idx))
+                return p
+            except OSError:
+                with self._lock:
+                    w.inflight.pop(idx, None)
+                    w.alive = False  # its reader reports how it ended
 
     def tell(self, idx: int, reason: str, interrupt: bool = False) -> None:
         """Tell the worker running idx that it must stop (its hooks abort the
@@ -229,10 +230,12 @@ class Pool:
                     p = w.inflight.pop(idx, None)
                 if p is not None:
                     p.set(ok, value)
-        # The worker is gone (or its stream broke): fail what it held.
-        status = self._reap(w.pid, block=self._closed)
+        # The worker is gone (or its stream broke): no new runs go to it; fail
+        # what it held, saying how it ended.
         with self._lock:
             w.alive = False
+        status = self._reap(w.pid, block=self._closed)
+        with self._lock:
             w.status = status
             held = list(w.inflight.items())
             w.inflight.clear()
@@ -326,6 +329,9 @@ class _ChildBatch:
 def _reset_after_fork() -> None:
     """Reset what fork() leaves broken in a worker."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The switch of crewcore's stores to the Python engine after fork is
+    # expected here (the batch forked on purpose): no warning per worker.
+    warnings.filterwarnings("ignore", message="crewcore: this process was forked", category=RuntimeWarning)
     try:
         from crewai.events.event_bus import crewai_event_bus as bus
 
