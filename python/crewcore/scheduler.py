@@ -9,6 +9,10 @@
 
     results = await crewcore.akickoff_many(crew, inputs)   # asyncio twin (Crew.akickoff)
 
+    results = crewcore.kickoff_many(crew, inputs, processes="auto")  # one worker
+    # process per CPU, each under its own GIL (crewcore/_procs.py); call
+    # crewcore.install() first so CrewAI's locks are crewcore's
+
 The engine (package ``sched`` in Go, behind the bridge) owns the queue, the
 slots, the per-run and overall deadlines and the cancellation state. Python
 worker threads pull inputs from it with one bridge call per dequeue (ctypes
