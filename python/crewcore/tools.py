@@ -219,13 +219,6 @@ def _gil_lib() -> Any:
         from crewcore import _native
 
         lib = ctypes.PyDLL(str(_native.library_path()))
-        lib.crewcore_call.argtypes = [
-            ctypes.c_char_p,
-            ctypes.c_int64,
-            ctypes.POINTER(ctypes.c_void_p),
-            ctypes.POINTER(ctypes.c_int64),
-        ]
-        lib.crewcore_call.restype = ctypes.c_int32
         lib.crewcore_free.argtypes = [ctypes.c_void_p]
         lib.crewcore_free.restype = None
         # int64 crewcore_tool_begin(h, req, len, buf, cap, &resp, &resp_len): see cabi/tools_fast.go
@@ -331,30 +324,6 @@ class _Engine:
             return ctypes.string_at(p, n)
         finally:
             self._lib.crewcore_free(p)
-
-    def _take(self, st: dict[str, Any]) -> Any:
-        """Decode and free the response the last crewcore_call left in C memory."""
-        import ctypes
-
-        p = st["out"].value
-        if not p:
-            return None
-        try:
-            raw = ctypes.string_at(p, st["n"].value)
-        finally:
-            self._lib.crewcore_free(p)
-        return self._unpackb(raw, raw=False)
-
-    def _call(self, req: bytes) -> Any:
-        st = self._buf.__dict__
-        refs = st.get("refs")
-        if refs is None:
-            refs = self._refs(st)
-        status = self._lib.crewcore_call(req, len(req), refs[0], refs[1])
-        resp = self._take(st)
-        if status != 0:
-            raise self._native._error(resp)
-        return resp
 
     def _twin(self) -> _PyEngine:
         """After fork() the Go runtime is unusable here: a fresh Python engine."""
@@ -1390,14 +1359,7 @@ class _Installed:
         """CrewAI's own cache answers this call: count it against the budgets
         and the loop window. Returns a ToolFailure if the policy refuses the
         call, else None (CrewAI's cached value stands)."""
-        import json
-
-        try:
-            args = json.loads(input_str) if input_str else {}
-        except ValueError:
-            args = {"input": input_str}
-        if not isinstance(args, dict):
-            args = {"input": args}
+        args = _input_args(input_str) if input_str else {}
         return self.executor.count_only(tool, args, task=scope[0], run=scope[1])
 
 
