@@ -50,6 +50,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 import warnings
 from typing import Any
 
@@ -247,8 +248,6 @@ class Pool:
     def _reap(pid: int, block: bool) -> str:
         """How the worker ended. Its socket closes while the kernel tears it
         down, a moment before its exit status exists: wait up to 1 s."""
-        import time
-
         end = time.monotonic() + 1.0
         while True:
             try:
@@ -266,8 +265,6 @@ class Pool:
 
     def close(self, grace: float = 2.0) -> None:
         """End every worker process (asked, then killed) and reap it."""
-        import time
-
         with self._lock:
             if self._closed:
                 return
@@ -429,23 +426,10 @@ class _Child:
         s = self.s
         b = self.b
         r = s._Run(self.cb, idx)  # type: ignore[arg-type]
-        r.thread_id = threading.get_ident()
         self.runs[idx] = r
-        s._tls.run = r
-        ok, value = False, None
         try:
-            try:
-                crew = b.crew.copy()
-                r.crew_id = id(crew)
-                s._by_crew[r.crew_id] = r
-                value = crew.kickoff(inputs=b.inputs[idx], **b.kw)
-                ok = True
-            except BaseException as e:  # noqa: BLE001 - every failure is a result
-                value = e
-        except BaseException as e:  # noqa: BLE001 - the stop exception landed late
-            ok, value = False, e
+            ok, value = s._kickoff_copy(r, b.crew, b.inputs[idx], b.kw)
         finally:
-            s._tls.run = None
             self.runs.pop(idx, None)
             if r.crew_id is not None:
                 s._by_crew.pop(r.crew_id, None)

@@ -524,6 +524,26 @@ def _hooks_release() -> None:
                 unregister_hook(getattr(InterceptionPoint, point), fn)
 
 
+def _kickoff_copy(r: _Run, crew: Any, inputs: dict[str, Any], kw: dict[str, Any]) -> tuple[bool, Any]:
+    """Run ``crew.copy().kickoff(inputs)`` as run r on this thread, where the
+    hooks find it (thread-local, and the copy's id for tool threads):
+    (True, the output) or (False, the exception)."""
+    r.thread_id = threading.get_ident()
+    _tls.run = r
+    try:
+        try:
+            c = crew.copy()
+            r.crew_id = id(c)
+            _by_crew[r.crew_id] = r
+            return True, c.kickoff(inputs=inputs, **kw)
+        except BaseException as e:  # noqa: BLE001 - every failure is a result
+            return False, e
+    except BaseException as e:  # noqa: BLE001 - the stop exception landed late
+        return False, e
+    finally:
+        _tls.run = None
+
+
 def _interrupt(r: _Run, reason: str) -> bool:
     """Raise the stop exception in the threads running r's tools, or in its
     worker thread when no tool is running. Only threads that are verifiably
@@ -653,6 +673,14 @@ class _Batch:
                 if self.first_failure is None:
                     self.first_failure = f
             self.engine.cancel()
+
+    def settle(self, r: _Run, ok: bool, value: Any) -> None:
+        """Record a run that returned value (ok) or raised it."""
+        if ok:
+            self.end(r, "done", value, None)
+            return
+        outcome = self.classify(r, value)
+        self.end(r, outcome, None, None if outcome in ("cancelled", "timed_out") else value)
 
     def classify(self, r: _Run, e: BaseException) -> str:
         """The outcome of a run that raised e."""
@@ -791,25 +819,8 @@ class ManyHandle:
             return
         b = self._b
         r = b.begin(idx)
-        r.thread_id = threading.get_ident()
-        _tls.run = r
-        outcome, value, exc = "failed", None, None
-        try:
-            try:
-                crew = b.crew.copy()
-                r.crew_id = id(crew)
-                _by_crew[r.crew_id] = r
-                value = crew.kickoff(inputs=b.inputs[idx], **b.kw)
-                outcome = "done"
-            except BaseException as e:  # noqa: BLE001 - every failure is a result
-                exc = e
-                outcome = b.classify(r, e)
-        except BaseException as e:  # noqa: BLE001 - the stop exception landed late
-            exc = e
-            outcome = b.classify(r, e)
-        finally:
-            _tls.run = None
-        b.end(r, outcome, value, None if outcome in ("cancelled", "timed_out") else exc)
+        ok, value = _kickoff_copy(r, b.crew, b.inputs[idx], b.kw)
+        b.settle(r, ok, value)
 
     def _run_remote(self, idx: int) -> None:
         """Run input idx in a worker process and wait for its result."""
@@ -818,14 +829,8 @@ class ManyHandle:
         r.remote = True
         p = self._procs.submit(idx)
         p.event.wait()
-        if p.abandoned:  # the watchdog recorded it
-            return
-        if p.ok:
-            b.end(r, "done", p.value, None)
-            return
-        exc = p.value
-        outcome = b.classify(r, exc)
-        b.end(r, outcome, None, None if outcome in ("cancelled", "timed_out") else exc)
+        if not p.abandoned:  # (else the watchdog recorded it)
+            b.settle(r, p.ok, p.value)
 
     # -- watchdog: runs that must stop but do not ------------------------
     def _watch(self) -> None:
