@@ -209,6 +209,7 @@ func Open(path string, opts *Options) (*Store, error) {
 			<-s.ckptDone
 		}
 		sdb.Close()
+		s.wal.close() // after the connections (see shmMap)
 		return nil, err
 	}
 	return s, nil
@@ -434,21 +435,24 @@ var nativeLittleEndian = func() bool {
 // sync brings the index up to date with other writers (cheap when nothing
 // changed: one indexed query).
 func (s *Store) sync(ctx context.Context) error {
+	// The mapping is read under s.mu: Close unmaps it under the write lock.
 	s.mu.RLock()
 	closed, last := s.closed, s.lastSeq
-	s.mu.RUnlock()
 	if closed {
+		s.mu.RUnlock()
 		return ErrClosed
 	}
 	w := s.wal
 	var hdr [walIndexHdrWords]uint32
 	consistent := false
-	if w != nil {
+	if w != nil && w.hdr != nil {
 		hdr, consistent = w.snapshot()
 		if consistent && w.ok.Load() && s.walSeen(hdr) {
+			s.mu.RUnlock()
 			return nil
 		}
 	}
+	s.mu.RUnlock()
 	s.freshQueries.Add(1)
 	var maxSeq int64
 	if err := s.stmtMaxSeq.QueryRowContext(ctx).Scan(&maxSeq); err != nil {
@@ -678,6 +682,9 @@ func (s *Store) Close() error {
 	if s.stmtMaxSeq != nil {
 		s.stmtMaxSeq.Close()
 	}
+	err := s.sdb.Close()
+	// After the connections: the watch's descriptor must outlive SQLite's
+	// locks on -shm (see shmMap).
 	s.wal.close()
-	return s.sdb.Close()
+	return err
 }

@@ -16,8 +16,11 @@ const walIndexHdrWords = 12
 // It is only an accelerator: any doubt (copies differ, header changed,
 // watcher missing) falls back to the query. The file stays valid while the
 // store is open because the store's writer connection keeps the WAL index
-// open, and SQLite only truncates or deletes -shm when no connection has it.
+// open, and SQLite only truncates or deletes -shm when no connection has it
+// (its DMS lock, which our own descriptor must not drop: see shmMap).
+// hdr is nil when the file could not be mapped.
 type walWatch struct {
+	m    *shmMap // shared by the stores of this process on the same file
 	mem  []byte
 	hdr  *[2 * walIndexHdrWords]uint32
 	last [walIndexHdrWords]uint32 // header seen before the last SQL check that found the index fresh

@@ -22,12 +22,10 @@
 package sqlitedb
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -244,16 +242,34 @@ func CheckFile(path string) error {
 	if st.Size() == 0 {
 		return nil
 	}
-	f, err := os.Open(path)
+	return checkHeader(path)
+}
+
+// checkHeader asks SQLite itself, read-only, whether path is a database.
+// It must not read the file through a descriptor of its own: closing any
+// descriptor of a file drops every POSIX lock this process holds on it, and
+// the file may already be open here (a second handle on one database).
+// Without its SHARED lock an open connection can be taken for gone by
+// another process's last connection, which then checkpoints and deletes the
+// -wal under it. SQLite's own connections share their locks per file.
+func checkHeader(path string) error {
+	db, err := sql.Open("sqlite3", "file:"+EscapePath(path)+"?mode=ro")
 	if err != nil {
-		return fmt.Errorf("open database %s: %w: %v", path, ErrAccess, err)
+		return fmt.Errorf("open database %s: %w", path, err)
 	}
-	defer f.Close()
-	head := make([]byte, 16)
-	if _, err := io.ReadFull(f, head); err != nil || !bytes.Equal(head, []byte("SQLite format 3\x00")) {
-		return fmt.Errorf("open database %s: %w: the file is not a SQLite database", path, ErrCorrupt)
+	defer db.Close()
+	var n int
+	err = db.QueryRow(`SELECT count(*) FROM sqlite_master`).Scan(&n)
+	var se sqlite3.Error
+	if errors.As(err, &se) {
+		switch se.Code {
+		case sqlite3.ErrNotADB:
+			return fmt.Errorf("open database %s: %w: the file is not a SQLite database", path, ErrCorrupt)
+		case sqlite3.ErrPerm, sqlite3.ErrCantOpen, sqlite3.ErrAuth:
+			return fmt.Errorf("open database %s: %w: %v", path, ErrAccess, err)
+		}
 	}
-	return nil
+	return nil // anything else is for the real open to report
 }
 
 func writableDir(dir string) error {

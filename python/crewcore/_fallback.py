@@ -81,7 +81,6 @@ KEEP_CHANGES = 10_000
 #: Default deadline for a write waiting on other processes' locks.
 DEFAULT_BUSY_TIMEOUT = 60.0
 
-_SQLITE_HEADER = b"SQLite format 3\x00"
 _ID_CHUNK = 500  # ids per "IN (...)" statement (well under SQLite's variable limit)
 _READ_POOL_MAX = 8
 _ZERO_TIME = "0001-01-01T00:00:00.000000"
@@ -220,6 +219,33 @@ def _meta_match(meta: dict[str, Any], want: dict[str, Any]) -> bool:
 def _errcode(e: BaseException) -> int | None:
     code = getattr(e, "sqlite_errorcode", None)
     return None if code is None else code & 0xFF
+
+
+def not_sqlite(path: str) -> bool:
+    """Whether SQLite itself, read-only, refuses path as "not a database".
+
+    It never reads the file through a descriptor of its own: closing any
+    descriptor of a file drops every POSIX lock this process holds on it,
+    and the file may already be open here (a second store on one file).
+    Without those locks another process can rebuild the WAL index, or take
+    the open connection for gone and delete the -wal under it. SQLite's own
+    connections share their locks per file. Other failures are left for the
+    real open to report (False).
+    """
+    try:
+        conn = sqlite3.connect("file:" + urllib.parse.quote(path) + "?mode=ro", uri=True,
+                               isolation_level=None, check_same_thread=False)
+    except sqlite3.Error:
+        return False
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as e:
+        return _errcode(e) == _SQLITE_NOTADB or "not a database" in str(e).lower()
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
+    return False
 
 
 def _is_busy(e: BaseException) -> bool:
@@ -721,12 +747,7 @@ class PyStore:
             )
         if st.st_size == 0:
             return
-        try:
-            with open(path, "rb") as f:
-                head = f.read(16)
-        except OSError as e:
-            raise StoreAccessError(f"open store {path}: store not writable: {e}") from None
-        if head != _SQLITE_HEADER:
+        if not_sqlite(path):
             raise StoreCorruptError(
                 f"open store {path}: not a crewcore memory store: the file is not a SQLite database"
             )

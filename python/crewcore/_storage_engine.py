@@ -86,16 +86,20 @@ def check_db_file(path: str) -> None:
         raise StoreAccessError(f"open database {path}: cannot create directory {d}: {e}") from None
     if os.path.isdir(path):
         raise StoreCorruptError(f"open database {path}: path is a directory")
+    from crewcore._fallback import not_sqlite
+
     try:
-        with open(path, "rb") as f:
-            head = f.read(16)
+        st = os.stat(path)
     except FileNotFoundError:
         if not os.access(d, os.W_OK) or _readonly_fs(d):
             raise StoreAccessError(f"open database {path}: directory {d} is not writable") from None
         return
     except OSError as e:
         raise StoreAccessError(f"open database {path}: {e}") from None
-    if head and head != b"SQLite format 3\x00":
+    if not os.access(path, os.R_OK):
+        raise StoreAccessError(f"open database {path}: the file is not readable")
+    # Never through open(): see not_sqlite.
+    if st.st_size and not_sqlite(path):
         raise StoreCorruptError(f"open database {path}: the file is not a SQLite database")
 
 
