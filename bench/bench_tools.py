@@ -179,6 +179,10 @@ def main() -> None:
 
     live_hooks = get_global_hook_list(InterceptionPoint.PRE_TOOL_CALL)
     inst_default, inst_inline = ct._Installed(pol_default), ct._Installed(pol_inline)
+    # The same inline policy on the pure-Python twin engine (the fallback):
+    # what the Go call costs inside CrewAI's path, against no Go call at all.
+    inst_inline_py = ct._Installed(pol_inline)
+    inst_inline_py.executor.engine = ct._PyEngine(pol_inline)
 
     def state(inst: Any, hook: bool) -> Callable[[], None]:
         def f() -> None:
@@ -200,6 +204,7 @@ def main() -> None:
         "crewai_hook": state(None, True),
         "crewcore": state(inst_default, False),
         "crewcore_inline": state(inst_inline, False),
+        "crewcore_inline_py": state(inst_inline_py, False),
     }
     n1 = 1500 if q else 8000
     e2e = {k: [] for k in setups}
@@ -209,8 +214,8 @@ def main() -> None:
         for _ in range(100):
             call()
     # Each crewcore variant must really govern the calls it times.
-    for inst in (inst_default, inst_inline):
-        setups["crewcore" if inst is inst_default else "crewcore_inline"]()
+    for key, inst in (("crewcore", inst_default), ("crewcore_inline", inst_inline), ("crewcore_inline_py", inst_inline_py)):
+        setups[key]()
         before = inst.executor.engine.stats()["calls"]
         call()
         assert inst.executor.engine.stats()["calls"] == before + 1, "the installed policy did not see the call"
@@ -230,6 +235,29 @@ def main() -> None:
     finally:
         gc.enable()
     setups["crewai"]()
+    # The floor of any call into Go from CrewAI's path: a no-op Go function
+    # (crewcore_free(NULL)) against a no-op C function (libc abs), both
+    # through ctypes.PyDLL, each timed right after a CrewAI tool call (and
+    # back to back, where everything is hot).
+    import ctypes
+
+    go_noop = ct._gil_lib().crewcore_free
+    c_noop = ctypes.PyDLL(None).abs
+    floor: dict[str, list[float]] = {"go_hot": [], "c_hot": [], "go": [], "c": []}
+    for f, k in ((go_noop, "go"), (c_noop, "c")):
+        arg = None if k == "go" else 1
+        for _ in range(200):
+            f(arg)
+        for _ in range(n1 // 4):
+            t0 = time.perf_counter_ns()
+            f(arg)
+            floor[k + "_hot"].append((time.perf_counter_ns() - t0) / 1000.0)
+    for i in range(n1 // 2):
+        for f, k in ((go_noop, "go"), (c_noop, "c")) if i % 2 else ((c_noop, "c"), (go_noop, "go")):
+            call()
+            t0 = time.perf_counter_ns()
+            f(None if k == "go" else 1)
+            floor[k].append((time.perf_counter_ns() - t0) / 1000.0)
     rounds, per = (3, 300) if q else (6, 1500)
     install_tools(pol_default)
     r = call()
@@ -349,6 +377,16 @@ def main() -> None:
         row("CrewAI + one empty `before_tool_call` hook (what any hook-based integration pays; crewcore registers none)", e2e["crewai_hook"], e2e["crewai"]),
         row("crewcore installed, default policy (worker thread, 30 s deadline)", e2e["crewcore"], e2e["crewai"]),
         row("crewcore installed, `timeout=None` (checks only, inline)", e2e["crewcore_inline"], e2e["crewai"]),
+        row("the same on the pure-Python twin engine (no Go call: the fallback)", e2e["crewcore_inline_py"], e2e["crewai"]),
+        "",
+        "What one call into Go costs from inside that path: a no-op Go function (`crewcore_free(NULL)`)",
+        "against a no-op C function (libc `abs`), both through `ctypes.PyDLL`, timed right after a CrewAI",
+        "tool call and back to back:",
+        "",
+        "| call | p50 after a CrewAI tool call | p95 | p50 back to back |",
+        "|---|---|---|---|",
+        f"| no-op Go function | {pct(floor['go'], 50):.1f} | {pct(floor['go'], 95):.1f} | {pct(floor['go_hot'], 50):.1f} |",
+        f"| no-op C function | {pct(floor['c'], 50):.1f} | {pct(floor['c'], 95):.1f} | {pct(floor['c_hot'], 50):.1f} |",
         "",
         "The executor alone (`tool.run` vs `crewcore.guard(tool).run`):",
         "",
@@ -423,6 +461,11 @@ def main() -> None:
         f"p50 {pct(crew_hit, 50):.1f} µs in this run (the two trade places from run to run on this machine).",
         "With a deadline, the executor's floor is the worker-thread hand-off (two thread wake-ups and GIL",
         "transfers, the last row of the executor table); without one it is the policy check.",
+        "Without a deadline the floor is the entry into Go itself: back to back a no-op Go call costs what a",
+        "C call does, but after a CrewAI tool call the Go runtime has parked (every Go P idle, its",
+        "`sysmon` thread asleep), and re-entering wakes it (one futex wake per call, counted with",
+        "`strace -f`): the no-op Go call then costs about 10 µs more than the no-op C call. The Python",
+        "code around the call is slowed alike by the cold caches CrewAI's path leaves (the twin-engine row).",
     ]
     body = "\n".join(lines)
     print(body)
