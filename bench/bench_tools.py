@@ -366,6 +366,22 @@ def main() -> None:
         b50, blo = pct(base, 50), min(base)
         return f"| {name} | {lo:.1f} | {p50:.1f} | {p95:.1f} | {lo - blo:+.1f} | {p50 - b50:+.1f} | {p50 / b50:.2f}x |"
 
+    # (key, label, what the label adds in the first table) of the CrewAI-path variants
+    e2e_variants = (
+        ("crewai", "CrewAI alone", ""),
+        ("crewai_hook", "CrewAI + one empty `before_tool_call` hook",
+         " (what any hook-based integration pays; crewcore registers none)"),
+        ("crewcore", "crewcore installed, default policy", " (worker thread, 30 s deadline)"),
+        ("crewcore_inline", "crewcore installed, `timeout=None`", " (checks only, inline)"),
+        ("crewcore_inline_py", "the same on the pure-Python twin engine", " (no Go call: the fallback)"),
+    )
+
+    def e2e_table(res: dict[str, list[float]], long: bool) -> list[str]:
+        out = ["| variant | min | p50 | p95 | added (min) | added (p50) | ratio (p50) |", "|---|---|---|---|---|---|---|"]
+        for k, label, more in e2e_variants:
+            out.append(row(label + (more if long else ""), res[k], None if k == "crewai" else res["crewai"]))
+        return out
+
     load = os.getloadavg()
     lines = [
         "## Tool executor (`bench/bench_tools.py`)",
@@ -383,23 +399,11 @@ def main() -> None:
         f"and Crew; {n1} calls per variant, interleaved call by call in rotating order; CrewAI's event bus",
         "is drained after every call, outside the timed region):",
         "",
-        "| variant | min | p50 | p95 | added (min) | added (p50) | ratio (p50) |",
-        "|---|---|---|---|---|---|---|",
-        row("CrewAI alone", e2e["crewai"], None),
-        row("CrewAI + one empty `before_tool_call` hook (what any hook-based integration pays; crewcore registers none)", e2e["crewai_hook"], e2e["crewai"]),
-        row("crewcore installed, default policy (worker thread, 30 s deadline)", e2e["crewcore"], e2e["crewai"]),
-        row("crewcore installed, `timeout=None` (checks only, inline)", e2e["crewcore_inline"], e2e["crewai"]),
-        row("the same on the pure-Python twin engine (no Go call: the fallback)", e2e["crewcore_inline_py"], e2e["crewai"]),
+        *e2e_table(e2e, long=True),
         "",
         "The same calls timed until CrewAI's event handlers for them have finished too (`crewai_event_bus.flush()`):",
         "",
-        "| variant | min | p50 | p95 | added (min) | added (p50) | ratio (p50) |",
-        "|---|---|---|---|---|---|---|",
-        row("CrewAI alone", e2e_all["crewai"], None),
-        row("CrewAI + one empty `before_tool_call` hook", e2e_all["crewai_hook"], e2e_all["crewai"]),
-        row("crewcore installed, default policy", e2e_all["crewcore"], e2e_all["crewai"]),
-        row("crewcore installed, `timeout=None`", e2e_all["crewcore_inline"], e2e_all["crewai"]),
-        row("the same on the pure-Python twin engine", e2e_all["crewcore_inline_py"], e2e_all["crewai"]),
+        *e2e_table(e2e_all, long=False),
         "",
         "What one call into Go costs from inside that path: a no-op Go function (`crewcore_free(NULL)`)",
         "against a no-op C function (libc `abs`), both through `ctypes.PyDLL`, timed right after a CrewAI",
