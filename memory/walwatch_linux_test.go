@@ -5,30 +5,20 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
-	"unsafe"
-)
 
-// fOFDGetLK is F_OFD_GETLK (Linux 3.15+). An open-file-description lock
-// query conflicts with the classic POSIX locks SQLite takes even when they
-// belong to this very process, so a test can see SQLite's own locks.
-const fOFDGetLK = 36
+	"github.com/crewcore/crewcore/internal/sqlitelock"
+)
 
 // lockHolder reports the type of lock (F_RDLCK, F_WRLCK, or F_UNLCK when
 // none) that would stop a write lock on [off, off+n) of f.
 func lockHolder(t *testing.T, f *os.File, off, n int64) int16 {
 	t.Helper()
-	lk := syscall.Flock_t{Type: syscall.F_WRLCK, Whence: 0, Start: off, Len: n}
-	if _, _, e := syscall.Syscall(syscall.SYS_FCNTL, f.Fd(), fOFDGetLK, uintptr(unsafe.Pointer(&lk))); e != 0 {
-		t.Skipf("F_OFD_GETLK: %v", e)
+	typ, err := sqlitelock.Holder(f, off, n)
+	if err != nil {
+		t.Skipf("F_OFD_GETLK: %v", err)
 	}
-	return lk.Type
+	return typ
 }
-
-// shmDMS is the byte of the -shm file that every SQLite connection holds a
-// read lock on while it has the WAL index open (UNIX_SHM_DMS in os_unix.c:
-// the 8 WAL locks start at 120). While any process holds it, no other
-// process will truncate and rebuild the index.
-const shmDMS = 128
 
 // The store's own descriptor on -shm (the WAL watch) must not drop
 // SQLite's DMS lock: closing any descriptor of a file drops every POSIX lock
@@ -52,7 +42,7 @@ func TestWALWatchKeepsSQLiteLocks(t *testing.T) {
 	}()
 	held := func(when string) {
 		t.Helper()
-		if got := lockHolder(t, probe, shmDMS, 1); got != syscall.F_RDLCK {
+		if got := lockHolder(t, probe, sqlitelock.ShmDMS, 1); got != syscall.F_RDLCK {
 			t.Fatalf("%s: the DMS lock on -shm is %d, want a read lock (%d) held by SQLite", when, got, syscall.F_RDLCK)
 		}
 	}
@@ -77,7 +67,7 @@ func TestWALWatchKeepsSQLiteLocks(t *testing.T) {
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := lockHolder(t, probe, shmDMS, 1); got != syscall.F_UNLCK {
+	if got := lockHolder(t, probe, sqlitelock.ShmDMS, 1); got != syscall.F_UNLCK {
 		t.Fatalf("after the last store closed: DMS lock %d, want none", got)
 	}
 }
