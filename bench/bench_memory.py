@@ -340,12 +340,12 @@ def backend_unavailable(kind: str) -> str | None:
     """Why a backend cannot run in this environment (None: it can)."""
     try:
         if kind == "native":
-            from crewcore import _native
+            from crewcore import _bridge as _native
 
             _native.load()
             _native.version()
         elif kind == "python":
-            from crewcore._fallback import PyStore  # noqa: F401
+            from crewcore.memory.fallback import PyStore  # noqa: F401
         elif kind == "lancedb":
             from crewai.memory.storage.lancedb_storage import LanceDBStorage  # noqa: F401
     except Exception as e:  # noqa: BLE001
@@ -696,9 +696,9 @@ PROBE_PRELOAD = [
     "numpy",
     "msgpack",
     "crewai.memory.types",
-    "crewcore.storage",
-    "crewcore._native",
-    "crewcore._fallback",
+    "crewcore.memory.storage",
+    "crewcore._bridge", "crewcore.memory.native",
+    "crewcore.memory.fallback",
 ]
 _probe_ctx: Any = None
 
@@ -855,7 +855,7 @@ def machine_info() -> dict[str, Any]:
         except Exception:  # noqa: BLE001
             pass
     try:
-        from crewcore import _native
+        from crewcore import _bridge as _native
 
         ver, kernel = _native.version()
         info["crewcore_engine"] = ver
@@ -1301,7 +1301,7 @@ def profile_native(spec: str, args: argparse.Namespace, workdir: Path) -> None:
     import cProfile
     import pstats
 
-    from crewcore import _native
+    from crewcore import _bridge as _native
 
     n, dim = (int(x) for x in spec.lower().split("x"))
     progress(f"profile: building {n}x{dim}")
@@ -1468,7 +1468,7 @@ def pin_library(workdir: Path) -> dict[str, Any]:
     mapped file. Returns the library's identity for the report."""
     import hashlib
 
-    from crewcore import _native
+    from crewcore import _bridge as _native
 
     src = _native.library_path()
     info: dict[str, Any] = {"library": str(src)}

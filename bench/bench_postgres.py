@@ -189,7 +189,7 @@ def pg_dsn() -> str:
 
 
 def drop_schema(dsn: str, schema: str) -> None:
-    from crewcore._native import call
+    from crewcore._bridge import call
 
     call(["pg_drop_schema", 0, dsn, schema])
 

@@ -68,7 +68,7 @@ def schema_for(path: Any) -> str:
 
 
 def drop_schema(dsn: str, schema: str) -> None:
-    from crewcore._native import call
+    from crewcore._bridge import call
 
     call(["pg_drop_schema", 0, dsn, schema])
 

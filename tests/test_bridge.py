@@ -13,7 +13,7 @@ import zipfile
 import pytest
 
 import crewcore
-from crewcore import _native
+from crewcore import _bridge as _native
 from crewcore import errors as E
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,7 +90,7 @@ def test_gil_is_released_during_calls(tmp_path: Path) -> None:
 
 def test_library_loads_lazily() -> None:
     code = (
-        "import crewcore, crewcore._native as n; "
+        "import crewcore, crewcore._bridge as n; "
         "print(n._lib is None); crewcore.backend(); print(n._lib is None)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

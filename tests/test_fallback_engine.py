@@ -1,4 +1,4 @@
-"""Tests of the pure-Python engine (crewcore._fallback.PyStore) on real SQLite files.
+"""Tests of the pure-Python engine (crewcore.memory.fallback.PyStore) on real SQLite files.
 
 Run: cd /work/main && PYTHONPATH=python .venv/bin/python -m pytest tests/test_fallback_engine.py -q
 """
@@ -21,8 +21,8 @@ import pytest
 from crewai.memory.storage.backend import EmbeddingDimensionMismatchError, StorageBackend
 from crewai.memory.types import MemoryRecord, ScopeInfo
 
-from crewcore import _fallback
-from crewcore._fallback import PyStore
+from crewcore.memory import fallback as _fallback
+from crewcore.memory.fallback import PyStore
 from crewcore.errors import (
     EngineError,
     InvalidArgumentError,
@@ -546,7 +546,7 @@ def test_large_content_stored_whole(db):
 
 
 def test_content_over_64mib_refused(store, monkeypatch):
-    from crewcore import _validate
+    from crewcore.memory import validate as _validate
 
     monkeypatch.setattr(_validate, "MAX_CONTENT_BYTES", 1000)
     with pytest.raises(InvalidRecordError):

@@ -93,7 +93,7 @@ def test_dsn_as_path_and_arguments(dsn, schema):
 
 
 def test_unreachable_server_is_a_clear_error():
-    from crewcore._postgres import PgStore
+    from crewcore.memory.postgres import PgStore
 
     t = time.monotonic()
     with pytest.raises(crewcore.StoreUnavailableError) as ei:

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import pytest
 
 import crewcore
-from crewcore import scheduler
+from crewcore.runs import scheduler
 from crewcore.errors import InvalidArgumentError, RunFailedError
 from conftest import REPO
 
@@ -413,7 +413,7 @@ try:
 except KeyboardInterrupt:
     left = [t.name for t in threading.enumerate() if t.name.startswith("crewcore-sched")]
     from crewai.hooks import InterceptionPoint, get_hooks
-    from crewcore import scheduler
+    from crewcore.runs import scheduler
     hooked = scheduler._pre_call_hook in get_hooks(InterceptionPoint.PRE_MODEL_CALL)
     print(json.dumps({"interrupted": True, "threads": left, "hooked": hooked}), flush=True)
 """

@@ -79,7 +79,7 @@ def test_file_check_keeps_locks(tmp_path):
     two copies of SQLite, and either one closing a descriptor drops the
     other's locks, so one process must not have a file open through both
     engines at once (docs/architecture.md)."""
-    from crewcore import _storage_engine
+    from crewcore.storage import engine as _storage_engine
 
     path = str(tmp_path / "m.db")
     a = crewcore.MemoryStorage(path, engine="python")

@@ -3,7 +3,10 @@
     import crewcore
     crewcore.install()      # CrewAI's Memory now stores through crewcore
 
-See README.md and docs/architecture.md.
+See README.md and docs/architecture.md. One subpackage per capability, named
+like its Go package: ``memory``, ``storage`` (locks, task outputs, flow state),
+``tools``, ``runs``; the bridge to the Go library is ``_bridge``, the engine
+choice ``_backend``, the exceptions ``errors``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from crewcore.errors import (
     StorageFullError,
     StoreUnavailableError,
 )
-from crewcore.storage import MemoryStorage
+from crewcore.memory import MemoryStorage
 from crewcore.tools import ToolPolicy, guard, tool_stats
 from crewcore.errors import (
     ToolArgumentsError,
@@ -35,7 +38,7 @@ from crewcore.errors import (
     ToolRefusedError,
     ToolTimeoutError,
 )
-from crewcore.scheduler import (
+from crewcore.runs import (
     AsyncManyHandle,
     ManyHandle,
     ManyResults,

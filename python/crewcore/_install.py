@@ -14,7 +14,7 @@ _FOREIGN_SPECS = frozenset({"qdrant-edge"})
 
 def _memory_factory(replace_default: bool, target: str | None = None) -> Any:
     def factory(spec: str) -> Any:
-        from crewcore.storage import MemoryStorage
+        from crewcore.memory import MemoryStorage
 
         if spec == "crewcore":
             return MemoryStorage(target)
@@ -75,10 +75,10 @@ def install(
         set_memory_storage_factory(_memory_factory(replace_default_memory, memory))
         _installed["memory"] = replace_default_memory
         if memory is not None:
-            from crewcore._postgres import is_dsn, redact
+            from crewcore.memory.postgres import is_dsn, redact
 
             _installed["memory_target"] = redact(memory) if is_dsn(memory) else memory
-        from crewcore._storage_engine import install_storage
+        from crewcore.storage.install import install_storage
 
         install_storage(_installed, locks, task_outputs, flows)
 
@@ -92,7 +92,7 @@ def uninstall() -> None:
     from crewai.memory.storage.factory import set_memory_storage_factory
 
     with _lock:
-        from crewcore._storage_engine import uninstall_storage
+        from crewcore.storage.install import uninstall_storage
 
         uninstall_storage(_installed)
         if "memory" in _installed:

@@ -111,6 +111,14 @@ class RunFailedError(CrewcoreError):
         self.results = results
 
 
+def dimension_error(stored: int, new: int) -> Exception:
+    """CrewAI's ``EmbeddingDimensionMismatchError(stored, new)`` (a ValueError):
+    the error CrewAI's own stores raise, so callers catch one type."""
+    from crewai.memory.storage.backend import EmbeddingDimensionMismatchError
+
+    return EmbeddingDimensionMismatchError(stored, new)
+
+
 __all__ = [
     "LockTimeoutError",
     "StorageFullError",

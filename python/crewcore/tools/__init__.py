@@ -216,9 +216,9 @@ def _gil_lib() -> Any:
     if _gil_lib_handle is None:
         import ctypes
 
-        from crewcore import _native
+        from crewcore import _bridge
 
-        lib = ctypes.PyDLL(str(_native.library_path()))
+        lib = ctypes.PyDLL(str(_bridge.library_path()))
         lib.crewcore_free.argtypes = [ctypes.c_void_p]
         lib.crewcore_free.restype = None
         # int64 crewcore_tool_begin(h, req, len, buf, cap, &resp, &resp_len): see cabi/tools_fast.go
@@ -240,15 +240,15 @@ class _Engine:
     """One policy's state in the Go engine (a handle)."""
 
     def __init__(self, policy: ToolPolicy) -> None:
-        from crewcore import _native
+        from crewcore import _bridge
 
         self.policy = policy
-        self._native = _native
+        self._bridge = _bridge
         try:
-            self.h = int(_native.call(["tool_policy_new", 0, policy._wire()]))
+            self.h = int(_bridge.call(["tool_policy_new", 0, policy._wire()]))
         except ToolPolicyError as e:
             raise ToolPolicyError(f"invalid ToolPolicy: {e}") from None
-        _native.load()
+        _bridge.load()
         self._lib = _gil_lib()
         import msgpack
 
@@ -262,9 +262,9 @@ class _Engine:
 
     def close(self) -> None:
         h, self.h = self.h, 0
-        if h and not self._native.forked():
+        if h and not self._bridge.forked():
             try:
-                self._native.call(["tool_policy_free", h])
+                self._bridge.call(["tool_policy_free", h])
             except Exception:  # pragma: no cover - best effort at shutdown
                 pass
 
@@ -280,7 +280,7 @@ class _Engine:
         An allowed call without a cache key (the common case) comes back as
         the start time alone: no response buffer, no MessagePack decoding.
         """
-        if self._native._forked:
+        if self._bridge._forked:
             return self._twin().begin(tool, args, task, run, depth, flags)
         st = self._buf.__dict__
         refs = st.get("refs")
@@ -300,7 +300,7 @@ class _Engine:
         raw = self._raw(st)
         resp = self._unpackb(raw, raw=False) if raw else None
         if r == -2:
-            raise self._native._error(resp)
+            raise self._bridge._error(resp)
         return resp
 
     def _refs(self, st: dict[str, Any]) -> tuple[Any, Any, int, Callable[[Any], bytes]]:
@@ -342,25 +342,25 @@ class _Engine:
         return tw
 
     def end(self, start: int, outcome: int, key: bytes | None, result: bytes | None) -> tuple[int, bool]:
-        if self._native._forked:
+        if self._bridge._forked:
             return self._twin().end(start, outcome, key, result)
-        el, stored = self._native.call(["tool_end", self.h, start, outcome, key, result])
+        el, stored = self._bridge.call(["tool_end", self.h, start, outcome, key, result])
         return int(el), bool(stored)
 
     def clock(self) -> int:
-        if self._native._forked:
+        if self._bridge._forked:
             return self._twin().clock()
-        return int(self._native.call(["tool_clock", self.h]))
+        return int(self._bridge.call(["tool_clock", self.h]))
 
     def reset(self, key: str = "") -> None:
-        if self._native._forked:
+        if self._bridge._forked:
             return self._twin().reset(key)
-        self._native.call(["tool_reset", self.h, key])
+        self._bridge.call(["tool_reset", self.h, key])
 
     def stats(self) -> dict[str, Any]:
-        if self._native._forked:
+        if self._bridge._forked:
             return self._twin().stats()
-        st = dict(self._native.call(["tool_stats", self.h]))
+        st = dict(self._bridge.call(["tool_stats", self.h]))
         st["engine"] = "native"
         return st
 
@@ -563,16 +563,9 @@ def _canon_json(v: Any) -> Any:
 
 def _make_engine(policy: ToolPolicy) -> Any:
     """The Go engine, or the Python twin when the library cannot be used."""
-    from crewcore import _native
+    from crewcore import _backend
 
-    if os.environ.get("CREWCORE_FORCE_PYTHON") == "1" or _native.forked():
-        return _PyEngine(policy)
-    try:
-        _native.load()
-    except OSError as e:
-        log.warning("crewcore: native library unavailable (%s); tool policies run in Python", e)
-        return _PyEngine(policy)
-    return _Engine(policy)
+    return _Engine(policy) if _backend.use_native() else _PyEngine(policy)
 
 
 def _args_problem(tool: str, args: Any, e: Exception) -> str:
@@ -622,7 +615,7 @@ _CREWAI_TOOLS = os.sep + os.path.join("crewai", "tools") + os.sep
 
 def _internal_frame(filename: str) -> bool:
     """crewcore's executor and CrewAI's tool wrappers: not the tool's own frames."""
-    return filename == _HERE or _CREWAI_TOOLS in filename or filename.endswith(os.sep + "_native.py")
+    return filename == _HERE or _CREWAI_TOOLS in filename or filename.endswith(os.sep + "_bridge.py")
 
 
 def _exception_failure(tool: str, exc: BaseException, elapsed_ms: float) -> Any:
@@ -1586,9 +1579,9 @@ def _native_tools() -> tuple[Any, Any, Any]:
         allow_private: bool = False
 
         def _run(self, url: str) -> str:
-            from crewcore import _native
+            from crewcore import _bridge
 
-            final, status, ctype, body, truncated = _native.call(
+            final, status, ctype, body, truncated = _bridge.call(
                 [
                     "tool_fetch",
                     0,
@@ -1620,9 +1613,9 @@ def _native_tools() -> tuple[Any, Any, Any]:
         timeout: float = 10.0
 
         def _run(self, path: str) -> str:
-            from crewcore import _native
+            from crewcore import _bridge
 
-            data, size, truncated = _native.call(
+            data, size, truncated = _bridge.call(
                 ["tool_read_file", 0, os.path.abspath(self.root), str(path), int(self.max_bytes), _native_timeout(float(self.timeout)) * 1000.0]
             )
             text = data.decode("utf-8", "replace")
@@ -1645,9 +1638,9 @@ def _native_tools() -> tuple[Any, Any, Any]:
         timeout: float = 10.0
 
         def _run(self, path: str = ".") -> str:
-            from crewcore import _native
+            from crewcore import _bridge
 
-            ents, more = _native.call(
+            ents, more = _bridge.call(
                 ["tool_list_dir", 0, os.path.abspath(self.root), str(path), int(self.max_entries), _native_timeout(float(self.timeout)) * 1000.0]
             )
             lines = [f"{n}/" if d else f"{n}\t{s} bytes" for n, d, s in ents]

@@ -13,19 +13,10 @@ import os
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from crewcore import _native
-from crewcore import _validate as v
-from crewcore._native import NativeStore, _meta_filter, _older_than, call
-from crewcore.errors import (
-    InvalidArgumentError,
-    PgVectorMissingError,
-    StoreUnavailableError,
-)
-
-# The bridge's error kinds of this engine (registered here, next to the code
-# that raises them, rather than in _native._ERRORS).
-_native._ERRORS.setdefault("pg_unavailable", StoreUnavailableError)
-_native._ERRORS.setdefault("pg_no_vector", PgVectorMissingError)
+from crewcore._bridge import call
+from crewcore.errors import InvalidArgumentError
+from crewcore.memory import validate as v
+from crewcore.memory.native import NativeStore, _meta_filter, _older_than
 
 DEFAULT_SCHEMA = "crewcore"
 

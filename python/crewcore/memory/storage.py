@@ -13,9 +13,8 @@ import os
 from pathlib import Path
 import threading
 from typing import Any
-import warnings
 
-from crewcore import _backend, _native
+from crewcore import _backend, _bridge
 from crewcore.errors import InvalidArgumentError
 
 _DB_SUFFIXES = (".db", ".sqlite", ".sqlite3")
@@ -75,11 +74,11 @@ def _open(key: tuple[Any, ...], engine: str = "auto") -> _Shared:
                     "SQLite locks break if two SQLite libraries open one file in one process"
                 )
         if kind == "native":
-            from crewcore._native import NativeStore
+            from crewcore.memory.native import NativeStore
 
             engine: Any = NativeStore(db_path, dim, metric, ret_emb, exact_below=-1 if exact else 0)
         else:
-            from crewcore._fallback import PyStore
+            from crewcore.memory.fallback import PyStore
 
             engine = PyStore(db_path, dim, metric, return_embeddings=ret_emb)
         sh = _Shared(engine, kind)
@@ -153,7 +152,7 @@ class MemoryStorage:
         self, dsn: Any, vector_dim: Any, metric: str, return_embeddings: bool, engine: str, exact: bool,
         schema: str, ef_search: int,
     ) -> None:
-        from crewcore._postgres import PgStore, is_dsn, redact
+        from crewcore.memory.postgres import PgStore, is_dsn, redact
 
         if engine not in ("auto", "postgres"):
             raise InvalidArgumentError(f"a dsn is served by engine 'postgres', not {engine!r}")
@@ -196,23 +195,19 @@ class MemoryStorage:
     def _sh(self) -> _Shared:
         sh = self._shared
         # Fast path (every call goes through here): no syscall, no import.
-        if sh is not None and (sh.kind != "native" or not _native._forked):
+        if sh is not None and (sh.kind != "native" or not _bridge._forked):
             return sh
         if sh is None:
             from crewcore.errors import StoreClosedError
 
             raise StoreClosedError(f"memory store {self.path} is closed")
-        if sh.kind == "native" and _backend.forked():
+        if sh.kind == "native" and _bridge.forked():
+            # A child forked after the library loaded: reopen on the engine
+            # the one choice gives now (the pure-Python one; it warns once).
             with self._lock:
                 sh = self._shared
-                if sh is not None and sh.kind == "native" and _backend.forked():
-                    warnings.warn(
-                        "crewcore: this process was forked after the native engine loaded; "
-                        f"the store {self.path} switches to the pure-Python engine in this child.",
-                        RuntimeWarning,
-                        stacklevel=3,
-                    )
-                    self._shared = sh = _open(self._key, "python")
+                if sh is not None and sh.kind == "native" and _bridge.forked():
+                    self._shared = sh = _open(self._key, "auto")
         assert sh is not None
         return sh
 

@@ -1,9 +1,11 @@
-"""Engine choice for the storage layer (locks, task outputs, flow state).
+"""The storage layer's engine (locks, task outputs, flow state).
 
-Native (libcrewcore.so) unless CREWCORE_FORCE_PYTHON=1, the library cannot
-load, or this process was forked after the library loaded; then the pure
-Python implementations work on the same files. The choice is made per call
-site but is stable within a process (a forked child switches once).
+Native (libcrewcore.so: packages ``lock``, ``taskoutputs``, ``flowstate`` on
+``sqlitedb``) when :func:`crewcore._backend.use_native` says so, otherwise the
+pure-Python implementations beside each binding work on the same files. This
+module holds what the three share: the choice (with the exit hook that closes
+the Go stores), CrewAI's storage directory, the Python engine's file checks
+and and its error mapping.
 """
 
 from __future__ import annotations
@@ -11,38 +13,16 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-import warnings
 
-from crewcore import _native
-from crewcore.errors import LockTimeoutError, StorageFullError
-
-# The error kinds of the storage ops (also listed in _native._ERRORS).
-_native._ERRORS.setdefault("lock_timeout", LockTimeoutError)
-_native._ERRORS.setdefault("full", StorageFullError)
+from crewcore import _backend, _bridge
 
 _lock = threading.Lock()
 _registered = False
-_warned_fork = False
 
 
 def use_native() -> bool:
     """True when the storage layer should go through the Go engine."""
-    global _warned_fork
-    if os.environ.get("CREWCORE_FORCE_PYTHON", "") not in ("", "0"):
-        return False
-    if _native.forked():
-        if not _warned_fork:
-            _warned_fork = True
-            warnings.warn(
-                "crewcore: forked after the native library loaded; locks, task outputs "
-                "and flow state use the pure-Python engine in this child",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        return False
-    try:
-        _native.load()
-    except OSError:
+    if not _backend.use_native():
         return False
     _register_exit()
     return True
@@ -59,10 +39,10 @@ def _register_exit() -> None:
 
 
 def _close_all() -> None:
-    if _native.forked():
+    if _bridge.forked():
         return
     try:
-        _native.call(["storage_close_all", 0])
+        _bridge.call(["storage_close_all", 0])
     except Exception:  # noqa: BLE001  (exit path: nothing to report to)
         pass
 
@@ -86,7 +66,7 @@ def check_db_file(path: str) -> None:
         raise StoreAccessError(f"open database {path}: cannot create directory {d}: {e}") from None
     if os.path.isdir(path):
         raise StoreCorruptError(f"open database {path}: path is a directory")
-    from crewcore._fallback import not_sqlite
+    from crewcore._sqlitedb import not_sqlite
 
     try:
         st = os.stat(path)
@@ -145,41 +125,3 @@ def _dir_full(path: str) -> bool:
         return st.f_bavail * st.f_frsize < 1 << 20
     except OSError:
         return False
-
-
-def install_storage(installed: dict, locks: bool, task_outputs: bool, flows: bool) -> None:
-    """The storage part of ``crewcore.install()``: each seam on or off."""
-    from crewcore import locks as _locks
-    from crewcore import task_outputs as _to
-
-    for on, key, mod_install, mod_uninstall in (
-        (locks, "locks", _locks.install, _locks.uninstall),
-        (task_outputs, "task_outputs", _to.install, _to.uninstall),
-    ):
-        if on:
-            mod_install()
-            installed[key] = True
-        else:
-            mod_uninstall()
-            installed.pop(key, None)
-    from crewcore import flows as _flows
-
-    if flows:
-        _flows.install()
-        installed["flows"] = True
-    else:
-        _flows.uninstall()
-        installed.pop("flows", None)
-
-
-def uninstall_storage(installed: dict) -> None:
-    """The storage part of ``crewcore.uninstall()``."""
-    from crewcore import flows as _flows
-    from crewcore import locks as _locks
-    from crewcore import task_outputs as _to
-
-    _locks.uninstall()
-    _to.uninstall()
-    _flows.uninstall()
-    for k in ("locks", "task_outputs", "flows"):
-        installed.pop(k, None)

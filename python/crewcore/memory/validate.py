@@ -281,10 +281,3 @@ def floats_from_bytes(b: bytes | None) -> list[float] | None:
     if not b:
         return None
     return list(_packer(len(b) // 4).unpack(b))
-
-
-def dimension_error(stored: int, new: int) -> Exception:
-    """CrewAI's EmbeddingDimensionMismatchError (a ValueError)."""
-    from crewai.memory.storage.backend import EmbeddingDimensionMismatchError
-
-    return EmbeddingDimensionMismatchError(stored, new)

@@ -10,7 +10,7 @@
     results = await crewcore.akickoff_many(crew, inputs)   # asyncio twin (Crew.akickoff)
 
     results = crewcore.kickoff_many(crew, inputs, processes="auto")  # one worker
-    # process per CPU, each under its own GIL (crewcore/_procs.py); call
+    # process per CPU, each under its own GIL (crewcore/runs/procs.py); call
     # crewcore.install() first so CrewAI's locks are crewcore's
 
 The engine (package ``sched`` in Go, behind the bridge) owns the queue, the
@@ -157,9 +157,9 @@ class _NativeEngine:
     """The Go scheduler (package sched) behind the bridge."""
 
     def __init__(self, total: int, concurrency: int, timeout: float, deadline: float, adaptive: bool) -> None:
-        from crewcore import _native
+        from crewcore import _bridge
 
-        self._call = _native.call
+        self._call = _bridge.call
         self.h = self._call(["sched_new", 0, total, concurrency, float(timeout), float(deadline), bool(adaptive)])
 
     def acquire(self, wait: float) -> tuple[str, int]:
@@ -392,9 +392,9 @@ def _pct(sorted_times: list[float], p: float) -> float:
 
 
 def _engine(total: int, concurrency: int, timeout: float, deadline: float, adaptive: bool) -> Any:
-    from crewcore._backend import backend
+    from crewcore import _backend
 
-    if backend() == "native":
+    if _backend.use_native():
         return _NativeEngine(total, concurrency, timeout, deadline, adaptive)
     return _PyEngine(total, concurrency, timeout, deadline, adaptive)
 
@@ -780,7 +780,7 @@ class ManyHandle:
         self._finish_lock = threading.Lock()
         self._procs: Any = None
         if processes > 1:
-            from crewcore._procs import Pool
+            from crewcore.runs.procs import Pool
 
             # Fork before this batch starts any thread of its own.
             self._procs = Pool(batch, processes)
@@ -992,6 +992,17 @@ def _live_summary(b: _Batch) -> RunSummary:
     )
 
 
+def _crewai_storage_is_crewcore() -> bool:
+    """Whether CrewAI's lock backend and kickoff task-output handler are
+    crewcore's (read from CrewAI itself: whoever installed them)."""
+    from crewai.utilities.task_output_storage_handler import TaskOutputStorageHandler
+    from crewai_core import lock_store
+
+    locks = getattr(getattr(lock_store, "_backend", None), "crewcore", False)
+    outputs = getattr(TaskOutputStorageHandler.__init__, "__module__", "") or ""
+    return bool(locks) and outputs.startswith("crewcore.")
+
+
 def start_many(
     crew: Any,
     inputs: Iterable[dict[str, Any]],
@@ -1012,9 +1023,7 @@ def start_many(
     inputs = _check_args(crew, inputs, concurrency, timeout, deadline, on_error, stop_grace)
     processes = _check_processes(processes)
     if processes > 1 and len(inputs) > 1:
-        from crewcore._install import installed
-
-        if not {"locks", "task_outputs"} <= set(installed()):
+        if not _crewai_storage_is_crewcore():
             import warnings
 
             warnings.warn(
@@ -1077,7 +1086,7 @@ def kickoff_many(
       Results, failures, deadlines and cancellation behave as with threads,
       but callbacks and tools run in the workers: changes they make to
       Python objects do not reach this process (files and stores do). See
-      crewcore/_procs.py.
+      crewcore/runs/procs.py.
     - other keyword arguments (e.g. ``input_files``) go to ``Crew.kickoff``.
 
     Ctrl-C cancels every pending and running run, waits for them to stop and

@@ -1,170 +1,20 @@
-"""The native engine: ctypes binding to libcrewcore.so.
+"""The memory store's native binding: ``NativeStore``, one store in the Go
+engine (package ``memory``) addressed by a handle through the bridge.
 
-The library is loaded lazily on first use. Every call is one coarse
-``crewcore_call`` with a MessagePack request; ctypes.CDLL releases the GIL for
-the duration of the call. After ``fork()`` the Go runtime is unusable in the
-child, so the child is marked and callers switch to the fallback.
+Records travel as MessagePack arrays with the vector as raw little-endian
+float32 bytes; validation and the stored form are shared with the fallback
+(:mod:`crewcore.memory.validate`).
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
-from pathlib import Path
-import threading
 from typing import Any
 
-from crewcore import _validate as v
-from crewcore.errors import (
-    CrewcoreError,
-    EngineError,
-    InvalidArgumentError,
-    InvalidRecordError,
-    InvalidScopeError,
-    LockTimeoutError,
-    RecordNotFoundError,
-    StoreAccessError,
-    SchedulerClosedError,
-    StoreClosedError,
-    StoreCorruptError,
-    ToolArgumentsError,
-    ToolFileNotFoundError,
-    ToolPolicyError,
-    ToolRefusedError,
-    ToolTimeoutError,
-    StoreTimeoutError,
-    StorageFullError,
-)
-
-_lock = threading.Lock()
-_lib: Any = None
-_load_error: str | None = None
-_loaded_pid: int | None = None
-_forked = False
-
-
-def _after_fork_in_child() -> None:
-    global _forked
-    if _lib is not None:
-        _forked = True
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def library_path() -> Path:
-    """Where the shared library is looked for (CREWCORE_LIB overrides)."""
-    env = os.environ.get("CREWCORE_LIB")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent / "_lib" / "libcrewcore.so"
-
-
-def forked() -> bool:
-    """True in a child forked after the library was loaded: native is unusable."""
-    return _forked
-
-
-def load() -> Any:
-    """Load the library once; raise OSError with the reason when it cannot load."""
-    global _lib, _load_error, _loaded_pid
-    if _forked:
-        raise OSError("the native library was loaded before fork(); unusable in this child")
-    if _lib is not None:
-        return _lib
-    with _lock:
-        if _lib is not None:
-            return _lib
-        if _load_error is not None:
-            raise OSError(_load_error)
-        path = library_path()
-        try:
-            import msgpack  # noqa: F401  (required by the bridge)
-
-            lib = ctypes.CDLL(str(path))
-            lib.crewcore_call.argtypes = [
-                ctypes.c_char_p,
-                ctypes.c_int64,
-                ctypes.POINTER(ctypes.c_void_p),
-                ctypes.POINTER(ctypes.c_int64),
-            ]
-            lib.crewcore_call.restype = ctypes.c_int32
-            lib.crewcore_free.argtypes = [ctypes.c_void_p]
-            lib.crewcore_free.restype = None
-            # Fast path for count() (see cabi/main.go); absent from old builds.
-            fast = getattr(lib, "crewcore_count", None)
-            if fast is not None:
-                fast.argtypes = [ctypes.c_int64, ctypes.c_char_p, ctypes.c_int64]
-                fast.restype = ctypes.c_int64
-        except (OSError, AttributeError, ImportError) as e:
-            _load_error = f"cannot load {path}: {e}"
-            raise OSError(_load_error) from None
-        _lib = lib
-        _loaded_pid = os.getpid()
-        return lib
-
-
-_ERRORS: dict[str, type[CrewcoreError]] = {
-    "invalid_record": InvalidRecordError,
-    "invalid_scope": InvalidScopeError,
-    "invalid_argument": InvalidArgumentError,
-    "not_found": RecordNotFoundError,
-    "corrupt": StoreCorruptError,
-    "access": StoreAccessError,
-    "timeout": StoreTimeoutError,
-    "closed": StoreClosedError,
-    "tool_policy": ToolPolicyError,
-    "tool_args": ToolArgumentsError,
-    "tool_refused": ToolRefusedError,
-    "tool_timeout": ToolTimeoutError,
-    "tool_not_found": ToolFileNotFoundError,
-    "sched_closed": SchedulerClosedError,
-    "lock_timeout": LockTimeoutError,
-    "full": StorageFullError,
-}
-
-
-def call(req: list[Any]) -> Any:
-    """Run one request through the bridge and decode the response."""
-    import msgpack
-
-    lib = load()
-    try:
-        data = msgpack.packb(req, use_bin_type=True)
-    except UnicodeEncodeError as e:
-        raise InvalidArgumentError(
-            f"{req[0]}: an argument is not valid UTF-8 ({e.reason} at position {e.start})"
-        ) from None
-    except (TypeError, ValueError, OverflowError) as e:
-        raise InvalidArgumentError(f"{req[0]}: an argument cannot be encoded: {e}") from None
-    out = ctypes.c_void_p()
-    n = ctypes.c_int64()
-    status = lib.crewcore_call(data, len(data), ctypes.byref(out), ctypes.byref(n))
-    try:
-        raw = ctypes.string_at(out.value, n.value) if out.value else b""
-    finally:
-        if out.value:
-            lib.crewcore_free(out)
-    resp = msgpack.unpackb(raw, raw=False) if raw else None
-    if status != 0:
-        raise _error(resp)
-    return resp
-
-
-def _error(resp: Any) -> Exception:
-    if not isinstance(resp, dict):
-        return EngineError(f"crewcore engine failed without details: {resp!r}")
-    kind = resp.get("kind", "")
-    msg = resp.get("message", "unknown error")
-    if kind == "dimension":
-        return v.dimension_error(int(resp.get("stored_dim", 0)), int(resp.get("new_dim", 0)))
-    return _ERRORS.get(kind, EngineError)(msg)
-
-
-def version() -> tuple[str, str]:
-    """(engine version, SIMD kernel in use)."""
-    ver, kernel = call(["version", 0])
-    return ver, kernel
+from crewcore import _bridge
+from crewcore._bridge import call
+from crewcore.errors import InvalidArgumentError, StoreClosedError
+from crewcore.memory import validate as v
 
 
 # scope_prefix argument -> canonical prefix as UTF-8 (b"" for no filter),
@@ -201,7 +51,7 @@ def _record(f: list[Any]) -> Any:
 class NativeStore:
     """One open store in the Go engine, addressed by a handle."""
 
-    #: Prefix of this store kind's bridge ops ("pg_" for _postgres.PgStore).
+    #: Prefix of this store kind's bridge ops ("pg_" for postgres.PgStore).
     _P = ""
 
     def __init__(
@@ -350,7 +200,7 @@ class NativeStore:
                 _prefix_bytes.clear()
             _prefix_bytes[scope_prefix] = p
         h = self._h
-        fast = getattr(_lib, "crewcore_count", None)
+        fast = getattr(_bridge._lib, "crewcore_count", None)
         if h is not None and fast is not None:
             n = fast(h, p, len(p))
             if n >= 0:
@@ -370,7 +220,7 @@ class NativeStore:
 
     def close(self) -> None:
         h, self._h = self._h, None
-        if h is not None and not _forked and os.getpid() == self._pid:
+        if h is not None and not _bridge.forked() and os.getpid() == self._pid:
             call([self._P + "close", h])
 
 

@@ -18,7 +18,7 @@ After ``fork()`` a worker:
 
 - uses no Go code (the Go runtime does not survive fork): crewcore's memory
   store, locks and task outputs switch to the pure-Python engine over the
-  same files (see crewcore._native.forked);
+  same files (see crewcore._bridge.forked);
 - resets what fork leaves broken: CrewAI's event bus (its handler threads and
   loop thread exist only in the parent), thread pools (``ThreadPoolExecutor``
   objects whose threads exist only in the parent, such as the one CrewAI's
@@ -403,7 +403,7 @@ class _Child:
 
     def main(self) -> None:
         _reset_after_fork()
-        from crewcore import scheduler as s
+        from crewcore.runs import scheduler as s
 
         self.s = s
         while True:

@@ -46,9 +46,19 @@ try:  # numpy is optional: without it the pure-Python arena is used.
 except Exception:  # pragma: no cover - exercised by monkeypatching in tests
     _np = None
 
-from crewcore._validate import (
+from crewcore._sqlitedb import (
+    SQLITE_AUTH as _SQLITE_AUTH,
+    SQLITE_CANTOPEN as _SQLITE_CANTOPEN,
+    SQLITE_CORRUPT as _SQLITE_CORRUPT,
+    SQLITE_NOTADB as _SQLITE_NOTADB,
+    SQLITE_PERM as _SQLITE_PERM,
+    SQLITE_READONLY as _SQLITE_READONLY,
+    errcode as _errcode,
+    is_busy as _is_busy,
+    not_sqlite,
+)
+from crewcore.memory.validate import (
     check_limit,
-    dimension_error,
     fmt_dt,
     make_record,
     normalize_prefix,
@@ -69,6 +79,7 @@ from crewcore.errors import (
     StoreAccessError,
     StoreCorruptError,
     StoreTimeoutError,
+    dimension_error,
 )
 
 __all__ = ["PyStore"]
@@ -128,8 +139,6 @@ _INSERT_SQL = (
 )
 
 # SQLite primary result codes.
-_SQLITE_PERM, _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY = 3, 5, 6, 8
-_SQLITE_CORRUPT, _SQLITE_CANTOPEN, _SQLITE_AUTH, _SQLITE_NOTADB = 11, 14, 23, 26
 
 _BIG_ENDIAN = sys.byteorder == "big"
 
@@ -214,48 +223,6 @@ def _meta_match(meta: dict[str, Any], want: dict[str, Any]) -> bool:
         if k not in meta or not _json_equal(meta[k], wv):
             return False
     return True
-
-
-def _errcode(e: BaseException) -> int | None:
-    code = getattr(e, "sqlite_errorcode", None)
-    return None if code is None else code & 0xFF
-
-
-def not_sqlite(path: str) -> bool:
-    """Whether SQLite itself, read-only, refuses path as "not a database".
-
-    It never reads the file through a descriptor of its own: closing any
-    descriptor of a file drops every POSIX lock this process holds on it,
-    and the file may already be open here (a second store on one file).
-    Without those locks another process can rebuild the WAL index, or take
-    the open connection for gone and delete the -wal under it. SQLite's own
-    connections share their locks per file. Other failures are left for the
-    real open to report (False).
-    """
-    try:
-        conn = sqlite3.connect("file:" + urllib.parse.quote(path) + "?mode=ro", uri=True,
-                               isolation_level=None, check_same_thread=False)
-    except sqlite3.Error:
-        return False
-    try:
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except sqlite3.DatabaseError as e:
-        return _errcode(e) == _SQLITE_NOTADB or "not a database" in str(e).lower()
-    except sqlite3.Error:
-        return False
-    finally:
-        conn.close()
-    return False
-
-
-def _is_busy(e: BaseException) -> bool:
-    if not isinstance(e, sqlite3.Error):
-        return False
-    code = _errcode(e)
-    if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
-        return True
-    msg = str(e).lower()
-    return "database is locked" in msg or "database is busy" in msg or "table is locked" in msg
 
 
 def _classify(op: str, path: str, e: sqlite3.Error) -> CrewcoreError:
