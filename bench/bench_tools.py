@@ -174,15 +174,18 @@ def main() -> None:
     # on a thread pool and take the GIL) hit every variant alike. The switch
     # sets crewcore's installed state directly: install_tools() would build a
     # new engine each time.
-    import crewcore.tools as ct
     from crewai.hooks.dispatch import InterceptionPoint, get_global_hook_list
 
+    from crewcore.tools import dispatch
+    from crewcore.tools.fallback import _PyEngine
+    from crewcore.tools.native import _gil_lib
+
     live_hooks = get_global_hook_list(InterceptionPoint.PRE_TOOL_CALL)
-    inst_default, inst_inline = ct._Installed(pol_default), ct._Installed(pol_inline)
+    inst_default, inst_inline = dispatch._Installed(pol_default), dispatch._Installed(pol_inline)
     # The same inline policy on the pure-Python twin engine (the fallback):
     # what the Go call costs inside CrewAI's path, against no Go call at all.
-    inst_inline_py = ct._Installed(pol_inline)
-    inst_inline_py.executor.engine = ct._PyEngine(pol_inline)
+    inst_inline_py = dispatch._Installed(pol_inline)
+    inst_inline_py.executor.engine = _PyEngine(pol_inline)
 
     def state(inst: Any, hook: bool) -> Callable[[], None]:
         def f() -> None:
@@ -190,12 +193,12 @@ def main() -> None:
                 live_hooks.append(empty_hook)
             if not hook and empty_hook in live_hooks:
                 live_hooks.remove(empty_hook)
-            with ct._installed_lock:
-                ct._installed = inst
+            with dispatch._installed_lock:
+                dispatch._installed = inst
                 if inst is None:
-                    ct._unpatch()
+                    dispatch._unpatch()
                 else:
-                    ct._patch()
+                    dispatch._patch()
 
         return f
 
@@ -252,7 +255,7 @@ def main() -> None:
     # back to back, where everything is hot).
     import ctypes
 
-    go_noop = ct._gil_lib().crewcore_free
+    go_noop = _gil_lib().crewcore_free
     c_noop = ctypes.PyDLL(None).abs
     floor: dict[str, list[float]] = {"go_hot": [], "c_hot": [], "go": [], "c": []}
     for f, k in ((go_noop, "go"), (c_noop, "c")):
@@ -284,17 +287,17 @@ def main() -> None:
         rounds, per, nothing,
     )
     # the bridge call alone
-    from crewcore.tools import _Engine
+    from crewcore.tools.native import _Engine
 
     eng = _Engine(pol_inline)
     bridge = timed(lambda: eng.begin("noop", {"query": "hello"}, "t", "r", 1), rounds * per)
     # the worker-thread hand-off alone: a no-op function run on a worker and waited for
     import contextvars
 
-    from crewcore.tools import _runner
+    from crewcore.tools import runner
 
     def handoff() -> Any:
-        return _runner.run(lambda: None, contextvars.copy_context(), 30.0, 8)
+        return runner._runner.run(lambda: None, contextvars.copy_context(), 30.0, 8)
 
     hand = timed(handoff, rounds * per)
 

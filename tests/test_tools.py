@@ -403,7 +403,8 @@ CALLS = [
 
 
 def test_python_twin_gives_the_go_engine_verdicts() -> None:
-    from crewcore.tools import _Engine, _PyEngine
+    from crewcore.tools.fallback import _PyEngine
+    from crewcore.tools.native import _Engine
 
     pol = ToolPolicy(loop_threshold=2, loop_window=5, max_calls_per_task=3, max_calls_per_run=5,
                      max_depth=5, max_arg_bytes=200)
@@ -714,9 +715,9 @@ def test_async_dispatch_is_governed_and_cancelled_at_the_deadline(no_policy: Non
         ]
 
     deadline = time.monotonic() + 10  # workers abandoned by earlier tests come back once released
-    while crewcore.tools._runner.abandoned and time.monotonic() < deadline:
+    while crewcore.tools.runner._runner.abandoned and time.monotonic() < deadline:
         time.sleep(0.01)
-    abandoned = crewcore.tools._runner.abandoned
+    abandoned = crewcore.tools.runner._runner.abandoned
     crewcore.install(tools=ToolPolicy(timeout=0.3, max_calls_per_task=4, loop_threshold=None))
     tok = set_current_task_id("async-task")
     try:
