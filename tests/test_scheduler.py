@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import pytest
 
 import crewcore
-from crewcore.runs import scheduler
+from crewcore.runs import batch, context, fallback
 from crewcore.errors import InvalidArgumentError, RunFailedError
 from conftest import REPO
 
@@ -195,7 +195,7 @@ def test_cancel_midway_leaves_no_thread_or_connection(server: str) -> None:
     # The hooks are unregistered once no batch is active.
     from crewai.hooks import InterceptionPoint, get_hooks
 
-    assert scheduler._pre_call_hook not in get_hooks(InterceptionPoint.PRE_MODEL_CALL)
+    assert context._pre_call_hook not in get_hooks(InterceptionPoint.PRE_MODEL_CALL)
 
 
 def _hang_tools() -> tuple[list[Any], dict[str, Any]]:
@@ -318,7 +318,7 @@ def test_bad_inputs_and_crew(server: str) -> None:
 
 def test_python_engine_twin(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The pure-Python engine (no native library) behaves the same."""
-    monkeypatch.setattr(scheduler, "_engine", lambda *a: scheduler._PyEngine(*a))
+    monkeypatch.setattr(batch, "_engine", lambda *a: fallback._PyEngine(*a))
     crew = make_crew(server)
     inputs = topics(40, "py")
     res = crewcore.kickoff_many(crew, inputs, concurrency=8, progress=False)
@@ -413,8 +413,8 @@ try:
 except KeyboardInterrupt:
     left = [t.name for t in threading.enumerate() if t.name.startswith("crewcore-sched")]
     from crewai.hooks import InterceptionPoint, get_hooks
-    from crewcore.runs import scheduler
-    hooked = scheduler._pre_call_hook in get_hooks(InterceptionPoint.PRE_MODEL_CALL)
+    from crewcore.runs import context
+    hooked = context._pre_call_hook in get_hooks(InterceptionPoint.PRE_MODEL_CALL)
     print(json.dumps({"interrupted": True, "threads": left, "hooked": hooked}), flush=True)
 """
 

@@ -55,6 +55,7 @@ import warnings
 from typing import Any
 
 from crewcore.errors import WorkerProcessError
+from crewcore.runs import context
 
 _HDR = struct.Struct("!I")
 
@@ -403,9 +404,6 @@ class _Child:
 
     def main(self) -> None:
         _reset_after_fork()
-        from crewcore.runs import scheduler as s
-
-        self.s = s
         while True:
             msg = _recv(self.sock)
             if msg is None or msg[0] == "exit":
@@ -420,19 +418,18 @@ class _Child:
                 if r is not None:
                     r.told = r.told or reason
                     if op == "interrupt":
-                        s._interrupt(r, reason)
+                        context._interrupt(r, reason)
 
     def _run(self, idx: int) -> None:
-        s = self.s
         b = self.b
-        r = s._Run(self.cb, idx)  # type: ignore[arg-type]
+        r = context._Run(self.cb, idx)
         self.runs[idx] = r
         try:
-            ok, value = s._kickoff_copy(r, b.crew, b.inputs[idx], b.kw)
+            ok, value = context._kickoff_copy(r, b.crew, b.inputs[idx], b.kw)
         finally:
             self.runs.pop(idx, None)
             if r.crew_id is not None:
-                s._by_crew.pop(r.crew_id, None)
+                context._by_crew.pop(r.crew_id, None)
         self._reply(idx, ok, value)
 
     def _reply(self, idx: int, ok: bool, value: Any) -> None:
