@@ -79,7 +79,7 @@ def test_file_check_keeps_locks(tmp_path):
     two copies of SQLite, and either one closing a descriptor drops the
     other's locks, so one process must not have a file open through both
     engines at once (docs/architecture.md)."""
-    from crewcore.storage import engine as _storage_engine
+    from crewcore.storage import fallback_db as _storage_fallback
 
     path = str(tmp_path / "m.db")
     a = crewcore.MemoryStorage(path, engine="python")
@@ -87,12 +87,12 @@ def test_file_check_keeps_locks(tmp_path):
     db = os.open(path, os.O_RDONLY)
     try:
         assert locked(db, SHARED_FIRST, SHARED_SIZE)
-        _storage_engine.check_db_file(path)
+        _storage_fallback.check_db_file(path)
         assert locked(db, SHARED_FIRST, SHARED_SIZE), "checking the file dropped the store's SHARED lock"
         with open(tmp_path / "junk.db", "wb") as f:
             f.write(b"this is not a database at all" * 10)
         with pytest.raises(crewcore.errors.StoreCorruptError, match="not a SQLite database"):
-            _storage_engine.check_db_file(str(tmp_path / "junk.db"))
+            _storage_fallback.check_db_file(str(tmp_path / "junk.db"))
         assert a.count() == 1
     finally:
         a.close()

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import threading
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from crewai.flow.persistence.base import FlowPersistence
 from pydantic import BaseModel, Field, PrivateAttr
 
-from crewcore.storage import engine as eng
+from crewcore import _bridge
 from crewcore.errors import InvalidArgumentError
+from crewcore.storage import engine as eng
+from crewcore.storage.fallback_db import PyFlowState as _PyEngine
 
 if TYPE_CHECKING:
     from crewai.flow.async_feedback.types import PendingFeedbackContext
@@ -29,25 +30,6 @@ if TYPE_CHECKING:
 __all__ = ["CrewcoreFlowPersistence", "default_path", "flow_persistence_factory", "install", "uninstall"]
 
 FILE_NAME = "flow_states.db"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS flow_states (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    flow_uuid TEXT NOT NULL,
-    method_name TEXT NOT NULL,
-    timestamp DATETIME NOT NULL,
-    state_json TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS idx_flow_states_uuid ON flow_states(flow_uuid);
-CREATE TABLE IF NOT EXISTS pending_feedback (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    flow_uuid TEXT NOT NULL UNIQUE,
-    context_json TEXT NOT NULL,
-    state_json TEXT NOT NULL,
-    created_at DATETIME NOT NULL
-);
-CREATE INDEX IF NOT EXISTS idx_pending_feedback_uuid ON pending_feedback(flow_uuid);
-"""
 
 
 def default_path() -> str:
@@ -95,47 +77,29 @@ def _check_id(flow_uuid: Any, what: str = "flow_uuid") -> str:
     return flow_uuid
 
 
-class _PyEngine:
+class _NativeEngine:
+    """The Go engine (package ``flowstate``): a handle on the file; the methods
+    of the pure-Python ``_PyEngine``."""
+
+    __slots__ = ("h",)
+
     def __init__(self, path: str) -> None:
-        eng.check_db_file(path)
-        self.path = path
-        self.mu = threading.Lock()
-        try:
-            self.conn = sqlite3.connect(path, timeout=30.0, check_same_thread=False, isolation_level=None)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-            with self.mu:
-                self.conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
-        except sqlite3.Error as e:
-            raise eng.py_error("open database", path, e) from None
+        self.h = _bridge.call(["flow_open", 0, path, None])
 
-    def write(self, op: str, stmts: list[tuple[str, tuple[Any, ...]]]) -> None:
-        with self.mu:
-            c = self.conn
-            try:
-                c.execute("BEGIN IMMEDIATE")
-                try:
-                    for q, a in stmts:
-                        c.execute(q, a)
-                    c.execute("COMMIT")
-                except BaseException:
-                    c.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as e:
-                raise eng.py_error(op, self.path, e) from None
+    def save(self, flow_uuid: str, method_name: str, state: str) -> None:
+        _bridge.call(["flow_save", self.h, flow_uuid, method_name, state])
 
-    def one(self, op: str, q: str, a: tuple[Any, ...]) -> Any:
-        with self.mu:
-            try:
-                return self.conn.execute(q, a).fetchone()
-            except sqlite3.Error as e:
-                raise eng.py_error(op, self.path, e) from None
+    def load(self, flow_uuid: str) -> str | None:
+        return _bridge.call(["flow_load", self.h, flow_uuid])
 
+    def save_pending(self, flow_uuid: str, method_name: str, ctx: str, state: str) -> None:
+        _bridge.call(["flow_save_pending", self.h, flow_uuid, method_name, ctx, state])
 
-_py_mu = threading.Lock()
-_py_engines: dict[str, _PyEngine] = {}
+    def load_pending(self, flow_uuid: str) -> Any:
+        return _bridge.call(["flow_load_pending", self.h, flow_uuid])
 
-_SAVE = "INSERT INTO flow_states (flow_uuid, method_name, timestamp, state_json) VALUES (?, ?, ?, ?)"
+    def clear_pending(self, flow_uuid: str) -> None:
+        _bridge.call(["flow_clear_pending", self.h, flow_uuid])
 
 
 class CrewcoreFlowPersistence(FlowPersistence):
@@ -143,9 +107,8 @@ class CrewcoreFlowPersistence(FlowPersistence):
 
     persistence_type: str = Field(default="CrewcoreFlowPersistence")
     db_path: str = Field(default_factory=default_path)
-    _h: int = PrivateAttr(default=0)
     _native: bool = PrivateAttr(default=False)
-    _py: Any = PrivateAttr(default=None)
+    _engine: Any = PrivateAttr(default=None)  # _NativeEngine or _PyEngine
 
     def __init__(self, db_path: str | None = None, /, **kwargs: Any) -> None:
         if db_path is not None:
@@ -156,47 +119,21 @@ class CrewcoreFlowPersistence(FlowPersistence):
 
     def init_db(self) -> None:
         self._native = eng.use_native()
-        if self._native:
-            from crewcore import _bridge
-
-            self._h = _bridge.call(["flow_open", 0, self.db_path, None])
-        else:
-            with _py_mu:
-                e = _py_engines.get(self.db_path)
-                if e is None:
-                    e = _py_engines[self.db_path] = _PyEngine(self.db_path)
-                self._py = e
+        self._engine = _NativeEngine(self.db_path) if self._native else _PyEngine.shared(self.db_path)
 
     @property
     def engine(self) -> str:
         return "native" if self._native else "python"
 
-    def _call(self, op: str, *args: Any) -> Any:
-        from crewcore import _bridge
-
-        return _bridge.call([op, self._h, *args])
-
     def save_state(self, flow_uuid: str, method_name: str, state_data: dict[str, Any] | BaseModel) -> None:
         _check_id(flow_uuid)
         _check_id(method_name, "method_name")
         state = _dumps(_state_dict(state_data))
-        if self._native:
-            self._call("flow_save", flow_uuid, method_name, state)
-        else:
-            ts = datetime.now(timezone.utc).isoformat()
-            self._py.write("save flow state", [(_SAVE, (flow_uuid, method_name, ts, state))])
+        self._engine.save(flow_uuid, method_name, state)
 
     def load_state(self, flow_uuid: str) -> dict[str, Any] | None:
         _check_id(flow_uuid)
-        if self._native:
-            raw = self._call("flow_load", flow_uuid)
-        else:
-            row = self._py.one(
-                "load flow state",
-                "SELECT state_json FROM flow_states WHERE flow_uuid = ? ORDER BY id DESC LIMIT 1",
-                (flow_uuid,),
-            )
-            raw = row[0] if row else None
+        raw = self._engine.load(flow_uuid)
         if raw is None:
             return None
         result = json.loads(raw)
@@ -208,43 +145,20 @@ class CrewcoreFlowPersistence(FlowPersistence):
         _check_id(flow_uuid)
         state = _dumps(_state_dict(state_data))
         ctx = _dumps(context.to_dict())
-        if self._native:
-            self._call("flow_save_pending", flow_uuid, context.method_name, ctx, state)
-        else:
-            ts = datetime.now(timezone.utc).isoformat()
-            self._py.write(
-                "save pending feedback",
-                [
-                    (_SAVE, (flow_uuid, context.method_name, ts, state)),
-                    (
-                        "INSERT OR REPLACE INTO pending_feedback (flow_uuid, context_json, state_json, created_at) VALUES (?, ?, ?, ?)",
-                        (flow_uuid, ctx, state, ts),
-                    ),
-                ],
-            )
+        self._engine.save_pending(flow_uuid, context.method_name, ctx, state)
 
     def load_pending_feedback(self, flow_uuid: str) -> tuple[dict[str, Any], PendingFeedbackContext] | None:
         from crewai.flow.async_feedback.types import PendingFeedbackContext
 
         _check_id(flow_uuid)
-        if self._native:
-            row = self._call("flow_load_pending", flow_uuid)
-        else:
-            row = self._py.one(
-                "load pending feedback",
-                "SELECT state_json, context_json FROM pending_feedback WHERE flow_uuid = ?",
-                (flow_uuid,),
-            )
+        row = self._engine.load_pending(flow_uuid)
         if not row:
             return None
         return json.loads(row[0]), PendingFeedbackContext.from_dict(json.loads(row[1]))
 
     def clear_pending_feedback(self, flow_uuid: str) -> None:
         _check_id(flow_uuid)
-        if self._native:
-            self._call("flow_clear_pending", flow_uuid)
-        else:
-            self._py.write("clear pending feedback", [("DELETE FROM pending_feedback WHERE flow_uuid = ?", (flow_uuid,))])
+        self._engine.clear_pending(flow_uuid)
 
 
 _factory_mu = threading.Lock()

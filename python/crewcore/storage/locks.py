@@ -8,8 +8,9 @@ freed by the kernel when the holder dies.
 A lock is an ``flock(2)`` on a file named by the SHA-256 of the lock name in
 a directory outside the project (``CREWCORE_LOCK_DIR``, else
 ``$XDG_RUNTIME_DIR/crewcore-locks``, else ``$TMPDIR/crewcore-locks-<uid>``);
-the Go engine and this module's pure-Python fallback use the same files, so
-they exclude each other. ``crewcore.install()`` makes every CrewAI lock
+the Go engine and the pure-Python fallback beside this module
+(:mod:`~crewcore.storage.fallback_locks`) use the same files, so they exclude
+each other. ``crewcore.install()`` makes every CrewAI lock
 (``crewai_core.lock_store.lock``) go through :func:`crewai_lock_backend`.
 
 Timeouts: seconds (float); ``0`` tries once; ``None`` waits without limit; a
@@ -19,19 +20,18 @@ deadline raises ``LockTimeoutError`` naming the lock and its file.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import hashlib
 import math
 import os
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from crewcore import _bridge
+from crewcore.errors import InvalidArgumentError
 from crewcore.storage import engine as _storage_engine
-from crewcore.errors import InvalidArgumentError, LockTimeoutError, StoreAccessError
+from crewcore.storage import fallback_locks as _fallback
 
 __all__ = ["Lock", "acquire", "crewai_lock_backend", "lock", "lock_dir", "lock_file", "install", "uninstall"]
 
@@ -74,85 +74,10 @@ def _check(name: Any, timeout: Any) -> float | None:
     return t
 
 
-# ---- pure-Python engine -------------------------------------------------------
-
-_py_mu = threading.Lock()
-_py_names: dict[str, list[Any]] = {}  # name -> [threading.Lock, refs]
-
-
-def _py_ref(name: str) -> threading.Lock:
-    with _py_mu:
-        e = _py_names.get(name)
-        if e is None:
-            e = _py_names[name] = [threading.Lock(), 0]
-        e[1] += 1
-        return e[0]
-
-
-def _py_unref(name: str) -> None:
-    with _py_mu:
-        e = _py_names.get(name)
-        if e is not None:
-            e[1] -= 1
-            if e[1] <= 0:
-                del _py_names[name]
-
-
-def _timeout_error(name: str, path: str, timeout: float | None) -> LockTimeoutError:
-    return LockTimeoutError(
-        f"lock {name!r} (file {path}) still held by another holder after {timeout:g}s"
-        if timeout is not None
-        else f"lock {name!r} (file {path}) could not be taken"
-    )
-
-
-def _py_acquire(name: str, timeout: float | None) -> tuple[threading.Lock, int]:
-    path = lock_file(name)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    mu = _py_ref(name)
-    try:
-        if timeout == 0:
-            ok = mu.acquire(blocking=False)
-        elif timeout is None:
-            ok = mu.acquire()
-        else:
-            ok = mu.acquire(timeout=min(timeout, threading.TIMEOUT_MAX))
-        if not ok:
-            raise _timeout_error(name, path, timeout)
-        try:
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-            except FileNotFoundError:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-        except OSError as e:
-            mu.release()
-            raise StoreAccessError(f"lock {name!r}: cannot create lock file {path}: {e}") from None
-        backoff = 50e-6
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return mu, fd
-            except OSError as e:
-                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EINTR):
-                    os.close(fd)
-                    mu.release()
-                    raise
-            if timeout == 0 or (deadline is not None and time.monotonic() + backoff / 2 > deadline):
-                os.close(fd)
-                mu.release()
-                raise _timeout_error(name, path, timeout)
-            time.sleep(backoff)
-            backoff = min(backoff * 2, 0.001)
-    except BaseException:
-        _py_unref(name)
-        raise
-
-
 class Lock:
     """One held named lock. ``release()`` may be called from any thread, once."""
 
-    __slots__ = ("name", "_native", "_handle", "_mu", "_fd", "_released", "_rel_mu")
+    __slots__ = ("name", "_native", "_handle", "_released", "_rel_mu")
 
     def __init__(self, name: str, timeout: float | None = 120.0) -> None:
         t = _check(name, timeout)
@@ -160,15 +85,12 @@ class Lock:
         self._released = False
         self._rel_mu = threading.Lock()
         self._native = _storage_engine.use_native()
-        self._handle = 0
-        self._mu: threading.Lock | None = None
-        self._fd = -1
-        if self._native:
-            from crewcore import _bridge
-
-            self._handle = _bridge.call(["lock_acquire", 0, name, t, lock_dir()])
-        else:
-            self._mu, self._fd = _py_acquire(name, t)
+        # The Go engine's lock handle, or the pure-Python engine's (mutex, fd).
+        self._handle: Any = (
+            _bridge.call(["lock_acquire", 0, name, t, lock_dir()])
+            if self._native
+            else _fallback.acquire(name, lock_file(name), t)
+        )
 
     def release(self) -> None:
         with self._rel_mu:
@@ -176,16 +98,9 @@ class Lock:
                 raise InvalidArgumentError(f"lock {self.name!r} was already released")
             self._released = True
         if self._native:
-            from crewcore import _bridge
-
             _bridge.call(["lock_release", self._handle])
-            return
-        try:
-            os.close(self._fd)  # drops the flock
-        finally:
-            assert self._mu is not None
-            self._mu.release()
-            _py_unref(self.name)
+        else:
+            _fallback.release(self.name, self._handle)
 
     @property
     def held(self) -> bool:

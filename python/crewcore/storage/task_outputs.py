@@ -16,35 +16,20 @@ from __future__ import annotations
 import json
 import math
 import os
-import sqlite3
-import threading
-import time
 from typing import Any
 
-from crewcore.storage import engine as eng
+from crewcore import _bridge
 from crewcore.errors import InvalidArgumentError
+from crewcore.storage import engine as eng
+from crewcore.storage.fallback_db import PyTaskOutputs as _PyEngine
 
 __all__ = ["TaskOutputStorage", "default_path", "install", "uninstall"]
 
 FILE_NAME = "latest_kickoff_task_outputs.db"
 
-_SCHEMA = """CREATE TABLE IF NOT EXISTS latest_kickoff_task_outputs (
-    task_id TEXT PRIMARY KEY,
-    task_key TEXT,
-    expected_output TEXT,
-    output JSON,
-    task_index INTEGER,
-    inputs JSON,
-    was_replayed BOOLEAN,
-    timestamp DATETIME DEFAULT CURRENT_TIMESTAMP
-)"""
-
 _COLUMNS = frozenset(
     {"task_id", "task_key", "expected_output", "output", "task_index", "inputs", "was_replayed", "timestamp"}
 )
-
-_LOAD = """SELECT task_id, task_key, expected_output, output, task_index, inputs, was_replayed, timestamp
-FROM latest_kickoff_task_outputs ORDER BY task_index"""
 
 
 def default_path() -> str:
@@ -80,77 +65,26 @@ def _timeout(timeout: float | None) -> float | None:
     return float(timeout)
 
 
-class _PyEngine:
-    """The pure-Python engine: one sqlite3 connection per file per process."""
+class _NativeEngine:
+    """The Go engine (package ``taskoutputs``): a handle on the file, pooled
+    connections behind it; the methods of the pure-Python ``_PyEngine``."""
+
+    __slots__ = ("h",)
 
     def __init__(self, path: str, timeout: float | None) -> None:
-        eng.check_db_file(path)
-        self.path = path
-        self.timeout = timeout or 30.0
-        self.mu = threading.Lock()
-        try:
-            self.conn = sqlite3.connect(path, timeout=self.timeout, check_same_thread=False, isolation_level=None)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-        except sqlite3.Error as e:
-            raise eng.py_error("open database", path, e) from None
-
-        def init(c: sqlite3.Connection) -> None:
-            c.execute(_SCHEMA)
-            cols = {r[1] for r in c.execute("PRAGMA table_info(latest_kickoff_task_outputs)")}
-            if "task_key" not in cols:
-                c.execute("ALTER TABLE latest_kickoff_task_outputs ADD COLUMN task_key TEXT")
-
-        self.write("open database", init)
-
-    def write(self, op: str, fn: Any) -> Any:
-        with self.mu:
-            c = self.conn
-            try:
-                c.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as e:
-                raise eng.py_error(op, self.path, e) from None
-            try:
-                out = fn(c)
-                c.execute("COMMIT")
-                return out
-            except BaseException as e:
-                try:
-                    c.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-                if isinstance(e, sqlite3.Error):
-                    raise eng.py_error(op, self.path, e) from None
-                raise
+        self.h = _bridge.call(["to_open", 0, path, timeout])
 
     def add(self, row: tuple[Any, ...]) -> None:
-        self.write(
-            "add task output",
-            lambda c: c.execute(
-                "INSERT OR REPLACE INTO latest_kickoff_task_outputs "
-                "(task_id, task_key, expected_output, output, task_index, inputs, was_replayed) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                row,
-            ),
-        )
+        _bridge.call(["to_add", self.h, *row])
 
-    def update(self, task_index: int, cols: list[str], vals: list[Any]) -> int:
-        q = f"UPDATE latest_kickoff_task_outputs SET {', '.join(c + ' = ?' for c in cols)} WHERE task_index = ?"  # noqa: S608  (whitelisted columns)
-        return int(self.write("update task output", lambda c: c.execute(q, (*vals, task_index)).rowcount))
+    def update(self, task_index: int, cols: list[str], vals: list[Any]) -> None:
+        _bridge.call(["to_update", self.h, task_index, cols, vals])
 
-    def load(self) -> list[tuple[Any, ...]]:
-        with self.mu:
-            try:
-                return self.conn.execute(_LOAD).fetchall()
-            except sqlite3.Error as e:
-                raise eng.py_error("load task outputs", self.path, e) from None
+    def load(self) -> list[Any]:
+        return _bridge.call(["to_load", self.h])
 
     def delete_all(self) -> None:
-        self.write("delete task outputs", lambda c: c.execute("DELETE FROM latest_kickoff_task_outputs"))
-
-
-_py_mu = threading.Lock()
-_py_engines: dict[str, _PyEngine] = {}
+        _bridge.call(["to_delete_all", self.h])
 
 
 class TaskOutputStorage:
@@ -166,28 +100,16 @@ class TaskOutputStorage:
         self.db_path = os.path.abspath(str(db_path) if db_path is not None else default_path())
         self._timeout = _timeout(timeout)
         self._native = eng.use_native()
-        self._h = 0
-        self._py: _PyEngine | None = None
-        if self._native:
-            from crewcore import _bridge
-
-            self._h = _bridge.call(["to_open", 0, self.db_path, self._timeout])
-        else:
-            with _py_mu:
-                e = _py_engines.get(self.db_path)
-                if e is None:
-                    e = _py_engines[self.db_path] = _PyEngine(self.db_path, self._timeout)
-                self._py = e
+        self._engine: _NativeEngine | _PyEngine = (
+            _NativeEngine(self.db_path, self._timeout)
+            if self._native
+            else _PyEngine.shared(self.db_path, self._timeout)
+        )
 
     @property
     def engine(self) -> str:
         """"native" or "python"."""
         return "native" if self._native else "python"
-
-    def _call(self, op: str, *args: Any) -> Any:
-        from crewcore import _bridge
-
-        return _bridge.call([op, self._h, *args])
 
     def add(
         self,
@@ -213,11 +135,7 @@ class TaskOutputStorage:
             )
         except (TypeError, ValueError) as e:
             raise InvalidArgumentError(f"task output cannot be stored as JSON: {e}") from None
-        if self._native:
-            self._call("to_add", *row)
-        else:
-            assert self._py is not None
-            self._py.add(row)
+        self._engine.add(row)
 
     def update(self, task_index: int, **kwargs: Any) -> None:
         """Set columns of the row with ``task_index``; dict values are stored as JSON."""
@@ -229,22 +147,11 @@ class TaskOutputStorage:
             vals.append(_dumps(v) if isinstance(v, dict) else v)
         if not cols:
             return
-        if self._native:
-            self._call("to_update", task_index, cols, vals)
-        else:
-            assert self._py is not None
-            for v in vals:
-                if v is not None and not isinstance(v, (str, int, float, bool)):
-                    raise InvalidArgumentError(f"update task output: value of type {type(v).__name__} cannot be stored")
-            self._py.update(task_index, cols, vals)
+        self._engine.update(task_index, cols, vals)
 
     def load(self) -> list[dict[str, Any]]:
         """Every stored output, ordered by task_index (CrewAI's row dicts)."""
-        if self._native:
-            rows = self._call("to_load")
-        else:
-            assert self._py is not None
-            rows = self._py.load()
+        rows = self._engine.load()
         return [
             {
                 "task_id": r[0],
@@ -261,11 +168,7 @@ class TaskOutputStorage:
 
     def delete_all(self) -> None:
         """Remove every stored output."""
-        if self._native:
-            self._call("to_delete_all")
-        else:
-            assert self._py is not None
-            self._py.delete_all()
+        self._engine.delete_all()
 
 
 # ---- TaskOutputStorageHandler ------------------------------------------------
