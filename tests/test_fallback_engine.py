@@ -21,7 +21,7 @@ import pytest
 from crewai.memory.storage.backend import EmbeddingDimensionMismatchError, StorageBackend
 from crewai.memory.types import MemoryRecord, ScopeInfo
 
-from crewcore.memory import fallback as _fallback
+from crewcore.memory import fallback_state as _fallback_state  # _np: numpy or None (list arena)
 from crewcore.memory.fallback import PyStore
 from crewcore.errors import (
     EngineError,
@@ -67,7 +67,7 @@ def sha(path):
 def engine(request, monkeypatch):
     """Run a test with the numpy arena and with the pure-Python one."""
     if request.param == "lists":
-        monkeypatch.setattr(_fallback, "_np", None)
+        monkeypatch.setattr(_fallback_state, "_np", None)
     return request.param
 
 
@@ -785,7 +785,7 @@ def test_numpy_and_pure_python_agree(tmp_path, monkeypatch):
 
     def run(metric):
         out = []
-        with PyStore(str(tmp_path / f"{metric}-{_fallback._np is None}.db"), metric=metric) as s:
+        with PyStore(str(tmp_path / f"{metric}-{_fallback_state._np is None}.db"), metric=metric) as s:
             s.save(recs)
             for q in queries:
                 for kw in kwargs:
@@ -794,7 +794,7 @@ def test_numpy_and_pure_python_agree(tmp_path, monkeypatch):
 
     for metric in ("l2", "cosine"):
         with_np = run(metric)
-        monkeypatch.setattr(_fallback, "_np", None)
+        monkeypatch.setattr(_fallback_state, "_np", None)
         pure = run(metric)
         monkeypatch.undo()
         assert len(with_np) == len(pure)
