@@ -49,7 +49,7 @@ def install(
 
     ``tools`` takes a :class:`crewcore.ToolPolicy` applied to every tool call
     of every agent (deadlines, budgets, loop detection, cache; see
-    crewcore/tools.py); it is validated before anything is installed, and
+    crewcore/tools/); it is validated before anything is installed, and
     None (the default) removes a policy installed before.
 
     ``locks``, ``task_outputs`` and ``flows`` (default on) route every CrewAI

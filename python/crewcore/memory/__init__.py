@@ -6,7 +6,9 @@
 - :mod:`~crewcore.memory.native`: ``NativeStore``, the Go store through the
   bridge.
 - :mod:`~crewcore.memory.fallback`: ``PyStore``, the pure-Python engine over
-  the same files.
+  the same files, composed of ``fallback_db`` (the SQLite side: file checks,
+  connections, write transactions, refresh), ``fallback_state`` (the records
+  in memory) and ``fallback_scan`` (the vector scans and filtered selection).
 - :mod:`~crewcore.memory.postgres`: ``PgStore``, the PostgreSQL + pgvector
   store (Go package ``pgmemory``).
 - :mod:`~crewcore.memory.validate`: input checks and the stored form shared
