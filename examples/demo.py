@@ -116,14 +116,14 @@ def run(url: str, storage: str) -> None:
     # CrewAI warns on every call that the mock model has no token counter.
     logging.getLogger("crewai.llms.base_llm").setLevel(logging.ERROR)
     import crewcore
-    from crewcore import _native
+    from crewcore import _bridge
 
     banner("crewcore")
     crewcore.install()
     kind = crewcore.backend()
     detail = ""
     if kind == "native":
-        ver, kernel = _native.version()
+        ver, kernel = _bridge.version()
         detail = f" (engine {ver}, SIMD kernel {kernel})"
     print(f"backend: {kind}{detail}")
     print(f"local OpenAI-compatible server: {url}")

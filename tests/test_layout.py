@@ -284,3 +284,38 @@ def test_alias_modules_are_the_implementation_modules() -> None:
     assert crewcore.locks is crewcore.storage.locks
     assert crewcore.task_outputs is crewcore.storage.task_outputs
     assert crewcore.flows is crewcore.storage.flows
+
+
+def _crewcore_imports_in(path: Path) -> list[tuple[int, str, str | None]]:
+    """(line, module, name) of every ``import crewcore...`` / ``from crewcore... import name``."""
+    out: list[tuple[int, str, str | None]] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name, None) for a in node.names if a.name.split(".")[0] == "crewcore"]
+        elif isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == "crewcore":
+            out += [(node.lineno, node.module or "", a.name) for a in node.names if a.name != "*"]
+    return out
+
+
+def test_examples_benchmarks_and_tests_import_what_exists() -> None:
+    """``make demo`` and ``make bench`` are not run by the suite: check statically
+    that every crewcore name they (and the tests) import still exists."""
+    import importlib
+
+    root = PKG.parent.parent
+    bad = []
+    for folder in ("examples", "bench", "tests"):
+        for path in sorted((root / folder).rglob("*.py")):
+            for line, module, name in _crewcore_imports_in(path):
+                where = f"{path.relative_to(root)}:{line}"
+                try:
+                    mod = importlib.import_module(module)
+                except ImportError as e:
+                    bad.append(f"{where}: import {module}: {e}")
+                    continue
+                if name is not None and not hasattr(mod, name):
+                    try:
+                        importlib.import_module(f"{module}.{name}")
+                    except ImportError:
+                        bad.append(f"{where}: {module} has no {name}")
+    assert bad == []

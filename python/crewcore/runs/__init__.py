@@ -1,47 +1,18 @@
 """Many crew runs at once (Go package ``sched``): ``kickoff_many`` and its
 twins, in threads or forked worker processes.
 
-- :mod:`~crewcore.runs.scheduler`: the public API (how runs are stopped).
-- :mod:`~crewcore.runs.handle`: ``ManyHandle``, ``start_many``,
-  ``kickoff_many`` (worker threads).
-- :mod:`~crewcore.runs.ahandle`: ``AsyncManyHandle``, ``astart_many``,
-  ``akickoff_many`` (asyncio tasks).
-- :mod:`~crewcore.runs.batch`: argument checks, the engine choice and
-  ``_Batch``, shared by both front ends.
+- :mod:`~crewcore.runs.scheduler`: the public API (its docstring is the guide).
+- :mod:`~crewcore.runs.handle` / :mod:`~crewcore.runs.ahandle`: ``kickoff_many``,
+  ``start_many`` and their asyncio twins.
+- :mod:`~crewcore.runs.batch`: argument checks, the batch, the engine choice.
+- :mod:`~crewcore.runs.native` / :mod:`~crewcore.runs.fallback`: the Go
+  scheduler through the bridge, and its pure-Python twin.
+- :mod:`~crewcore.runs.context`: the run context, CrewAI hooks, stop exceptions.
+- :mod:`~crewcore.runs.results`: ``RunFailure``, ``RunSummary``, ``ManyResults``.
 - :mod:`~crewcore.runs.procs`: worker processes (``processes=N``).
-- :mod:`~crewcore.runs.context`: the run context, CrewAI hooks and the stop
-  exception (used by the batch and by worker processes).
-- :mod:`~crewcore.runs.native`: the engine, the Go scheduler through the
-  bridge; :mod:`~crewcore.runs.fallback`: its pure-Python twin.
-- :mod:`~crewcore.runs.results`: ``RunFailure``, ``RunSummary``,
-  ``ManyResults``.
-
-Imports go one way: scheduler -> handle, ahandle -> batch (handle -> procs)
--> context, native, fallback -> results.
 """
 
 from __future__ import annotations
 
-from crewcore.runs.scheduler import (
-    AsyncManyHandle,
-    ManyHandle,
-    ManyResults,
-    RunFailure,
-    RunSummary,
-    akickoff_many,
-    astart_many,
-    kickoff_many,
-    start_many,
-)
-
-__all__ = [
-    "AsyncManyHandle",
-    "ManyHandle",
-    "ManyResults",
-    "RunFailure",
-    "RunSummary",
-    "akickoff_many",
-    "astart_many",
-    "kickoff_many",
-    "start_many",
-]
+from crewcore.runs.scheduler import *  # noqa: F403  (the public API, listed once there)
+from crewcore.runs.scheduler import __all__  # noqa: F401
