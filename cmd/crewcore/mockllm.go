@@ -15,7 +15,7 @@ import (
 const mockllmUsage = `Usage: crewcore mockllm [--addr HOST:PORT] [--latency DURATION] [--script FILE.json]
                         [--dimensions N] [--models a,b,...] [--log] [--log-bodies]
                         [--latency-dist DIST] [--error-rate P] [--error-status 500,429]
-                        [--retry-after DURATION] [--seed N]
+                        [--retry-after DURATION] [--seed N] [--embed-faults PLAN]
 
 Runs a local, deterministic OpenAI-compatible server (POST /v1/chat/completions,
 POST /v1/embeddings, GET /v1/models, GET /stats). Once listening it prints one line
@@ -28,7 +28,10 @@ Benchmark knobs: --latency-dist draws each request's latency from
 fixed:50ms | normal:50ms,10ms | uniform:20ms,80ms | exp:50ms | lognormal:50ms,0.5
 (it replaces --latency); --error-rate 0.05 answers 5% of chat completions with an
 injected error, a status drawn from --error-status (default 500,429); --seed makes
-both reproducible.
+both reproducible. --embed-faults fails embeddings requests in arrival order, one
+item each, then answers normally: 500 | 429 | 429:200ms (with Retry-After) | hang:5s |
+close (drop the connection) | dim:7 (wrong dimension), each optionally *N, e.g.
+"429*2,close"; POST /_mock/faults {"embeddings": PLAN} replaces the plan at run time.
 
 Flags:
 `
@@ -53,6 +56,7 @@ func runMockLLM(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	errorStatus := fs.String("error-status", "500,429", "comma-separated HTTP `statuses` of injected errors (drawn uniformly)")
 	retryAfter := fs.Duration("retry-after", 0, "retry-after sent with injected 429s (0: retry at once)")
 	seed := fs.Uint64("seed", 1, "seed of the latency and error draws")
+	embedFaults := fs.String("embed-faults", "", "`plan` of embeddings failures, in arrival order: 500,429:200ms,hang:5s,close,dim:7 (each optionally *N)")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -98,6 +102,10 @@ func runMockLLM(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return 2
 	}
 	cfg.RetryAfter = *retryAfter
+	if cfg.EmbedFaults, err = mockllm.ParseEmbedFaults(*embedFaults); err != nil {
+		fmt.Fprintf(stderr, "crewcore mockllm: --embed-faults: %v\n", err)
+		return 2
+	}
 	if *scriptPath != "" {
 		rules, err := mockllm.LoadScript(*scriptPath)
 		if err != nil {

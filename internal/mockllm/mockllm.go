@@ -10,6 +10,8 @@
 //	GET  /v1/models            model list (GET /v1/models/{id}: one model)
 //	GET  /stats                request counters as JSON (see Stats)
 //	GET  /healthz              {"status":"ok"}
+//	POST /_mock/faults         {"embeddings": "429*2,close"}: the embeddings
+//	                           fault plan (see ParseEmbedFaults); GET shows it
 //
 // Chat answers, in order of precedence: the first matching scripted Reply;
 // a tool call when tool_choice forces one (arguments synthesized from the
@@ -80,6 +82,11 @@ type Config struct {
 	// Seed seeds the generator behind LatencyDist and ErrorRate, so a run
 	// is reproducible (in request arrival order).
 	Seed uint64
+	// EmbedFaults is a plan of failures applied to embeddings requests in
+	// arrival order, one per request, before they are answered normally
+	// again (see EmbedFault, ParseEmbedFaults). POST /_mock/faults replaces
+	// it at run time.
+	EmbedFaults []EmbedFault
 }
 
 // DefaultModels is the model list GET /v1/models reports when
@@ -121,6 +128,9 @@ type Stats struct {
 	// Injected counts chat requests answered with an injected error
 	// (Config.ErrorRate); they are also counted in Errors.
 	Injected int64 `json:"injected_errors"`
+	// EmbedFaults counts embeddings requests that got a planned fault
+	// (Config.EmbedFaults).
+	EmbedFaults int64 `json:"embed_faults"`
 }
 
 // maxBodyBytes bounds request bodies.
@@ -130,6 +140,7 @@ type counters struct {
 	chat, streamed, structured, scripted, toolCalls  atomic.Int64
 	embeddings, embeddedTexts, models, errs, cancels atomic.Int64
 	injected                                         atomic.Int64
+	embedFaults                                      atomic.Int64
 }
 
 func (c *counters) snapshot() Stats {
@@ -145,6 +156,7 @@ func (c *counters) snapshot() Stats {
 		Errors:        c.errs.Load(),
 		Cancelled:     c.cancels.Load(),
 		Injected:      c.injected.Load(),
+		EmbedFaults:   c.embedFaults.Load(),
 	}
 }
 
@@ -158,6 +170,8 @@ type handler struct {
 	logMu   sync.Mutex
 	started int64
 	faults  *faults // LatencyDist, ErrorRate
+	// embedPlan is Config.EmbedFaults as a queue (POST /_mock/faults).
+	embedPlan embedPlan
 }
 
 // NewHandler returns the mock server's HTTP handler for cfg. The handler is
@@ -165,6 +179,8 @@ type handler struct {
 func NewHandler(cfg Config) http.Handler {
 	h := &handler{cfg: cfg, script: newScript(cfg.Script), mux: http.NewServeMux(), started: time.Now().Unix()}
 	h.faults = newFaults(cfg.Seed)
+	h.embedPlan.set(cfg.EmbedFaults)
+	h.mux.HandleFunc("/_mock/faults", h.serveFaults)
 	for _, prefix := range []string{"/v1", ""} {
 		h.mux.HandleFunc(prefix+"/chat/completions", h.api(http.MethodPost, h.chat))
 		h.mux.HandleFunc(prefix+"/embeddings", h.api(http.MethodPost, h.embeddings))
@@ -315,6 +331,10 @@ func (h *handler) embeddings(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusBadRequest, "invalid_request_error", err.Error(), "input", "")
 		return
 	}
+	done, wrongDim := h.applyEmbedFault(w, r)
+	if done {
+		return
+	}
 	dim := h.cfg.EmbeddingDimensions
 	if dim <= 0 {
 		dim = DefaultEmbeddingDimensions
@@ -329,6 +349,9 @@ func (h *handler) embeddings(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		dim = *req.Dimensions
+	}
+	if wrongDim > 0 {
+		dim = wrongDim
 	}
 	base64Out := false
 	switch req.EncodingFormat {
