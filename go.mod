@@ -7,6 +7,7 @@ require (
 	github.com/mattn/go-sqlite3 v1.14.53
 	github.com/pgvector/pgvector-go v0.3.0
 	github.com/tinylib/msgp v1.6.5
+	golang.org/x/time v0.16.0
 )
 
 require (
