@@ -1,6 +1,8 @@
 package embed
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"strings"
@@ -193,4 +195,32 @@ func (c *Config) Namespace() string {
 // weights (a path, a URL, or "").
 func Namespace(provider, endpoint, model string, dims int) string {
 	return fmt.Sprintf("%s|%s|%s|%d", provider, endpoint, model, dims)
+}
+
+// ParseConfig decodes a JSON configuration: Config's fields by their JSON
+// names, with the durations as seconds (timeout_s, attempt_timeout_s,
+// retry_base_s, retry_max_s). Unknown fields are refused.
+func ParseConfig(data []byte) (Config, error) {
+	var cj configJSON
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cj); err != nil {
+		return Config{}, fmt.Errorf("%w: embedding configuration: %v", ErrInvalid, err)
+	}
+	c := cj.Config
+	for _, d := range []struct {
+		v   float64
+		dst *time.Duration
+		nm  string
+	}{{cj.TimeoutS, &c.Timeout, "timeout_s"}, {cj.AttemptTimeoutS, &c.AttemptTimeout, "attempt_timeout_s"},
+		{cj.RetryBaseS, &c.RetryBase, "retry_base_s"}, {cj.RetryMaxS, &c.RetryMax, "retry_max_s"}} {
+		if d.v < 0 || d.v != d.v || d.v > 1e6 {
+			return Config{}, fmt.Errorf("%w: %s must be a number of seconds in [0, 1e6], got %v", ErrInvalid, d.nm, d.v)
+		}
+		*d.dst = time.Duration(d.v * float64(time.Second))
+	}
+	if _, err := c.withDefaults(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
 }
