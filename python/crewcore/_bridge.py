@@ -41,6 +41,15 @@ from crewcore.errors import (
     StoreTimeoutError,
     StorageFullError,
     StoreUnavailableError,
+    EmbeddingAPIError,
+    EmbeddingCacheError,
+    EmbeddingClosedError,
+    EmbeddingConnectionError,
+    EmbeddingDimensionError,
+    EmbeddingRateLimitError,
+    EmbeddingResponseError,
+    EmbeddingServerError,
+    EmbeddingTimeoutError,
     dimension_error,
 )
 
@@ -131,6 +140,15 @@ _ERRORS: dict[str, type[CrewcoreError]] = {
     "full": StorageFullError,
     "pg_unavailable": StoreUnavailableError,
     "pg_no_vector": PgVectorMissingError,
+    "embed_status": EmbeddingAPIError,
+    "embed_rate_limited": EmbeddingRateLimitError,
+    "embed_server": EmbeddingServerError,
+    "embed_timeout": EmbeddingTimeoutError,
+    "embed_connection": EmbeddingConnectionError,
+    "embed_dimension": EmbeddingDimensionError,
+    "embed_bad_response": EmbeddingResponseError,
+    "embed_closed": EmbeddingClosedError,
+    "embed_cache_unavailable": EmbeddingCacheError,
 }
 
 

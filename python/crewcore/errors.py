@@ -111,6 +111,55 @@ class RunFailedError(CrewcoreError):
         self.results = results
 
 
+class EmbeddingError(CrewcoreError):
+    """An embedding call failed. The message names the provider, the model,
+    the last HTTP status (``.status``, None when no answer came) and how many
+    attempts were made within the call's deadline."""
+
+    @property
+    def status(self) -> int | None:
+        import re
+
+        m = re.search(r"\bHTTP (\d{3})\b", str(self))
+        return int(m.group(1)) if m else None
+
+
+class EmbeddingAPIError(EmbeddingError):
+    """The provider refused the request (a non-retryable status: 400, 401, 403, 404...)."""
+
+
+class EmbeddingRateLimitError(EmbeddingAPIError):
+    """The provider kept answering 429 (rate limit) past the retries or the deadline."""
+
+
+class EmbeddingServerError(EmbeddingAPIError):
+    """The provider kept answering 5xx (or 408/409) past the retries or the deadline."""
+
+
+class EmbeddingTimeoutError(EmbeddingError, TimeoutError):
+    """No answer from the provider within the call's deadline."""
+
+
+class EmbeddingConnectionError(EmbeddingError, ConnectionError):
+    """The provider could not be reached, or closed connections without answering, past the retries."""
+
+
+class EmbeddingDimensionError(EmbeddingError, ValueError):
+    """The provider returned vectors of another length than configured (or first seen), past the retries."""
+
+
+class EmbeddingResponseError(EmbeddingError):
+    """The provider's answer was not a valid embeddings response, past the retries."""
+
+
+class EmbeddingClosedError(EmbeddingError):
+    """A call on an embedder or embedding cache that was closed."""
+
+
+class EmbeddingCacheError(EmbeddingError):
+    """The embedding cache could not be read or written (stats or clear asked for it explicitly)."""
+
+
 def dimension_error(stored: int, new: int) -> Exception:
     """CrewAI's ``EmbeddingDimensionMismatchError(stored, new)`` (a ValueError):
     the error CrewAI's own stores raise, so callers catch one type."""
@@ -142,4 +191,14 @@ __all__ = [
     "StoreCorruptError",
     "StoreTimeoutError",
     "StoreUnavailableError",
+    "EmbeddingAPIError",
+    "EmbeddingCacheError",
+    "EmbeddingClosedError",
+    "EmbeddingConnectionError",
+    "EmbeddingDimensionError",
+    "EmbeddingError",
+    "EmbeddingRateLimitError",
+    "EmbeddingResponseError",
+    "EmbeddingServerError",
+    "EmbeddingTimeoutError",
 ]
