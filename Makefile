@@ -4,6 +4,8 @@ GO ?= go
 PYTHON ?= python3
 export GOEXPERIMENT := simd
 export CGO_ENABLED := 1
+# SQLite FTS5 (BM25 keyword search of the knowledge store, knowledge/) in mattn/go-sqlite3.
+export GOFLAGS := -tags=sqlite_fts5
 
 VENV := .venv
 PY := $(VENV)/bin/python

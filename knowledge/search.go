@@ -1,0 +1,589 @@
+package knowledge
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"unicode"
+
+	"github.com/crewcore/crewcore/internal/vec"
+	"github.com/crewcore/crewcore/sqlitedb"
+)
+
+// Mode is a search mode.
+type Mode int
+
+// The search modes.
+const (
+	// Vector ranks by cosine similarity to the query embedding (exact).
+	Vector Mode = iota
+	// Keyword ranks by BM25 over the collection's FTS5 index.
+	Keyword
+	// Hybrid fuses the Vector and Keyword rankings (reciprocal-rank fusion).
+	Hybrid
+)
+
+func (m Mode) String() string {
+	switch m {
+	case Keyword:
+		return "keyword"
+	case Hybrid:
+		return "hybrid"
+	default:
+		return "vector"
+	}
+}
+
+// ParseMode parses "vector" (or ""), "keyword" or "hybrid".
+func ParseMode(s string) (Mode, error) {
+	switch s {
+	case "", "vector":
+		return Vector, nil
+	case "keyword":
+		return Keyword, nil
+	case "hybrid":
+		return Hybrid, nil
+	}
+	return 0, fmt.Errorf("%w: unknown search mode %q (want vector, keyword or hybrid)", ErrInvalidArgument, s)
+}
+
+// DefaultRRFK is the k of reciprocal-rank fusion, sum of 1/(k + rank): the
+// constant of Cormack, Clarke and Buettcher (SIGIR 2009), which damps the
+// weight of the first ranks so that agreement of both rankings wins.
+const DefaultRRFK = 60
+
+// MaxQueryTerms bounds the words of a keyword query.
+const MaxQueryTerms = 64
+
+// hybridDepth is how many candidates each ranking hands to the fusion (at
+// least; 2*limit when that is more).
+const hybridDepth = 50
+
+// exactBelow is the candidate count under which the int8 pass is skipped.
+const exactBelow = 2048
+
+// Query is one search.
+type Query struct {
+	Mode Mode
+	// Text is the query text (keyword and hybrid modes).
+	Text string
+	// Vector is the query embedding (vector and hybrid modes).
+	Vector []float32
+	// Limit is the most results returned (0 returns none).
+	Limit int
+	// Filter is a JSON object: a chunk matches when its metadata has every
+	// key with an equal value. "" means no filter.
+	Filter string
+	// Threshold drops results scoring below it (0 keeps all).
+	Threshold float64
+	// RRFK is the fusion's k (0: DefaultRRFK).
+	RRFK int
+}
+
+// Hit is one search result.
+type Hit struct {
+	ID       string
+	Content  string
+	Metadata string // JSON object
+	// Score is the result's score in [0, 1] (see the package doc).
+	Score float64
+	// VectorScore is 0.5 + 0.5*cosine, or -1 when not computed (keyword mode).
+	VectorScore float64
+	// KeywordScore is the normalized BM25 score, or -1 when the chunk is not
+	// among the keyword matches (or the mode has none).
+	KeywordScore float64
+}
+
+type scored struct {
+	row int32
+	cos float32
+}
+
+// better orders by cosine, then older row id first.
+func (c *coll) better(a, b scored) bool {
+	if a.cos != b.cos {
+		return a.cos > b.cos
+	}
+	return c.rids[a.row] < c.rids[b.row]
+}
+
+// Search runs q on collection. A collection that does not exist is
+// ErrNotFound; a query vector of another dimension is a *DimensionError.
+func (s *Store) Search(ctx context.Context, collection string, q Query) ([]Hit, error) {
+	if err := ValidName(collection); err != nil {
+		return nil, err
+	}
+	if q.Limit < 0 {
+		return nil, fmt.Errorf("%w: negative limit %d", ErrInvalidArgument, q.Limit)
+	}
+	if math.IsNaN(q.Threshold) {
+		return nil, fmt.Errorf("%w: score threshold is NaN", ErrInvalidArgument)
+	}
+	if q.Mode < Vector || q.Mode > Hybrid {
+		return nil, fmt.Errorf("%w: unknown search mode %d", ErrInvalidArgument, q.Mode)
+	}
+	var filter map[string]any
+	if q.Filter != "" && q.Filter != "{}" && q.Filter != "null" {
+		f, err := decodeObject(q.Filter)
+		if err != nil {
+			return nil, fmt.Errorf("%w: metadata filter: %v", ErrInvalidArgument, err)
+		}
+		filter = f
+	}
+	if q.Mode != Keyword {
+		if len(q.Vector) == 0 {
+			return nil, fmt.Errorf("%w: %s search needs a query embedding", ErrInvalidArgument, q.Mode)
+		}
+		for i, x := range q.Vector {
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				return nil, fmt.Errorf("%w: query embedding component %d is %v", ErrInvalidArgument, i, x)
+			}
+		}
+	}
+	if q.Mode != Vector && !s.fts {
+		return nil, fmt.Errorf("knowledge %s: %s search: %w in this build (vector search works)", collection, q.Mode, ErrNoFTS)
+	}
+	c, err := s.state(ctx, collection)
+	if err != nil {
+		return nil, err
+	}
+	if q.Mode != Keyword && len(q.Vector) != c.dim {
+		return nil, &DimensionError{Collection: collection, Stored: c.dim, Got: len(q.Vector)}
+	}
+	if q.Limit == 0 {
+		return []Hit{}, nil
+	}
+	if q.Mode != Vector {
+		if err := s.ensureIndexed(ctx, c); err != nil {
+			return nil, wrapErr(collection, "index", err)
+		}
+	}
+	k := q.RRFK
+	if k <= 0 {
+		k = DefaultRRFK
+	}
+
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var rows []int32 // nil: every chunk
+	if filter != nil {
+		rows = []int32{}
+		for i, m := range c.metas {
+			if matches(m, filter) {
+				rows = append(rows, int32(i))
+			}
+		}
+	}
+	var qn []float32
+	if q.Mode != Keyword {
+		qn = normalize(q.Vector)
+	}
+	type res struct {
+		row           int32
+		score, vs, ks float64
+		rrf           float64
+	}
+	var out []res
+	keep := func(r res) bool { return q.Threshold <= 0 || r.score >= q.Threshold }
+	switch q.Mode {
+	case Vector:
+		for _, sc := range c.topVector(qn, rows, q.Limit) {
+			vs := cosScore(sc.cos)
+			if r := (res{row: sc.row, score: vs, vs: vs, ks: -1}); keep(r) {
+				out = append(out, r)
+			}
+		}
+	case Keyword:
+		kw, err := s.keyword(ctx, c, q.Text, filter, q.Limit)
+		if err != nil {
+			return nil, wrapErr(collection, "keyword search", err)
+		}
+		for _, h := range kw {
+			if r := (res{row: h.row, score: h.score, vs: -1, ks: h.score}); keep(r) {
+				out = append(out, r)
+			}
+		}
+	case Hybrid:
+		depth := max(hybridDepth, 2*q.Limit)
+		vl := c.topVector(qn, rows, depth)
+		kl, err := s.keyword(ctx, c, q.Text, filter, depth)
+		if err != nil {
+			return nil, wrapErr(collection, "keyword search", err)
+		}
+		byRow := map[int32]*res{}
+		for i, sc := range vl {
+			vs := cosScore(sc.cos)
+			byRow[sc.row] = &res{row: sc.row, vs: vs, ks: -1, rrf: 1 / float64(k+i+1)}
+		}
+		for i, h := range kl {
+			r := byRow[h.row]
+			if r == nil {
+				off := int(h.row) * c.dim
+				cos := vec.Dot(c.vecs[off:off+c.dim], qn)
+				r = &res{row: h.row, vs: cosScore(cos)}
+				byRow[h.row] = r
+			}
+			r.ks = h.score
+			r.rrf += 1 / float64(k+i+1)
+		}
+		for _, r := range byRow {
+			r.score = max(r.vs, r.ks)
+			if keep(*r) {
+				out = append(out, *r)
+			}
+		}
+		sort.Slice(out, func(i, j int) bool {
+			a, b := out[i], out[j]
+			if a.rrf != b.rrf {
+				return a.rrf > b.rrf
+			}
+			if a.score != b.score {
+				return a.score > b.score
+			}
+			return c.rids[a.row] < c.rids[b.row]
+		})
+		if len(out) > q.Limit {
+			out = out[:q.Limit]
+		}
+	}
+	hits := make([]Hit, 0, len(out))
+	err = s.db.Read(ctx, func(r *sqlitedb.Reader) error {
+		hits = hits[:0]
+		for _, o := range out {
+			h := Hit{Score: o.score, VectorScore: o.vs, KeywordScore: o.ks}
+			err := r.QueryRow(`SELECT id, content, metadata FROM chunks WHERE rid = ?`, c.rids[o.row]).Scan(&h.ID, &h.Content, &h.Metadata)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue // reset by another process since the state was read
+			}
+			if err != nil {
+				return err
+			}
+			hits = append(hits, h)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrapErr(collection, "read results", err)
+	}
+	return hits, nil
+}
+
+// cosScore is ChromaDB's cosine score as CrewAI converts it: 1 - d/2 with
+// d = 1 - cos, clamped to [0, 1].
+func cosScore(cos float32) float64 {
+	return min(1, max(0, 0.5+0.5*float64(cos)))
+}
+
+// normalize returns v scaled to unit length (computed in float64; a zero
+// vector stays zero).
+func normalize(v []float32) []float32 {
+	var n float64
+	for _, x := range v {
+		n += float64(x) * float64(x)
+	}
+	out := make([]float32, len(v))
+	if n == 0 {
+		return out
+	}
+	inv := 1 / math.Sqrt(n)
+	for i, x := range v {
+		out[i] = float32(float64(x) * inv)
+	}
+	return out
+}
+
+// topVector returns the k rows (of rows, or of all when rows is nil) with
+// the highest cosine to the unit query q, best first; exactly the rows a full
+// float32 scan would pick. Above exactBelow candidates an int8 pass scores
+// every row approximately; its error is bounded per row by
+// |q - q'| + |q'| |v - v'| (q', v' the dequantized codes), so every row whose
+// bound reaches the k-th best exact score is re-scored exactly.
+func (c *coll) topVector(q []float32, rows []int32, k int) []scored {
+	m := c.n()
+	if rows != nil {
+		m = len(rows)
+	}
+	if m == 0 || k <= 0 {
+		return nil
+	}
+	rowAt := func(j int) int32 {
+		if rows == nil {
+			return int32(j)
+		}
+		return rows[j]
+	}
+	if m < exactBelow || k >= m {
+		all := make([]int32, m)
+		for j := range all {
+			all[j] = rowAt(j)
+		}
+		return c.exactTop(q, all, k, nil)
+	}
+	qc := make([]int8, c.dim)
+	qs := float64(vec.QuantizeInt8(q, qc))
+	var eq float64
+	for i, x := range q {
+		d := float64(x) - qs*float64(qc[i])
+		eq += d * d
+	}
+	eq = math.Sqrt(eq)
+	dots := make([]int32, m)
+	c.int8Scan(qc, rows, dots)
+	approx := make([]float64, m)
+	for j, d := range dots {
+		approx[j] = float64(d) * qs * float64(c.scales[rowAt(j)])
+	}
+	// The k best by the approximate score, scored exactly, give a first
+	// k-th score tau; every row whose upper bound reaches tau is a candidate.
+	first := topIdx(approx, k)
+	cand := make([]int32, len(first))
+	for i, j := range first {
+		cand[i] = rowAt(int(j))
+	}
+	top := c.exactTop(q, cand, k, nil)
+	tau := float64(top[len(top)-1].cos)
+	const slack = 2e-4 // float32 rounding of the exact dot products
+	inFirst := make(map[int32]bool, len(first))
+	for _, j := range first {
+		inFirst[j] = true
+	}
+	var more []int32
+	for j := range approx {
+		if inFirst[int32(j)] {
+			continue
+		}
+		row := rowAt(j)
+		ub := approx[j] + eq + (1+eq)*float64(c.errs[row]) + slack
+		if ub >= tau {
+			more = append(more, row)
+		}
+	}
+	if len(more) == 0 {
+		return top
+	}
+	return c.exactTop(q, more, k, top)
+}
+
+// int8Scan computes the int8 dot products of qc with the candidates,
+// split across the cores when the scan is large.
+func (c *coll) int8Scan(qc []int8, rows []int32, out []int32) {
+	m := len(out)
+	parts := runtime.GOMAXPROCS(0)
+	if m*c.dim < 1<<20 || parts < 2 {
+		parts = 1
+	}
+	step := (m + parts - 1) / parts
+	var wg sync.WaitGroup
+	for lo := 0; lo < m; lo += step {
+		hi := min(m, lo+step)
+		wg.Add(1)
+		go func(lo, hi int) {
+			defer wg.Done()
+			if rows == nil {
+				vec.DotInt8All(c.codes[lo*c.dim:hi*c.dim], c.dim, qc, out[lo:hi])
+			} else {
+				vec.DotInt8Many(c.codes, c.dim, rows[lo:hi], qc, out[lo:hi])
+			}
+		}(lo, hi)
+	}
+	wg.Wait()
+}
+
+// exactTop scores rows exactly and merges them with prev (already exact),
+// returning the k best, best first.
+func (c *coll) exactTop(q []float32, rows []int32, k int, prev []scored) []scored {
+	dots := make([]float32, len(rows))
+	vec.DotMany(c.vecs, c.dim, rows, q, dots)
+	all := make([]scored, 0, len(rows)+len(prev))
+	all = append(all, prev...)
+	for i, r := range rows {
+		all = append(all, scored{row: r, cos: dots[i]})
+	}
+	sort.Slice(all, func(i, j int) bool { return c.better(all[i], all[j]) })
+	if len(all) > k {
+		all = all[:k]
+	}
+	return all
+}
+
+// topIdx returns the indexes of the k largest values (any order).
+func topIdx(v []float64, k int) []int32 {
+	if k >= len(v) {
+		out := make([]int32, len(v))
+		for i := range out {
+			out[i] = int32(i)
+		}
+		return out
+	}
+	// a min-heap of the k best so far
+	h := make([]int32, 0, k)
+	less := func(a, b int32) bool { return v[a] < v[b] }
+	down := func(i int) {
+		for {
+			l := 2*i + 1
+			if l >= len(h) {
+				return
+			}
+			m := l
+			if r := l + 1; r < len(h) && less(h[r], h[l]) {
+				m = r
+			}
+			if !less(h[m], h[i]) {
+				return
+			}
+			h[i], h[m] = h[m], h[i]
+			i = m
+		}
+	}
+	for i := range v {
+		if len(h) < k {
+			h = append(h, int32(i))
+			for j := len(h) - 1; j > 0; {
+				p := (j - 1) / 2
+				if !less(h[j], h[p]) {
+					break
+				}
+				h[j], h[p] = h[p], h[j]
+				j = p
+			}
+			continue
+		}
+		if v[i] > v[h[0]] {
+			h[0] = int32(i)
+			down(0)
+		}
+	}
+	return h
+}
+
+type kwHit struct {
+	row   int32
+	score float64
+}
+
+// FTSQuery turns free text into an FTS5 query: every whitespace-separated
+// word with a letter or digit becomes a quoted phrase (so "SKU-4471-B"
+// matches those tokens in that order), the phrases joined by OR and ranked
+// by BM25. At most MaxQueryTerms distinct words are kept; "" means no word.
+// NUL counts as whitespace.
+func FTSQuery(text string) string {
+	var parts []string
+	seen := map[string]bool{}
+	// NUL would end the FTS5 query string early: it separates words here
+	for _, w := range strings.Fields(strings.ReplaceAll(text, "\x00", " ")) {
+		if seen[w] || !strings.ContainsFunc(w, func(r rune) bool { return unicode.IsLetter(r) || unicode.IsNumber(r) }) {
+			continue
+		}
+		seen[w] = true
+		parts = append(parts, `"`+strings.ReplaceAll(w, `"`, `""`)+`"`)
+		if len(parts) == MaxQueryTerms {
+			break
+		}
+	}
+	return strings.Join(parts, " OR ")
+}
+
+// keyword returns up to n BM25 matches of text among the chunks of c that
+// pass filter, best first, with scores 0.5 + 0.5*b/bmax. Runs with s.mu held
+// for reading; matches newer than the state are left out.
+func (s *Store) keyword(ctx context.Context, c *coll, text string, filter map[string]any, n int) ([]kwHit, error) {
+	fq := FTSQuery(text)
+	if fq == "" {
+		return nil, nil
+	}
+	t := ftsTable(c.id)
+	query := fmt.Sprintf(`SELECT rowid, -bm25(%s) FROM %s WHERE %s MATCH ? ORDER BY bm25(%s), rowid`, t, t, t, t)
+	var out []kwHit
+	err := s.db.Read(ctx, func(r *sqlitedb.Reader) error {
+		out = out[:0]
+		rows, err := r.Query(query, fq)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var rid int64
+			var b float64
+			if err := rows.Scan(&rid, &b); err != nil {
+				return err
+			}
+			row, ok := c.pos[rid]
+			if !ok || (filter != nil && !matches(c.metas[row], filter)) {
+				continue
+			}
+			out = append(out, kwHit{row: row, score: b})
+			if len(out) == n {
+				break
+			}
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		if strings.Contains(err.Error(), "no such table: "+t) {
+			return nil, fmt.Errorf("knowledge collection %q was reset during the search: %w", c.name, ErrNotFound)
+		}
+		return nil, err
+	}
+	if len(out) > 0 {
+		bmax := out[0].score
+		for i := range out {
+			if bmax > 0 {
+				out[i].score = 0.5 + 0.5*out[i].score/bmax
+			} else {
+				out[i].score = 1
+			}
+		}
+	}
+	return out, nil
+}
+
+// ensureIndexed builds c's FTS5 index, or indexes chunks queued for it by
+// an engine without FTS5, before a keyword search.
+func (s *Store) ensureIndexed(ctx context.Context, c *coll) error {
+	need := false
+	err := s.db.Read(ctx, func(r *sqlitedb.Reader) error {
+		var fts int
+		if err := r.QueryRow(`SELECT fts FROM collections WHERE id = ?`, c.id).Scan(&fts); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return nil // reset meanwhile: the search finds nothing new
+			}
+			return err
+		}
+		if fts == 0 {
+			need = true
+			return nil
+		}
+		var one int
+		err := r.QueryRow(`SELECT 1 FROM fts_pending p JOIN chunks k ON k.rid = p.rid WHERE k.coll = ? LIMIT 1`, c.id).Scan(&one)
+		if err == nil {
+			need = true
+			return nil
+		}
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		return err
+	})
+	if err != nil || !need {
+		return err
+	}
+	return s.db.Write(ctx, func(tx *sqlitedb.Tx) error {
+		var one int
+		if err := tx.QueryRow(`SELECT 1 FROM collections WHERE id = ?`, c.id).Scan(&one); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return nil
+			}
+			return err
+		}
+		if err := s.indexTx(tx, c.id); err != nil {
+			return err
+		}
+		return bumpTx(tx)
+	})
+}
