@@ -303,59 +303,8 @@ func init() {
 		b = msgp.AppendBytes(b, res.Body)
 		return msgp.AppendBool(b, res.Truncated), nil
 	})
-	// [tool_read_file, 0, root, path, max_bytes, timeout_ms] -> [content, size, truncated]
-	registerOp("tool_read_file", func(ctx context.Context, _ int64, r *reader) ([]byte, error) {
-		root, p, maxBytes, timeout := r.str("root"), r.str("path"), r.int("max_bytes"), r.float("timeout_ms")
-		if r.err != nil {
-			return nil, r.err
-		}
-		fr, err := tools.OpenFileRoot(root)
-		if err != nil {
-			return nil, err
-		}
-		defer fr.Close()
-		if timeout > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, ms(timeout))
-			defer cancel()
-		}
-		data, size, trunc, err := fr.ReadFile(ctx, p, maxBytes)
-		if err != nil {
-			return nil, err
-		}
-		b := msgp.AppendArrayHeader(make([]byte, 0, len(data)+32), 3)
-		b = msgp.AppendBytes(b, data)
-		b = msgp.AppendInt64(b, size)
-		return msgp.AppendBool(b, trunc), nil
-	})
-	// [tool_list_dir, 0, root, path, max_entries, timeout_ms] -> [[[name, is_dir, size]...], truncated]
-	registerOp("tool_list_dir", func(ctx context.Context, _ int64, r *reader) ([]byte, error) {
-		root, p, maxEntries, timeout := r.str("root"), r.str("path"), r.int("max_entries"), r.float("timeout_ms")
-		if r.err != nil {
-			return nil, r.err
-		}
-		fr, err := tools.OpenFileRoot(root)
-		if err != nil {
-			return nil, err
-		}
-		defer fr.Close()
-		if timeout > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, ms(timeout))
-			defer cancel()
-		}
-		ents, more, err := fr.List(ctx, p, int(maxEntries))
-		if err != nil {
-			return nil, err
-		}
-		b := msgp.AppendArrayHeader(nil, 2)
-		b = msgp.AppendArrayHeader(b, uint32(len(ents)))
-		for _, e := range ents {
-			b = msgp.AppendArrayHeader(b, 3)
-			b = msgp.AppendString(b, e.Name)
-			b = msgp.AppendBool(b, e.IsDir)
-			b = msgp.AppendInt64(b, e.Size)
-		}
-		return msgp.AppendBool(b, more), nil
-	})
+	// [tool_read_file, 0, root, path, max_bytes, timeout_ms, allow_hardlinks?] -> [content, size, truncated]
+	registerOp("tool_read_file", toolReadFile) // cabi/tools_files.go
+	// [tool_list_dir, 0, root, path, max_entries, timeout_ms] -> [[[name, is_dir, size, kind]...], truncated]
+	registerOp("tool_list_dir", toolListDir)
 }

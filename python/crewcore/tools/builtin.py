@@ -58,7 +58,14 @@ def _native_tools() -> tuple[Any, Any, Any]:
         path: str = Field(description="Path of the file, relative to the root directory.")
 
     class FileReadTool(BaseTool):  # type: ignore[misc, valid-type]
-        """Read a text file under a root directory (no escape via .. or symlinks)."""
+        """Read a text file under a root directory (no escape via .. or symlinks).
+
+        Only regular files are read: FIFOs, sockets and devices are refused
+        (ToolRefusedError) without being waited on, and every call ends by its
+        timeout whatever the file system does. A file with more than one hard
+        link is refused unless ``allow_hardlinks=True``: a hard link made inside
+        the root to a file outside it would make that file readable.
+        """
 
         _crewcore_native: ClassVar[bool] = True
         name: str = "read_file"
@@ -67,12 +74,21 @@ def _native_tools() -> tuple[Any, Any, Any]:
         root: str
         max_bytes: int = _MiB
         timeout: float = 10.0
+        allow_hardlinks: bool = False
 
         def _run(self, path: str) -> str:
             from crewcore import _bridge
 
             data, size, truncated = _bridge.call(
-                ["tool_read_file", 0, os.path.abspath(self.root), str(path), int(self.max_bytes), _native_timeout(float(self.timeout)) * 1000.0]
+                [
+                    "tool_read_file",
+                    0,
+                    os.path.abspath(self.root),
+                    str(path),
+                    int(self.max_bytes),
+                    _native_timeout(float(self.timeout)) * 1000.0,
+                    bool(self.allow_hardlinks),
+                ]
             )
             text = data.decode("utf-8", "replace")
             if truncated:
@@ -83,7 +99,10 @@ def _native_tools() -> tuple[Any, Any, Any]:
         path: str = Field(default=".", description="Directory, relative to the root directory.")
 
     class FileListTool(BaseTool):  # type: ignore[misc, valid-type]
-        """List a directory under a root directory (no escape via .. or symlinks)."""
+        """List a directory under a root directory (no escape via .. or symlinks).
+
+        Entries that are not regular files or directories are named with
+        their kind (symlink, fifo, socket, device) and never opened."""
 
         _crewcore_native: ClassVar[bool] = True
         name: str = "list_files"
@@ -99,9 +118,20 @@ def _native_tools() -> tuple[Any, Any, Any]:
             ents, more = _bridge.call(
                 ["tool_list_dir", 0, os.path.abspath(self.root), str(path), int(self.max_entries), _native_timeout(float(self.timeout)) * 1000.0]
             )
-            lines = [f"{n}/" if d else f"{n}\t{s} bytes" for n, d, s in ents]
+            lines = [_entry_line(*e) for e in ents]
             if more:
                 lines.append(f"[crewcore: listing cut at {self.max_entries} entries]")
             return "\n".join(lines) if lines else "(empty directory)"
 
     return FetchTool, FileReadTool, FileListTool
+
+
+def _entry_line(name: str, is_dir: bool, size: int, kind: str = "") -> str:
+    """One line of a listing: ``dir/``, ``file<TAB>N bytes`` or ``name<TAB>(kind...)``."""
+    if is_dir:
+        return f"{name}/"
+    if kind == "symlink":
+        return f"{name}\t(symlink)"
+    if kind:
+        return f"{name}\t({kind}: not readable)"
+    return f"{name}\t{size} bytes"
