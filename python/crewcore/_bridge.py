@@ -21,8 +21,12 @@ import threading
 from typing import Any
 
 from crewcore.errors import (
+    CollectionNotFoundError,
     CrewcoreError,
     EngineError,
+    KeywordSearchUnavailableError,
+    KnowledgeDimensionError,
+    KnowledgeDocumentError,
     InvalidArgumentError,
     InvalidRecordError,
     InvalidScopeError,
@@ -149,6 +153,9 @@ _ERRORS: dict[str, type[CrewcoreError]] = {
     "embed_bad_response": EmbeddingResponseError,
     "embed_closed": EmbeddingClosedError,
     "embed_cache_unavailable": EmbeddingCacheError,
+    "kn_invalid_document": KnowledgeDocumentError,
+    "kn_not_found": CollectionNotFoundError,
+    "kn_no_fts": KeywordSearchUnavailableError,
 }
 
 
@@ -186,6 +193,8 @@ def _error(resp: Any) -> Exception:
     msg = resp.get("message", "unknown error")
     if kind == "dimension":
         return dimension_error(int(resp.get("stored_dim", 0)), int(resp.get("new_dim", 0)))
+    if kind == "kn_dimension":
+        return KnowledgeDimensionError(msg, int(resp.get("stored_dim", 0)), int(resp.get("new_dim", 0)))
     return _ERRORS.get(kind, EngineError)(msg)
 
 

@@ -160,6 +160,33 @@ class EmbeddingCacheError(EmbeddingError):
     """The embedding cache could not be read or written (stats or clear asked for it explicitly)."""
 
 
+class KnowledgeDocumentError(CrewcoreError, ValueError):
+    """A knowledge document (chunk) that cannot be stored: empty, a NUL byte,
+    not UTF-8, over the 8 MiB chunk limit, or an embedding that is empty or
+    has NaN/Inf. The whole batch is refused; nothing of it is stored."""
+
+
+class KnowledgeDimensionError(CrewcoreError, ValueError):
+    """An embedding whose dimension differs from its knowledge collection's
+    (CrewAI's KnowledgeStorage reports the same case as a ValueError whose
+    message says "Embedding dimension mismatch"). ``.stored_dim``, ``.new_dim``."""
+
+    def __init__(self, message: str, stored_dim: int = 0, new_dim: int = 0) -> None:
+        super().__init__(message)
+        self.stored_dim = stored_dim
+        self.new_dim = new_dim
+
+
+class CollectionNotFoundError(CrewcoreError, LookupError):
+    """A search of a knowledge collection that does not exist (or was reset
+    during the search)."""
+
+
+class KeywordSearchUnavailableError(CrewcoreError, RuntimeError):
+    """Keyword or hybrid knowledge search without SQLite FTS5 in this engine
+    (vector search still works; chunks stored meanwhile are indexed later)."""
+
+
 def dimension_error(stored: int, new: int) -> Exception:
     """CrewAI's ``EmbeddingDimensionMismatchError(stored, new)`` (a ValueError):
     the error CrewAI's own stores raise, so callers catch one type."""
@@ -171,6 +198,10 @@ def dimension_error(stored: int, new: int) -> Exception:
 __all__ = [
     "LockTimeoutError",
     "StorageFullError",
+    "CollectionNotFoundError",
+    "KeywordSearchUnavailableError",
+    "KnowledgeDimensionError",
+    "KnowledgeDocumentError",
     "CrewcoreError",
     "EngineError",
     "ToolArgumentsError",
