@@ -73,6 +73,11 @@ pg-up: venv
 pg-down:
 	@$(PY) tools/pgctl.py down
 
+## stress: long soaks (one line each; figures in docs/reliability.md)
+.PHONY: stress
+stress: build
+	$(PY) tests/soak_wal.py --seconds 600 --readers 4 --engine native
+
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDispatch -fuzztime 30s ./cabi/
 

@@ -189,11 +189,6 @@ func (s *Store) writeRecords(ctx context.Context, op string, prep []*prepared, m
 		if err != nil {
 			return nil, err
 		}
-		var size int64
-		for _, p := range prep {
-			size += int64(4*len(p.vec)+len(p.content)+len(p.meta)) + 512
-		}
-		s.walPending.Add(size)
 		return func() {
 			if dim != ix.dim {
 				ix.setDim(dim)

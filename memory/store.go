@@ -134,22 +134,9 @@ type Store struct {
 	freshQueries atomic.Int64
 
 	// Checkpoints run in the background, not in the commit of a write: the
-	// writer connection has wal_autocheckpoint off and signals ckpt.
-	ckpt     chan struct{}
-	ckptDone chan struct{}
-	// walPending estimates the bytes this process has added to the WAL
-	// since its last complete checkpoint (the WAL file itself never
-	// shrinks, so its size cannot tell).
-	walPending atomic.Int64
+	// writer connection has wal_autocheckpoint off (wal.go).
+	walk walKeeper
 }
-
-// walCheckpointBytes is the WAL size from which the background checkpointer
-// copies the WAL into the database file.
-const walCheckpointBytes = 4 << 20
-
-// walWriteOverhead is what one write transaction is counted as adding to
-// the WAL besides its records' own bytes (b-tree, index and change-log pages).
-const walWriteOverhead = 8 << 10
 
 // Open opens or creates the store at path (a database file). The parent
 // directory is created if needed. A file that is not a crewcore store is
@@ -192,10 +179,15 @@ func Open(path string, opts *Options) (*Store, error) {
 		ReadConns: 7,
 		MaxBatch:  1, // every write runs alone (withWrite: its own locking)
 		CacheKiB:  65536,
-		BusyWait:  10 * time.Second,
-		// Checkpoints run in the background (checkpointer), not in commits.
+		BusyWait:  storeBusyWait,
+		WALLimit:  -1, // the store keeps its WAL itself (wal.go)
+		// Checkpoints run in the background (checkpointer), not in commits;
+		// a WAL this connection starts over is truncated to walSizeLimit.
 		WriterInit: func(ctx context.Context, c *sql.Conn) error {
 			_, err := c.ExecContext(ctx, `PRAGMA wal_autocheckpoint=0`)
+			if err == nil {
+				_, err = c.ExecContext(ctx, `PRAGMA journal_size_limit=`+itoa(walSizeLimit))
+			}
 			return err
 		},
 	})
@@ -204,10 +196,7 @@ func Open(path string, opts *Options) (*Store, error) {
 	}
 	s.sdb, s.db = sdb, sdb.SQL()
 	if err := s.init(); err != nil {
-		if s.ckpt != nil {
-			close(s.ckpt)
-			<-s.ckptDone
-		}
+		s.stopCheckpointer()
 		sdb.Close()
 		s.wal.close() // after the connections (see shmMap)
 		return nil, err
@@ -275,9 +264,7 @@ func isUniqueViolation(err error) bool {
 
 func (s *Store) init() error {
 	ctx := context.Background()
-	s.ckpt = make(chan struct{}, 1)
-	s.ckptDone = make(chan struct{})
-	go s.checkpointer()
+	s.startCheckpointer()
 	// Open has already refused foreign databases (checkForeign).
 	err := s.withWrite(ctx, "open store", func(tx *sql.Tx) (func(), error) {
 		if _, err := tx.ExecContext(ctx, schemaSQL); err != nil {
@@ -611,12 +598,7 @@ func (s *Store) withWrite(ctx context.Context, op string, fn func(tx *sql.Tx) (f
 		}
 		return s.fromDB(op, err)
 	}
-	if s.walPending.Add(walWriteOverhead) >= walCheckpointBytes {
-		select {
-		case s.ckpt <- struct{}{}:
-		default:
-		}
-	}
+	s.afterWrite()
 	return nil
 }
 
@@ -635,25 +617,6 @@ func (s *Store) fromDB(op string, err error) error {
 	return s.classify(op, err)
 }
 
-// checkpointer copies the WAL into the database file when it has grown past
-// walCheckpointBytes, off the path of the writes that grew it. PASSIVE never
-// waits for readers or writers; what it cannot copy now is copied next time.
-func (s *Store) checkpointer() {
-	defer close(s.ckptDone)
-	for range s.ckpt {
-		if s.walPending.Load() < walCheckpointBytes {
-			continue
-		}
-		// log and done are the WAL's frames and how many were copied; when
-		// all were, the next write starts the WAL over from its beginning.
-		var busy, log, done int64
-		err := s.db.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &log, &done)
-		if err == nil && busy == 0 && log == done {
-			s.walPending.Store(0)
-		}
-	}
-}
-
 // Path returns the database file's absolute path.
 func (s *Store) Path() string { return s.path }
 
@@ -666,6 +629,8 @@ func (s *Store) Dim() int {
 
 // Close releases the database. Further calls return ErrClosed.
 func (s *Store) Close() error {
+	s.stopCheckpointer() // before writeMu: a checkpoint holds it
+	s.truncateOnClose()
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	s.mu.Lock()
@@ -675,10 +640,6 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.ix = newIndex(0)
-	if s.ckpt != nil {
-		close(s.ckpt)
-		<-s.ckptDone
-	}
 	if s.stmtMaxSeq != nil {
 		s.stmtMaxSeq.Close()
 	}

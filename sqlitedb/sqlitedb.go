@@ -72,7 +72,20 @@ type Options struct {
 	// WriterInit runs once on the writer connection when the DB opens (for
 	// per-connection pragmas such as wal_autocheckpoint).
 	WriterInit func(ctx context.Context, c *sql.Conn) error
+	// WALLimit keeps the -wal file bounded (default 4 MiB; negative: the
+	// caller keeps it and the layer leaves SQLite's defaults alone). The
+	// writer connection gets wal_autocheckpoint off and journal_size_limit
+	// WALLimit; after a batch that left the -wal file larger, the writer
+	// runs a RESTART checkpoint before serving more writes, so the next
+	// write starts the WAL over even while other connections keep reading
+	// (a passive checkpoint in the commit, SQLite's default, copies the
+	// frames but cannot start the WAL over while a reader is in it, and
+	// with readers always present the WAL grew without bound).
+	WALLimit int64
 }
+
+// DefaultWALLimit is Options.WALLimit's default.
+const DefaultWALLimit = 4 << 20
 
 // DB is one SQLite database file opened by this process. It is safe for
 // concurrent use.
@@ -133,6 +146,9 @@ func Open(path string, opts *Options) (*DB, error) {
 	if o.BusyWait <= 0 {
 		o.BusyWait = 100 * time.Millisecond
 	}
+	if o.WALLimit == 0 {
+		o.WALLimit = DefaultWALLimit
+	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
@@ -165,6 +181,15 @@ func Open(path string, opts *Options) (*DB, error) {
 	if err := d.connectWriter(ctx); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if o.WALLimit > 0 {
+		for _, q := range []string{`PRAGMA wal_autocheckpoint=0`, fmt.Sprintf(`PRAGMA journal_size_limit=%d`, o.WALLimit)} {
+			if _, err := d.wconn.ExecContext(ctx, q); err != nil {
+				d.wconn.Close()
+				db.Close()
+				return nil, d.Classify("open database", err)
+			}
+		}
 	}
 	if o.WriterInit != nil {
 		if err := o.WriterInit(ctx, d.wconn); err != nil {
@@ -509,6 +534,7 @@ func (d *DB) serve(own *job) {
 		}
 		d.qmu.Unlock()
 		d.runBatch(batch)
+		d.boundWAL()
 		if own.finished {
 			d.qmu.Lock()
 			if len(d.pending) == 0 {
@@ -522,6 +548,24 @@ func (d *DB) serve(own *job) {
 			return
 		}
 	}
+}
+
+// boundWAL runs a RESTART checkpoint on the writer connection when the
+// -wal file has grown past Options.WALLimit. The caller holds the writer
+// role, so no write of this process appends meanwhile; SQLite's busy
+// handler waits (up to BusyWait) for other processes' writers and for
+// readers still in the WAL. A checkpoint that cannot finish now is tried
+// again after the next batch.
+func (d *DB) boundWAL() {
+	if d.opts.WALLimit <= 0 {
+		return
+	}
+	st, err := os.Stat(d.path + "-wal")
+	if err != nil || st.Size() <= d.opts.WALLimit {
+		return
+	}
+	var busy, log, done int64
+	d.wconn.QueryRowContext(context.Background(), `PRAGMA wal_checkpoint(RESTART)`).Scan(&busy, &log, &done) //nolint:errcheck // retried after the next batch
 }
 
 // runBatch runs jobs in one transaction, retrying BEGIN while the database is

@@ -45,6 +45,7 @@ from crewcore.errors import (
     dimension_error,
 )
 from crewcore.memory.fallback_state import Entry, State, numpy_module
+from crewcore.memory.integrity import WAL_LIMIT, bound_wal
 from crewcore.memory.validate import parse_dt
 
 __all__ = ["FORMAT", "ID_CHUNK", "VERSION", "StoreDb", "classify", "decode_strings", "encode_strings"]
@@ -299,6 +300,7 @@ class StoreDb:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=OFF")
+            conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
         except BaseException:
             conn.close()
             raise
@@ -510,7 +512,9 @@ class StoreDb:
             backoff = 0.005
             while True:
                 try:
-                    return self._try_write(fn, sync_first)
+                    result = self._try_write(fn, sync_first)
+                    bound_wal(self._wconn, self.path, self._busy_ms)  # type: ignore[arg-type]
+                    return result
                 except sqlite3.Error as e:
                     if not _is_busy(e):
                         raise classify(op, self.path, e) from None
