@@ -9,6 +9,7 @@ package main
 //	embed_client_close  h                                   -> nil
 //	embed_client_stats  h                                   -> map
 //	embed_texts         h  cache_h ns texts timeout_s       -> [dim, n, vecs bin, hits, misses, tokens, warning]
+//	embed_fill          h  cache_h ns texts timeout_s       -> the same, without a cache lookup (after embed_cache_get)
 //	embed_cache_open    0  target schema max_bytes mem_bytes -> [handle, off_reason]
 //	embed_cache_close   h                                   -> nil
 //	embed_cache_get     h  ns texts                         -> [dim, mask bin, vecs bin, warning]
@@ -187,43 +188,10 @@ func init() {
 	})
 
 	registerOp("embed_texts", func(ctx context.Context, h int64, r *reader) ([]byte, error) {
-		ch := r.int("cache")
-		ns := r.str("ns")
-		texts := r.strs("texts")
-		timeout := r.float("timeout")
-		if r.err != nil {
-			return nil, r.err
-		}
-		c, err := embClient(h)
-		if err != nil {
-			return nil, err
-		}
-		e := &embed.Embedder{Client: c, NS: ns}
-		if ch != 0 {
-			if e.Cache, err = embCache(ch); err != nil {
-				return nil, err
-			}
-		}
-		if timeout < 0 || timeout != timeout || timeout > 1e6 {
-			return nil, fmt.Errorf("%w: timeout must be a number of seconds >= 0, got %v", embed.ErrInvalid, timeout)
-		}
-		if timeout > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, time.Duration(timeout*float64(time.Second)))
-			defer cancel()
-		}
-		res, err := e.Embed(ctx, texts)
-		if err != nil {
-			return nil, embError(err)
-		}
-		b := msgp.AppendArrayHeader(nil, 7)
-		b = msgp.AppendInt(b, res.Dim)
-		b = msgp.AppendInt(b, len(res.Vectors))
-		b = appendVecs(b, res.Vectors)
-		b = msgp.AppendInt(b, res.Hits)
-		b = msgp.AppendInt(b, res.Misses)
-		b = msgp.AppendInt(b, res.Tokens)
-		return msgp.AppendString(b, warning(e.Cache)), nil
+		return embedOp(ctx, h, r, false)
+	})
+	registerOp("embed_fill", func(ctx context.Context, h int64, r *reader) ([]byte, error) {
+		return embedOp(ctx, h, r, true)
 	})
 
 	registerOp("embed_cache_open", func(ctx context.Context, _ int64, r *reader) ([]byte, error) {
@@ -422,6 +390,51 @@ func init() {
 		_ = c.Flush(ctx)
 		return msgp.AppendNil(nil), nil
 	})
+}
+
+// embedOp serves embed_texts and embed_fill (fill: no cache lookup).
+func embedOp(ctx context.Context, h int64, r *reader, fill bool) ([]byte, error) {
+	ch := r.int("cache")
+	ns := r.str("ns")
+	texts := r.strs("texts")
+	timeout := r.float("timeout")
+	if r.err != nil {
+		return nil, r.err
+	}
+	c, err := embClient(h)
+	if err != nil {
+		return nil, err
+	}
+	e := &embed.Embedder{Client: c, NS: ns}
+	if ch != 0 {
+		if e.Cache, err = embCache(ch); err != nil {
+			return nil, err
+		}
+	}
+	if timeout < 0 || timeout != timeout || timeout > 1e6 {
+		return nil, fmt.Errorf("%w: timeout must be a number of seconds >= 0, got %v", embed.ErrInvalid, timeout)
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(timeout*float64(time.Second)))
+		defer cancel()
+	}
+	embedFn := e.Embed
+	if fill {
+		embedFn = e.Fill
+	}
+	res, err := embedFn(ctx, texts)
+	if err != nil {
+		return nil, embError(err)
+	}
+	b := msgp.AppendArrayHeader(nil, 7)
+	b = msgp.AppendInt(b, res.Dim)
+	b = msgp.AppendInt(b, len(res.Vectors))
+	b = appendVecs(b, res.Vectors)
+	b = msgp.AppendInt(b, res.Hits)
+	b = msgp.AppendInt(b, res.Misses)
+	b = msgp.AppendInt(b, res.Tokens)
+	return msgp.AppendString(b, warning(e.Cache)), nil
 }
 
 func appendCounters(b []byte, c embed.Counters) []byte {

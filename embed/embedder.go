@@ -122,3 +122,40 @@ func (c *Client) expectDimension(d int) {
 		c.dim.CompareAndSwap(0, int64(d))
 	}
 }
+
+// Fill embeds texts through the Client and stores them, without looking
+// them up first: for callers that have looked them up already (their
+// hits and misses are counted then). Equal texts are sent once.
+func (e *Embedder) Fill(ctx context.Context, texts []string) (Result, error) {
+	if e.Client == nil {
+		return Result{}, fmt.Errorf("%w: embedder without a client", ErrInvalid)
+	}
+	resp, err := e.Client.Embed(ctx, texts)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{Vectors: resp.Vectors, Dim: dimOf(resp.Vectors), Misses: len(texts), Tokens: resp.Tokens}
+	if e.Cache == nil || e.Cache.isOff() {
+		return res, nil
+	}
+	ns := e.NS
+	if ns == "" {
+		ns = e.Client.Namespace()
+	}
+	entries := make([]*Entry, 0, len(texts))
+	seen := make(map[string]bool, len(texts))
+	for j, t := range texts {
+		if seen[t] {
+			continue
+		}
+		seen[t] = true
+		tok := 0
+		if j < len(resp.PerText) {
+			tok = resp.PerText[j]
+		}
+		entries = append(entries, &Entry{Key: KeyOf(ns, t), NS: ns, Vec: resp.Vectors[j], Tokens: tok})
+	}
+	e.Cache.Put(ctx, entries)
+	e.Cache.Count(Counters{APICalls: 1, APITokens: int64(resp.Tokens)})
+	return res, nil
+}
