@@ -37,7 +37,9 @@ def install(
     locks: bool = True,
     task_outputs: bool = True,
     flows: bool = True,
+    embeddings: Any = True,
     tools: Any = None,
+    knowledge: Any = True,
 ) -> None:
     """Route CrewAI memory storage to crewcore.
 
@@ -58,6 +60,19 @@ def install(
     (``set_flow_persistence_factory``) through crewcore's storage layer;
     pass False to leave that seam to CrewAI.
 
+    ``knowledge`` (default True) stores every CrewAI ``Knowledge`` (crew and
+    agent knowledge sources) in crewcore's knowledge store instead of
+    ChromaDB: True, False, a store path, or a dict with ``path``, ``mode``
+    ("vector", "keyword", "hybrid") and ``modes`` ({collection_name: mode}).
+
+    ``embeddings`` (default True) shares one embedder per embedder
+    configuration in the process instead of one per Crew/Agent/Memory, serves
+    OpenAI-compatible providers with crewcore's client and caches vectors in
+    a persistent content-addressed cache (beside the memory store, or in its
+    PostgreSQL database): True, False, or a dict of
+    :class:`crewcore.embeddings.EmbeddingOptions` (``cache``, ``max_bytes``,
+    ``client``, ``timeout``, ``rate_limit``, ...), validated first.
+
     ``memory`` names where ``"crewcore"`` and the default go: a store path,
     or a ``postgresql://`` DSN to share one PostgreSQL + pgvector store
     between processes and machines (``install(memory="postgresql://...")``).
@@ -65,7 +80,9 @@ def install(
     from crewai.memory.storage.factory import set_memory_storage_factory
 
     from crewcore.tools import install_tools
+    from crewcore.embeddings import EmbeddingOptions, install_embeddings, uninstall_embeddings
 
+    eopts = None if embeddings is False else EmbeddingOptions.of(embeddings)  # validated before any change
     with _lock:
         install_tools(tools)  # validates first: a bad policy changes nothing
         if tools is None:
@@ -81,6 +98,22 @@ def install(
         from crewcore.storage.install import install_storage
 
         install_storage(_installed, locks, task_outputs, flows)
+        # embeddings (default on): shared embedders, crewcore's client, the cache (crewcore/embeddings/)
+        if eopts is None:
+            uninstall_embeddings()
+            _installed.pop("embeddings", None)
+        else:
+            install_embeddings(eopts, memory=memory)
+            _installed["embeddings"] = eopts
+        from crewcore.knowledge.install import install_knowledge
+
+        # knowledge (default on): every CrewAI Knowledge stores in crewcore
+        # instead of ChromaDB (set_knowledge_storage_factory); see crewcore/knowledge/
+        kcfg = install_knowledge(knowledge)
+        if kcfg is None:
+            _installed.pop("knowledge", None)
+        else:
+            _installed["knowledge"] = {k: kcfg[k] for k in ("path", "mode", "modes") if kcfg.get(k) is not None}
 
 
 def uninstall() -> None:
@@ -95,6 +128,14 @@ def uninstall() -> None:
         from crewcore.storage.install import uninstall_storage
 
         uninstall_storage(_installed)
+        from crewcore.embeddings import uninstall_embeddings
+
+        uninstall_embeddings()
+        _installed.pop("embeddings", None)
+        from crewcore.knowledge.install import uninstall_knowledge
+
+        uninstall_knowledge()
+        _installed.pop("knowledge", None)
         if "memory" in _installed:
             set_memory_storage_factory(None)
             _installed.pop("memory", None)
