@@ -268,6 +268,7 @@ def main():
         os.close(w)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.setpgid(0, 0)  # a group of its own: what is killed where /proc cannot be read
         if libc is not None:
             libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # the worker dies with its supervisor
         run_tool(sock, bytes(data))
