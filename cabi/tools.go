@@ -237,6 +237,22 @@ func init() {
 		b = msgp.AppendInt64(b, int64(el))
 		return msgp.AppendBool(b, stored), nil
 	})
+	// [tool_forget, h, tool, args, task, run, depth] -> nil: take the call out
+	// of its loop window (a call whose tool raised; see tools.Engine.Forget)
+	registerOp("tool_forget", func(_ context.Context, h int64, r *reader) ([]byte, error) {
+		e, err := toolEngine(h)
+		if err != nil {
+			return nil, err
+		}
+		c, err := readToolCall(r)
+		if err != nil {
+			return nil, err
+		}
+		if err := e.Forget(c); err != nil {
+			return nil, err
+		}
+		return msgp.AppendNil(nil), nil
+	})
 	// [tool_clock, h] -> the engine's clock in ns
 	registerOp("tool_clock", func(_ context.Context, h int64, _ *reader) ([]byte, error) {
 		e, err := toolEngine(h)

@@ -189,13 +189,7 @@ func (e *Engine) Begin(c Call) (Decision, error) {
 		rs = e.scope("r:"+c.Run, t)
 	}
 	if p.LoopThreshold > 0 {
-		ls := ts
-		if ls == nil {
-			ls = rs
-		}
-		if ls == nil {
-			ls = e.scope("g:", t)
-		}
+		ls := e.loopScope(ts, rs, t)
 		if ls.ring == nil {
 			ls.ring = make([]uint64, p.LoopWindow)
 		}
@@ -209,9 +203,13 @@ func (e *Engine) Begin(c Call) (Decision, error) {
 		ls.pos = (ls.pos + 1) % len(ls.ring)
 		if same > p.LoopThreshold {
 			e.mu.Unlock()
+			// The message names only the policy, never the running count:
+			// identical calls get an identical refusal, so a caller that
+			// stops after N identical results (CrewAI stops a run after 5
+			// identical calls with identical results) sees them as such.
 			return refuse(&Refusal{Limit: LimitLoop, Max: float64(p.LoopThreshold), Count: float64(same),
-				Message: fmt.Sprintf("tool %q was called with the same arguments %d times within the last %d calls; the result will not change", c.Tool, same, p.LoopWindow),
-				Hint:    "use the result you already received, call the tool with different arguments, or give your final answer now"})
+				Message: LoopMessage(c.Tool, p.LoopThreshold, p.LoopWindow),
+				Hint:    LoopHint})
 		}
 	}
 	if ts != nil && p.MaxCallsPerTask > 0 && ts.calls >= p.MaxCallsPerTask {
@@ -277,6 +275,76 @@ func (e *Engine) Begin(c Call) (Decision, error) {
 	e.stats.Allowed++
 	e.mu.Unlock()
 	return d, nil
+}
+
+// LoopHint is the Hint of every loop refusal.
+const LoopHint = "use the result you already received, call the tool with different arguments, or give your final answer now"
+
+// LoopMessage is the Message of a loop refusal of tool under a policy with
+// the given LoopThreshold and LoopWindow. It depends on nothing else (no
+// running count), so identical calls are refused with identical text.
+func LoopMessage(tool string, threshold, window int) string {
+	return fmt.Sprintf("tool %q was called with the same arguments more than %d times within the last %d calls; the result will not change", tool, threshold, window)
+}
+
+// loopScope returns the scope whose loop window a call is counted in: its
+// task, else its run, else the global scope. e.mu is held.
+func (e *Engine) loopScope(ts, rs *scope, t time.Time) *scope {
+	if ts != nil {
+		return ts
+	}
+	if rs != nil {
+		return rs
+	}
+	return e.scope("g:", t)
+}
+
+// Forget takes the most recent occurrence of c (tool and canonical
+// arguments) out of the loop window of its task (else run, else the global
+// scope), as if that call had not been made. The budgets keep counting it.
+//
+// The Python executor calls it for a call whose tool raised: a failed call
+// is not a repeat of a result. CrewAI retries a failed call itself (its text
+// path tries up to three times), and a retry refused as a loop would turn
+// CrewAI's error handling into a success with a refusal. Forget is a no-op
+// when loop detection is off or the call is not in the window. An error is
+// returned only for arguments that cannot be canonicalized (ErrInvalidArgs).
+func (e *Engine) Forget(c Call) error {
+	if e.policy.LoopThreshold <= 0 {
+		return nil
+	}
+	var canonBuf [256]byte
+	key := canonBuf[:0]
+	key = append(key, c.Tool...)
+	key = append(key, 0)
+	key, _, err := Canonical(key, c.Args)
+	if err != nil {
+		return err
+	}
+	h := maphash.Bytes(e.seed, key)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var ls *scope
+	switch {
+	case c.Task != "":
+		ls = e.scopes["t:"+c.Task]
+	case c.Run != "":
+		ls = e.scopes["r:"+c.Run]
+	default:
+		ls = e.scopes["g:"]
+	}
+	if ls == nil || ls.ring == nil {
+		return nil
+	}
+	n := len(ls.ring)
+	for i := 1; i <= n; i++ {
+		j := (ls.pos - i + n) % n
+		if ls.ring[j] == h {
+			ls.ring[j] = 0
+			return nil
+		}
+	}
+	return nil
 }
 
 // scope returns the state of a task or run scope, creating it. e.mu is held.

@@ -1,18 +1,22 @@
 """The executor: one call of one tool under one policy (the engine's verdict,
-the run under the deadline, the result or a ToolFailure)."""
+the run under the deadline, then the result, the tool's own exception raised
+as it was, or a ToolFailure for one of crewcore's own limits)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 import contextvars
 import inspect
+import json
 import logging
+import threading
 from typing import Any, Callable
 
 from crewcore.errors import ToolArgumentsError
 from crewcore.tools import runner
-from crewcore.tools.failures import _exception_failure, _failure
-from crewcore.tools.fallback import _PyEngine
+from crewcore.tools.failures import _failure, _rebuild_isolated
+from crewcore.tools.fallback import _canon_json, _PyEngine
 from crewcore.tools.native import _Engine
 from crewcore.tools.policy import _COUNT_ONLY, _FAILED, _OK, _TIMEDOUT, ToolPolicy
 from crewcore.tools.runner import _IsolatedError, _run_isolated, _Saturated
@@ -51,6 +55,66 @@ def _make_engine(policy: ToolPolicy) -> Any:
     return _Engine(policy) if _backend.use_native() else _PyEngine(policy)
 
 
+#: Marks "no earlier result to give again" (None is a result).
+_NONE = object()
+#: Loop scopes whose recent results are kept (the oldest half is dropped past it).
+_MAX_RECENT_SCOPES = 1024
+
+
+def _loop_scope(task: str, run: str) -> str:
+    """The scope whose loop window a call counts in (the engines' rule)."""
+    return "t:" + task if task else "r:" + run if run else "g:"
+
+
+def _canon(args: Any) -> str | None:
+    try:
+        return json.dumps(_canon_json(args), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError, OverflowError):
+        return None
+
+
+class _Recent:
+    """The results of the last calls that ran in each loop scope (as many as
+    the loop window), so that a repeat the loop limit refuses gets the result
+    the same call returned last time.
+
+    Why: CrewAI stops a run after 5 identical calls with identical results
+    (``check_repeated_tool_call``). A refusal text in place of that result
+    would split CrewAI's count between the result and the refusal, and the
+    looping run would go on longer than without crewcore; the same result
+    again keeps CrewAI's count, so its stop comes exactly when it would.
+    """
+
+    def __init__(self, window: int) -> None:
+        self._window = window
+        self._scopes: dict[str, deque[tuple[str, Any, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, scope: str, tool: str, args: Any, value: Any) -> None:
+        ring = self._scopes.get(scope)
+        if ring is None:
+            with self._lock:
+                if len(self._scopes) >= _MAX_RECENT_SCOPES:
+                    for k in list(self._scopes)[: _MAX_RECENT_SCOPES // 2]:
+                        del self._scopes[k]
+                ring = self._scopes.setdefault(scope, deque(maxlen=self._window))
+        ring.append((tool, args, value))
+
+    def last(self, scope: str, tool: str, args: Any) -> Any:
+        """The result of the most recent equivalent call (same tool, same
+        canonical arguments) in the scope's window, or _NONE."""
+        ring = self._scopes.get(scope)
+        if not ring:
+            return _NONE
+        want = _canon(args)
+        if want is None:
+            return _NONE
+        for t, a, v in reversed(list(ring)):
+            if t == tool and (a is args or _canon(a) == want):
+                return v
+        return _NONE
+
+
 class _Executor:
     def __init__(self, policy: ToolPolicy) -> None:
         self.policy = policy
@@ -59,11 +123,12 @@ class _Executor:
         self._cache = bool(policy.cache_ttl)
         self._maxchars = policy.max_result_chars or 0
         self._cap = policy.max_abandoned_threads
+        self._recent = _Recent(policy.loop_window) if policy.loop_threshold else None
 
     def _begin(self, tool: str, args: dict[str, Any], task: str, run: str, depth: int, flags: int = 0) -> Any:
         """The engine's verdict: a tuple (start, deadline, key) for an allowed
-        call, or the final result (a cached value or a ToolFailure) in a list
-        of one."""
+        call, or the final result (a cached value, the earlier result of a
+        repeat refused by the loop limit, or a ToolFailure) in a list of one."""
         try:
             v = self.engine.begin(tool, args, task, run, depth, flags)
         except ToolArgumentsError as e:
@@ -76,6 +141,17 @@ class _Executor:
                 return [None]
             return [self.engine._unpackb(v[3], raw=False)]
         _, start, _, limit, mx, count, retry_ms, message, hint = v
+        if limit == "loop":
+            # A repeat past the loop limit is not run. It gets the result the
+            # same call gave before (CrewAI's own cached value when CrewAI's
+            # cache answered it), so CrewAI's stop after 5 identical calls with
+            # identical results comes exactly when it would without crewcore.
+            # Only without an earlier result does it get the refusal text,
+            # identical for identical calls.
+            again = None if flags & _COUNT_ONLY else self._recent.last(_loop_scope(task, run), tool, args)  # type: ignore[union-attr]
+            if again is not _NONE:
+                log.warning("crewcore: tool %r repeated past the loop limit: not run, its earlier result given again (%s)", tool, message)
+                return [again]
         details: dict[str, Any] = {"max": mx, "count": count}
         if retry_ms:
             details["retry_after_ms"] = retry_ms
@@ -86,7 +162,8 @@ class _Executor:
 
     def count_only(self, tool: str, args: dict[str, Any], *, task: str = "", run: str = "") -> Any:
         """Count a call another cache answered (no execution, no rate limit, no
-        cache lookup): a ToolFailure when the policy refuses it, else None."""
+        cache lookup): a ToolFailure when the policy refuses it, else None (the
+        other cache's value stands; also for a repeat past the loop limit)."""
         v = self._begin(tool, args, task, run, _depth.get() + 1, _COUNT_ONLY)
         return v[0] if isinstance(v, list) else None
 
@@ -101,7 +178,8 @@ class _Executor:
         native: bool = False,
         isolate_fn: Callable[..., Any] | None = None,
     ) -> Any:
-        """Run one call under the policy; returns the result or a ToolFailure."""
+        """Run one call under the policy: returns the result or a ToolFailure
+        of one of crewcore's limits; an exception the tool raises is raised."""
         depth = _depth.get() + 1
         v = self._begin(tool, args, task, run, depth)
         if isinstance(v, list):
@@ -119,9 +197,7 @@ class _Executor:
                 if inspect.iscoroutine(r):
                     r = asyncio.run(r)
                 ok, val, timed_out = True, r, False
-            except KeyboardInterrupt:
-                raise  # inline on the caller's thread: a real Ctrl-C, not the tool's doing
-            except BaseException as e:  # noqa: BLE001
+            except BaseException as e:  # noqa: BLE001 - recorded, then raised by _finish
                 ok, val, timed_out = False, e, False
             finally:
                 _depth.reset(tok)
@@ -136,7 +212,8 @@ class _Executor:
                 ok, val, timed_out = runner._runner.run(fn, ctx, timeout, self._cap)
             except _Saturated as s:
                 return self._saturated(tool, start, s.args[0])
-        return self._finish(tool, start, deadline, key, ok, val, timed_out, "isolated" if isolate_fn is not None else "thread")
+        return self._finish((tool, args, task, run), start, deadline, key, ok, val, timed_out,
+                            "isolated" if isolate_fn is not None else "thread")
 
     async def aexecute(
         self,
@@ -162,14 +239,15 @@ class _Executor:
         if isinstance(v, list):
             return v[0]
         start, deadline, key = v
+        call = (tool, args, task, run)
         timeout = self._timeout
         tok = _depth.set(depth)
         try:
             try:
                 aw = make()
                 fut = asyncio.ensure_future(aw)  # the task copies this context (depth)
-            except BaseException as e:  # noqa: BLE001 - make() itself failed
-                return self._finish(tool, start, deadline, key, False, e, False, "task")
+            except BaseException as e:  # noqa: BLE001 - make() itself failed: raised by _finish
+                return self._finish(call, start, deadline, key, False, e, False, "task")
         finally:
             _depth.reset(tok)
         try:
@@ -180,13 +258,15 @@ class _Executor:
         if not done:
             fut.cancel()
             fut.add_done_callback(_retrieve)
-            return self._finish(tool, start, deadline, key, False, None, True, "task")
+            return self._finish(call, start, deadline, key, False, None, True, "task")
         if fut.cancelled():
-            return self._finish(tool, start, deadline, key, False, asyncio.CancelledError("the tool's task was cancelled"), False, "task")
+            # Cancelled by someone else than crewcore: the caller sees what it
+            # would see awaiting the tool itself.
+            return self._finish(call, start, deadline, key, False, asyncio.CancelledError(), False, "task")
         e = fut.exception()
         if e is not None:
-            return self._finish(tool, start, deadline, key, False, e, False, "task")
-        return self._finish(tool, start, deadline, key, True, fut.result(), False, "task")
+            return self._finish(call, start, deadline, key, False, e, False, "task")
+        return self._finish(call, start, deadline, key, True, fut.result(), False, "task")
 
     def _saturated(self, tool: str, start: int, n: int) -> Any:
         el, _ = self.engine.end(start, _FAILED, None, None)
@@ -201,8 +281,11 @@ class _Executor:
             abandoned_threads=n,
         )
 
-    def _finish(self, tool: str, start: int, deadline: int, key: Any, ok: bool, val: Any, timed_out: bool, how: str) -> Any:
-        """The result of an allowed call that ran: the value, or a ToolFailure."""
+    def _finish(self, call: tuple[str, Any, str, str], start: int, deadline: int, key: Any, ok: bool, val: Any,
+                timed_out: bool, how: str) -> Any:
+        """The result of an allowed call that ran: the value, a timeout
+        ToolFailure, or the tool's own exception raised again."""
+        tool = call[0]
         if timed_out:
             el, _ = self.engine.end(start, _TIMEDOUT, None, None)
             t = self._timeout or 0.0
@@ -232,11 +315,16 @@ class _Executor:
                 **extra,
             )
         if not ok:
-            el = self.engine.end(start, _FAILED, None, None)[0]
+            self._failed(call, start)
             if isinstance(val, _IsolatedError):
-                return _isolated_failure(tool, val)
-            return _exception_failure(tool, val, el / 1e6)
+                val = _rebuild_isolated(tool, val.qual, val.name, val.msg, val.tb, val.is_exc)
+            # The tool's own exception, as CrewAI would see it without crewcore
+            # (its error events, its retries); from a worker thread or an
+            # isolated process alike.
+            raise val
         val = self._cap_result(tool, val)
+        if self._recent is not None:
+            self._recent.add(_loop_scope(call[2], call[3]), tool, call[1], val)
         if self._cache and key is not None and _cacheable(val):
             try:
                 blob = self.engine._packb(val, use_bin_type=True)
@@ -244,6 +332,16 @@ class _Executor:
                 blob = None
             self.engine.end(start, _OK, key, blob)
         return val
+
+    def _failed(self, call: tuple[str, Any, str, str], start: int) -> None:
+        """Record a call whose tool raised: an error in the stats, and out of
+        its loop window (a failed call is not a repeat; CrewAI retries it)."""
+        try:
+            self.engine.end(start, _FAILED, None, None)
+            if self._recent is not None:
+                self.engine.forget(*call)
+        except Exception:  # pragma: no cover - bookkeeping never hides the tool's exception
+            log.debug("crewcore: recording a failed tool call failed", exc_info=True)
 
     def _cap_result(self, tool: str, val: Any) -> Any:
         m = self._maxchars
@@ -260,17 +358,3 @@ def _cacheable(val: Any) -> bool:
     from crewai.tools.tool_failure import ToolFailure
 
     return val is not None and not isinstance(val, ToolFailure)
-
-
-def _isolated_failure(tool: str, e: _IsolatedError) -> Any:
-    from crewai.tools.tool_failure import ToolFailure, ToolFailureReason
-
-    text = f"Tool '{tool}' raised {e.qual}: {e.msg or e.name}"
-    if e.tb:
-        text += f"\nLast frames:\n{e.tb}"
-    return ToolFailure(
-        message=text,
-        reason=ToolFailureReason.EXCEPTION,
-        code=e.name,
-        details={"tool": tool, "exception_type": e.qual, "exception_message": e.msg, "traceback": e.tb, "isolated": True},
-    )

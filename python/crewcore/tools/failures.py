@@ -1,10 +1,10 @@
-"""Structured failures: the CrewAI ToolFailure a refused, stopped or failing
-call returns to the model, and the message for arguments no engine can encode."""
+"""Structured failures: the CrewAI ToolFailure a call refused or stopped by one
+of crewcore's own limits returns to the model, the message for arguments no
+engine can encode, and the exception of an isolated tool rebuilt in this
+process (a tool's own exception is raised, never turned into a ToolFailure)."""
 
 from __future__ import annotations
 
-import os
-import traceback
 from typing import Any
 
 # --------------------------------------------------------------------------
@@ -38,47 +38,61 @@ def _failure(
     )
 
 
-#: The tools package's own directory: a frame of any of its modules (executor,
-#: runner, guarded, dispatch wrappers) is crewcore's, not the tool's.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_CREWAI_TOOLS = os.sep + os.path.join("crewai", "tools") + os.sep
+def _resolve_class(qual: str) -> type | None:
+    """The exception class an isolated child named (``module.Qual.Name``, or
+    ``Name`` for builtins), looked up in the modules this process has already
+    imported (the tool's own module is: its function was pickled here). None
+    when it is not there or is not an exception class."""
+    import builtins
+    import sys
+
+    parts = qual.split(".")
+    candidates = [(builtins, parts)] if len(parts) == 1 else []
+    for i in range(len(parts) - 1, 0, -1):
+        mod = sys.modules.get(".".join(parts[:i]))
+        if mod is not None:
+            candidates.append((mod, parts[i:]))
+    for obj, path in candidates:
+        for name in path:
+            obj = getattr(obj, name, None)
+            if obj is None:
+                break
+        if isinstance(obj, type) and issubclass(obj, BaseException):
+            return obj
+    return None
 
 
-def _internal_frame(filename: str) -> bool:
-    """crewcore's executor and CrewAI's tool wrappers: not the tool's own frames."""
-    return os.path.dirname(filename) == _HERE or _CREWAI_TOOLS in filename or filename.endswith(os.sep + "_bridge.py")
-
-
-def _exception_failure(tool: str, exc: BaseException, elapsed_ms: float) -> Any:
-    """A ToolFailure that keeps the exception's type, message and last frames."""
-    from crewai.tools.tool_failure import ToolFailure, ToolFailureReason
-
-    t = type(exc)
-    qual = f"{t.__module__}.{t.__qualname__}" if t.__module__ != "builtins" else t.__qualname__
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not _internal_frame(f.filename)][-5:]
-    tb = "".join(traceback.format_list(frames)).rstrip()
-    msg = str(exc) or t.__name__
-    extra = ""
-    if not isinstance(exc, Exception):
-        extra = (
-            f" ({qual} derives from BaseException, not Exception; crewcore reports it as a"
-            " tool failure instead of letting it stop the agent)"
-        )
-    text = f"Tool '{tool}' raised {qual}: {msg}{extra}"
+def _rebuild_isolated(tool: str, qual: str, name: str, msg: str, tb: str, is_exc: bool) -> BaseException:
+    """The exception a tool raised in its isolated process, rebuilt in this
+    one with the same type and message (to be raised as CrewAI would see it
+    without crewcore). The child's last frames travel as a note. A class this
+    process cannot find (or build from one message) is stood in for by a class
+    of the same name and module, derived from Exception (or BaseException)."""
+    cls = _resolve_class(qual)
+    exc: BaseException | None = None
+    if cls is not None:
+        try:
+            exc = cls(msg)
+        except Exception:  # a constructor that wants more than a message
+            exc = None
+    if exc is None:
+        base: type = Exception if is_exc else BaseException
+        if cls is not None and issubclass(cls, Exception) == is_exc:
+            try:
+                exc = cls.__new__(cls)
+                exc.args = (msg,)
+                str(exc)
+            except Exception:
+                exc = None
+        if exc is None:
+            module, _, qn = qual.rpartition(".")
+            stand_in = type(name, (base,), {"__module__": module or "builtins", "__qualname__": qn or name})
+            exc = stand_in(msg)
+    note = f"crewcore: raised by tool {tool!r} in its isolated process"
     if tb:
-        text += f"\nLast frames:\n{tb}"
-    return ToolFailure(
-        message=text,
-        reason=ToolFailureReason.EXCEPTION,
-        code=t.__name__,
-        details={
-            "tool": tool,
-            "exception_type": qual,
-            "exception_message": msg,
-            "traceback": tb,
-            "elapsed_ms": elapsed_ms,
-        },
-    )
+        note += f"; its last frames:\n{tb}"
+    exc.add_note(note)
+    return exc
 
 
 def _args_problem(tool: str, args: Any, e: Exception) -> str:

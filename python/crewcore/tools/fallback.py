@@ -11,6 +11,42 @@ from crewcore.errors import ToolArgumentsError
 from crewcore.tools.failures import _args_problem
 from crewcore.tools.policy import _COUNT_ONLY, _FAILED, _OK, _TIMEDOUT, ToolPolicy
 
+#: The hint of every loop refusal (tools.LoopHint).
+LOOP_HINT = "use the result you already received, call the tool with different arguments, or give your final answer now"
+
+
+def loop_message(tool: str, threshold: int, window: int) -> str:
+    """The text of a loop refusal (tools.LoopMessage): the tool and the policy
+    only, so identical calls are refused with identical text."""
+    return (
+        f"tool {_go_quote(tool)} was called with the same arguments more than {threshold} times"
+        f" within the last {window} calls; the result will not change"
+    )
+
+
+def _go_quote(s: str) -> str:
+    """``s`` quoted as Go's %q quotes it for printable text (the Go engine's
+    messages), so both engines refuse with the same bytes."""
+    out = ['"']
+    for ch in s:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch.isprintable():
+            out.append(ch)
+        elif ord(ch) < 0x10000:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    out.append('"')
+    return "".join(out)
+
+
 class _PyEngine:
     """The pure-Python twin of the Go ``tools.Engine``, with the same verdicts.
 
@@ -78,12 +114,12 @@ class _PyEngine:
         with self._lock:
             if p.max_depth and depth > p.max_depth:
                 return self._refuse(now, deadline, "max_depth", p.max_depth, depth,
-                    0, f"tool {tool!r} was called at nesting depth {depth}; the limit is {p.max_depth}",
+                    0, f"tool {_go_quote(tool)} was called at nesting depth {depth}; the limit is {p.max_depth}",
                     "do not delegate or call tools from inside tools any deeper; answer with what you have at this level")
             size = len(enc.encode("utf-8"))
             if p.max_arg_bytes and size > p.max_arg_bytes:
                 return self._refuse(now, deadline, "max_arg_bytes", p.max_arg_bytes, size, 0,
-                    f"the arguments of tool {tool!r} are {size} bytes; the limit is {p.max_arg_bytes}",
+                    f"the arguments of tool {_go_quote(tool)} are {size} bytes; the limit is {p.max_arg_bytes}",
                     "pass a shorter input (a reference, a summary or a smaller slice) instead of the whole content")
             key = tool + "\x00" + enc
             ts = self._scope("t:" + task, now) if task else None
@@ -96,10 +132,10 @@ class _PyEngine:
                 ls[1][ls[2]] = key
                 ls[2] = (ls[2] + 1) % len(ls[1])
                 if same > p.loop_threshold:
+                    # No running count in the text (tools.LoopMessage): identical
+                    # calls get identical refusals.
                     return self._refuse(now, deadline, "loop", p.loop_threshold, same, 0,
-                        f"tool {tool!r} was called with the same arguments {same} times within the last"
-                        f" {p.loop_window} calls; the result will not change",
-                        "use the result you already received, call the tool with different arguments, or give your final answer now")
+                        loop_message(tool, p.loop_threshold, p.loop_window), LOOP_HINT)
             if ts is not None and p.max_calls_per_task and ts[0] >= p.max_calls_per_task:
                 return self._refuse(now, deadline, "max_calls_per_task", p.max_calls_per_task, ts[0], 0,
                     f"this task already made {ts[0]} tool calls; the limit is {p.max_calls_per_task}",
@@ -139,12 +175,34 @@ class _PyEngine:
                     if rs is not None:
                         rs[0] -= 1
                     return self._refuse(now, deadline, "rate_limit", self._rate, self._burst, wait_ms,
-                        f"tool {tool!r} is limited to {self._rate:g} calls per second",
-                        f"wait about {int(wait_ms) + 1} ms before calling {tool!r} again, or do something else first")
+                        f"tool {_go_quote(tool)} is limited to {self._rate:g} calls per second",
+                        f"wait about {int(wait_ms) + 1} ms before calling {_go_quote(tool)} again, or do something else first")
                 b[0] -= 1
             self._stats["calls"] += 1
             self._stats["allowed"] += 1
         return [0, now, deadline, key if self._ttl_ns else None]
+
+    def forget(self, tool: str, args: Any, task: str, run: str) -> None:
+        """Take the most recent occurrence of this call out of its loop window
+        (tools.Engine.Forget: a call whose tool raised is not a repeat)."""
+        if not self.policy.loop_threshold:
+            return
+        import json
+
+        try:
+            key = tool + "\x00" + json.dumps(_canon_json(args), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        except (TypeError, ValueError, RecursionError, OverflowError) as e:
+            raise ToolArgumentsError(_args_problem(tool, args, e)) from None
+        with self._lock:
+            sc = self._scopes.get("t:" + task if task else "r:" + run if run else "g:")
+            if sc is None or sc[1] is None:
+                return
+            ring, n = sc[1], len(sc[1])
+            for i in range(1, n + 1):
+                j = (sc[2] - i) % n
+                if ring[j] == key:
+                    ring[j] = None
+                    return
 
     def _drop(self, key: str) -> None:
         e = self._cache.pop(key)

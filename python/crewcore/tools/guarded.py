@@ -103,7 +103,9 @@ def guard(tool: Any, policy: ToolPolicy | None = None, **overrides: Any) -> Any:
     ``policy`` defaults to ``ToolPolicy()``; keyword arguments override its
     fields (``guard(t, timeout=5, isolate=True)``). The returned tool has the
     same name, description and argument schema; calls that hit a limit
-    return a CrewAI ``ToolFailure`` with the structured error.
+    return a CrewAI ``ToolFailure`` with the structured error. An exception
+    the tool raises is raised to the caller unchanged (from a worker thread
+    or an isolated process too), as CrewAI expects of a tool.
     """
     guarded_cls = _guarded_tool_cls()
     try:

@@ -169,6 +169,16 @@ class _Engine:
         el, stored = self._bridge.call(["tool_end", self.h, start, outcome, key, result])
         return int(el), bool(stored)
 
+    def forget(self, tool: str, args: Any, task: str, run: str) -> None:
+        """Take this call out of its loop window (tools.Engine.Forget): a call
+        whose tool raised is not a repeat. Only called when a tool raised."""
+        if self._bridge._forked:
+            return self._twin().forget(tool, args, task, run)
+        try:
+            self._bridge.call(["tool_forget", self.h, tool, args, task, run, 0])
+        except (TypeError, ValueError, OverflowError) as e:
+            raise ToolArgumentsError(_args_problem(tool, args, e)) from None
+
     def clock(self) -> int:
         if self._bridge._forked:
             return self._twin().clock()

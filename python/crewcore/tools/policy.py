@@ -32,9 +32,14 @@ class ToolPolicy:
             or a delegation that runs tools from inside a tool is one deeper
             (default 5).
         loop_threshold: the same tool with equivalent arguments (key order,
-            1 vs 1.0 do not matter) is allowed this many times within the
-            last ``loop_window`` calls of a task; further repeats are refused
-            with a message telling the model to use what it has (default 3).
+            1 vs 1.0 do not matter) is run this many times within the last
+            ``loop_window`` calls of a task (default 3). Further repeats are
+            not run: each gets the result the same call returned last time
+            (so CrewAI's own stop after 5 identical calls with identical
+            results comes exactly when it would without crewcore), or, when
+            there is none, a refusal whose text is the same for every repeat.
+            A call whose tool raised is not counted as a repeat (CrewAI
+            retries failed calls itself).
         loop_window: how many recent calls loop detection looks at (default 10).
         rate_limit: calls per second allowed per tool (default none);
             ``rate_burst`` calls may be made at once.
