@@ -386,14 +386,19 @@ def test_unknown_ids(pop):
 
 
 def test_closed_store(cc_engine, tmp_path):
+    """close() closes the engine (the engine object then refuses every call);
+    the MemoryStorage reopens on its next call, as CrewAI's own stores stay
+    usable after Memory.close() (issue 17, tests/test_crewai_parity_memory.py)."""
     s = cc_engine(tmp_path / "s")
     s.save([rec("a", vec(1))])
+    engine = s._e()
     s.close()
     with typed(E.StoreClosedError):
-        s.count()
+        engine.count()
     with typed(E.StoreClosedError):
-        s.search(vec(1))
+        engine.search(vec(1))
     s.close()  # twice is harmless
+    assert s.count() == 1  # reopened
     s2 = cc_engine(tmp_path / "s")
     assert s2.count() == 1
 

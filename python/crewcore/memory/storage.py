@@ -53,6 +53,7 @@ class _Shared:
         self.kind = kind
         self.refs = 0
         self.pid = os.getpid()
+        self.closed = False  # the engine was closed (its last user closed)
 
 
 _shared: dict[tuple[Any, ...], _Shared] = {}
@@ -84,6 +85,22 @@ def _open(key: tuple[Any, ...], engine: str = "auto") -> _Shared:
         sh = _Shared(engine, kind)
         sh.refs = 1
         _shared[key] = sh
+        return sh
+
+
+def _open_pg(key: tuple[Any, ...]) -> _Shared:
+    """The PostgreSQL engine for a store key (see MemoryStorage._init_postgres),
+    shared like the file engines."""
+    from crewcore.memory.postgres import PgStore
+
+    _, _, dsn, schema, vector_dim, metric, ret_emb, exact, ef_search = key
+    with _shared_lock:
+        sh = _shared.get(key)
+        if sh is None or sh.pid != os.getpid():
+            store = PgStore(dsn, schema, vector_dim, metric, ret_emb, exact_below=-1 if exact else 0, ef_search=ef_search)
+            sh = _Shared(store, "postgres")
+            _shared[key] = sh
+        sh.refs += 1
         return sh
 
 
@@ -145,14 +162,16 @@ class MemoryStorage:
         ):
             raise InvalidArgumentError(f"vector_dim must be a positive integer, got {vector_dim!r}")
         self._key = (resolve_db_path(path), vector_dim, metric, bool(return_embeddings), bool(exact))
+        self._engine = engine  # what a reopen after close() asks for
         self._shared: _Shared | None = _open(self._key, engine)
+        self._kind = self._shared.kind
         self._lock = threading.Lock()
 
     def _init_postgres(
         self, dsn: Any, vector_dim: Any, metric: str, return_embeddings: bool, engine: str, exact: bool,
         schema: str, ef_search: int,
     ) -> None:
-        from crewcore.memory.postgres import PgStore, is_dsn, redact
+        from crewcore.memory.postgres import is_dsn, redact
 
         if engine not in ("auto", "postgres"):
             raise InvalidArgumentError(f"a dsn is served by engine 'postgres', not {engine!r}")
@@ -169,15 +188,9 @@ class MemoryStorage:
             raise InvalidArgumentError(f"vector_dim must be a positive integer, got {vector_dim!r}")
         self._key = (f"{redact(dsn)}#{schema}", "postgres", dsn, schema, vector_dim, metric,
                      bool(return_embeddings), bool(exact), ef_search)
-        with _shared_lock:
-            sh = _shared.get(self._key)
-            if sh is None or sh.pid != os.getpid():
-                store = PgStore(dsn, schema, vector_dim, metric, bool(return_embeddings),
-                                exact_below=-1 if exact else 0, ef_search=ef_search)
-                sh = _Shared(store, "postgres")
-                _shared[self._key] = sh
-            sh.refs += 1
-        self._shared = sh
+        self._engine = "postgres"
+        self._shared = _open_pg(self._key)
+        self._kind = "postgres"
         self._lock = threading.Lock()
 
     # -- engine selection -------------------------------------------------
@@ -189,27 +202,45 @@ class MemoryStorage:
 
     @property
     def backend(self) -> str:
-        """``"native"`` or ``"python"``: the engine serving this store."""
-        return self._sh().kind  # or "postgres"
+        """``"native"``, ``"python"`` or ``"postgres"``: the engine serving
+        this store (after close(): the one that served it last)."""
+        sh = self._shared
+        return sh.kind if sh is not None else self._kind
+
+    @property
+    def crewcore_fork_safe(self) -> bool:
+        """Whether a forked child may go on using this object (kickoff_many's
+        worker processes): a file store reopens on the pure-Python engine
+        there; a PostgreSQL store needs the Go runtime, which fork loses."""
+        return self.backend != "postgres"
 
     def _sh(self) -> _Shared:
         sh = self._shared
         # Fast path (every call goes through here): no syscall, no import.
         if sh is not None and (sh.kind != "native" or not _bridge._forked):
             return sh
-        if sh is None:
-            from crewcore.errors import StoreClosedError
+        with self._lock:
+            sh = self._shared
+            if sh is None:
+                # Closed: the next call reopens the store, as CrewAI's own
+                # stores stay usable after Memory.close() (docs/architecture.md).
+                self._shared = sh = self._reopen()
+                self._kind = sh.kind
+            elif sh.kind == "native" and _bridge.forked():
+                # A child forked after the library loaded: reopen on the engine
+                # the one choice gives now (the pure-Python one; it warns once).
+                self._shared = sh = _open(self._key, "auto")
+                self._kind = sh.kind
+            return sh
 
-            raise StoreClosedError(f"memory store {self.path} is closed")
-        if sh.kind == "native" and _bridge.forked():
-            # A child forked after the library loaded: reopen on the engine
-            # the one choice gives now (the pure-Python one; it warns once).
-            with self._lock:
-                sh = self._shared
-                if sh is not None and sh.kind == "native" and _bridge.forked():
-                    self._shared = sh = _open(self._key, "auto")
-        assert sh is not None
-        return sh
+    def _reopen(self) -> _Shared:
+        """Open the engine again after close() (self._lock is held)."""
+        if self._engine == "postgres":
+            return _open_pg(self._key)
+        engine = self._engine
+        if engine == "native" and _bridge.forked():
+            engine = "auto"  # a forked child cannot use Go: the one choice decides
+        return _open(self._key, engine)
 
     def _e(self) -> Any:
         return self._sh().engine
@@ -299,8 +330,11 @@ class MemoryStorage:
         self._e().optimize()
 
     def close(self) -> None:
-        """Release this handle; the engine closes when its last user closes."""
-        with _shared_lock:
+        """Release this handle; the engine closes when its last user closes
+        (its files and connections released, its writes committed). The
+        store stays usable: the next call reopens it, as CrewAI's own stores
+        stay usable after ``Memory.close()``. Closing twice is harmless."""
+        with self._lock, _shared_lock:
             sh, self._shared = self._shared, None
             if sh is None:
                 return
@@ -308,6 +342,7 @@ class MemoryStorage:
             if sh.refs <= 0:
                 if _shared.get(self._key) is sh:
                     del _shared[self._key]
+                sh.closed = True
                 if sh.pid == os.getpid():
                     sh.engine.close()
 
@@ -340,5 +375,5 @@ class MemoryStorage:
         )
 
     def __repr__(self) -> str:
-        kind = self._shared.kind if self._shared else "closed"
+        kind = self._shared.kind if self._shared else f"{self._kind}, closed"
         return f"MemoryStorage(path={self.path!r}, backend={kind!r})"
