@@ -60,6 +60,8 @@ class CrewcoreKnowledgeStorage(BaseKnowledgeStorage):
     _store: KnowledgeStore | None = PrivateAttr(default=None)
     _embed: Any = PrivateAttr(default=None)
     _lock: Any = PrivateAttr(default_factory=threading.Lock)
+    #: progress callback (done, total) of save(); the ingest CLI sets it
+    _progress: Any = PrivateAttr(default=None)
 
     def model_post_init(self, __context: Any) -> None:
         v.check_mode(self.mode)
@@ -95,7 +97,7 @@ class CrewcoreKnowledgeStorage(BaseKnowledgeStorage):
         embedded in batches of ``batch_size``, one transaction per batch."""
         if not documents:
             return
-        self.add(documents)
+        self.add(documents, progress=self._progress)
 
     def add(self, documents: list[str], metadata: list[dict[str, Any] | None] | None = None,
             progress: Any = None) -> int:
