@@ -28,6 +28,9 @@ type entry struct {
 	metaParsed          map[string]any
 	createdT, accessedT time.Time
 	timesParsed         bool
+	// bad says why the stored row failed its checksum ("" when intact).
+	// A bad entry has no vector and is never served (checksum.go).
+	bad string
 }
 
 func (e *entry) metadata() map[string]any {
@@ -78,6 +81,8 @@ type index struct {
 	scopes   []*scopeStat
 	scopeIDs map[string]int32
 	staleAny bool
+	// corrupt maps the id of every bad entry to why (checksum.go).
+	corrupt map[string]string
 }
 
 func newIndex(dim int) *index {
@@ -126,6 +131,12 @@ func (ix *index) put(e *entry, vector []float32, keep bool) {
 	}
 	ix.pos[e.id] = len(ix.entries)
 	ix.entries = append(ix.entries, e)
+	if e.bad != "" {
+		if ix.corrupt == nil {
+			ix.corrupt = map[string]string{}
+		}
+		ix.corrupt[e.id] = e.bad
+	}
 	st := ix.scopes[e.scopeID]
 	st.count++
 	for _, c := range uniq(e.cats) {
@@ -272,6 +283,9 @@ func (ix *index) removeAt(i int) *entry {
 	ix.entries[last] = nil
 	ix.entries = ix.entries[:last]
 	delete(ix.pos, e.id)
+	if e.bad != "" {
+		delete(ix.corrupt, e.id)
+	}
 	st := ix.scopes[e.scopeID]
 	st.count--
 	for _, c := range uniq(e.cats) {
@@ -493,4 +507,16 @@ func growDouble[T any](s []T, n int) []T {
 	out := make([]T, len(s), max(2*cap(s), len(s)+n, 1024))
 	copy(out, s)
 	return out
+}
+
+// markBad marks the entry of id as failing its checksum: its vector leaves
+// the arena and the store reports it until it is saved again or deleted.
+func (ix *index) markBad(id, why string) {
+	i, ok := ix.pos[id]
+	if !ok || ix.entries[i].bad != "" {
+		return
+	}
+	e := ix.removeAt(i)
+	e.bad = why
+	ix.put(e, nil, false)
 }

@@ -16,10 +16,10 @@ import (
 // so a write does not pay SQLite's prepare again.
 const (
 	sqlLogChange        = `INSERT INTO changes(record_id) SELECT value FROM json_each(?)`
-	sqlInsert           = `INSERT INTO records(id, content, scope, categories, metadata, importance, created_at, last_accessed, source, private, embedding) VALUES (?,?,?,?,?,?,?,?,?,?,?)`
-	sqlUpdateKeepVector = `UPDATE records SET content=?, scope=?, categories=?, metadata=?, importance=?, created_at=?, last_accessed=?, source=?, private=? WHERE id=?`
+	sqlInsert           = `INSERT INTO records(id, content, scope, categories, metadata, importance, created_at, last_accessed, source, private, embedding, checksum) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`
+	sqlUpdateKeepVector = `UPDATE records SET content=?, scope=?, categories=?, metadata=?, importance=?, created_at=?, last_accessed=?, source=?, private=?, checksum=? WHERE id=?`
 	sqlDeleteID         = `DELETE FROM records WHERE id = ?`
-	sqlTouch            = `UPDATE records SET last_accessed = ? WHERE id = ?`
+	sqlTouch            = `UPDATE records SET last_accessed = ?, checksum = ? WHERE id = ?`
 	sqlMaxSeq           = `SELECT coalesce(max(seq), 0) FROM changes`
 )
 
@@ -76,11 +76,12 @@ func (s *Store) checkDims(recs []*prepared) (int, error) {
 	return dim, nil
 }
 
-const upsertSQL = `INSERT INTO records(id, content, scope, categories, metadata, importance, created_at, last_accessed, source, private, embedding)
-VALUES (?,?,?,?,?,?,?,?,?,?,?)
+const upsertSQL = `INSERT INTO records(id, content, scope, categories, metadata, importance, created_at, last_accessed, source, private, embedding, checksum)
+VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
 ON CONFLICT(id) DO UPDATE SET content=excluded.content, scope=excluded.scope, categories=excluded.categories,
  metadata=excluded.metadata, importance=excluded.importance, created_at=excluded.created_at,
- last_accessed=excluded.last_accessed, source=excluded.source, private=excluded.private, embedding=excluded.embedding
+ last_accessed=excluded.last_accessed, source=excluded.source, private=excluded.private, embedding=excluded.embedding,
+ checksum=excluded.checksum
 RETURNING rid`
 
 func nullable(s string) any {
@@ -133,8 +134,12 @@ func (s *Store) writeRecords(ctx context.Context, op string, prep []*prepared, m
 		}
 		if mustExist {
 			for _, p := range prep {
-				if _, ok := ix.pos[p.id]; !ok {
+				i, ok := ix.pos[p.id]
+				if !ok {
 					return nil, fmt.Errorf("%w: %q", ErrNotFound, p.id)
+				}
+				if bad := ix.entries[i].bad; bad != "" { // save it again instead (checksum.go)
+					return nil, corruptRecordsError("update", s.path, map[string]string{p.id: bad})
 				}
 			}
 		}
@@ -163,14 +168,19 @@ func (s *Store) writeRecords(ctx context.Context, op string, prep []*prepared, m
 			switch _, known := ix.pos[p.id]; {
 			case mustExist && p.keepVector:
 				rids[i] = ix.entries[ix.pos[p.id]].rid
-				_, err = keep.ExecContext(ctx, append(args[1:], p.id)...)
+				var sum int64
+				if sum, err = s.keptChecksum(ctx, tx, p); err != nil {
+					return nil, err
+				}
+				_, err = keep.ExecContext(ctx, append(args[1:], sum, p.id)...)
 			case !known:
 				// A new id: a plain INSERT is about twice as fast as the
 				// upsert (no RETURNING, no conflict clause). If another
 				// process stored the id since our last refresh, the unique
 				// constraint fails this statement only, and the upsert runs.
 				var res sql.Result
-				if res, err = insert.ExecContext(ctx, append(args, encodeVector(p.vec))...); err == nil {
+				emb := encodeVector(p.vec)
+				if res, err = insert.ExecContext(ctx, append(args, emb, p.checksumOf(emb))...); err == nil {
 					rids[i], err = res.LastInsertId()
 					break
 				}
@@ -179,7 +189,8 @@ func (s *Store) writeRecords(ctx context.Context, op string, prep []*prepared, m
 				}
 				fallthrough
 			default:
-				err = upsert.QueryRowContext(ctx, append(args, encodeVector(p.vec))...).Scan(&rids[i])
+				emb := encodeVector(p.vec)
+				err = upsert.QueryRowContext(ctx, append(args, emb, p.checksumOf(emb))...).Scan(&rids[i])
 			}
 			if err != nil {
 				return nil, err
@@ -341,7 +352,7 @@ func (s *Store) Touch(ctx context.Context, ids []string) error {
 		ix := s.ix
 		var hit []string
 		for _, id := range ids {
-			if _, ok := ix.pos[id]; ok {
+			if i, ok := ix.pos[id]; ok && ix.entries[i].bad == "" { // damaged rows stay as they are
 				hit = append(hit, id)
 			}
 		}
@@ -353,20 +364,38 @@ func (s *Store) Touch(ctx context.Context, ids []string) error {
 		if err != nil {
 			return nil, err
 		}
+		touched, damaged := hit[:0:0], map[string]string{}
 		for _, id := range hit {
-			if _, err := stmt.ExecContext(ctx, now, id); err != nil {
+			sum, why, ok, err := s.touchedChecksum(ctx, tx, id, now)
+			if err != nil {
 				return nil, err
 			}
+			if why != "" {
+				damaged[id] = why
+			}
+			if !ok || why != "" {
+				continue
+			}
+			if _, err := stmt.ExecContext(ctx, now, sum, id); err != nil {
+				return nil, err
+			}
+			touched = append(touched, id)
 		}
-		seq, err := s.logChanges(ctx, tx, hit)
+		if len(touched) == 0 && len(damaged) == 0 {
+			return nil, nil
+		}
+		seq, err := s.logChanges(ctx, tx, touched)
 		if err != nil {
 			return nil, err
 		}
 		return func() {
-			for _, id := range hit {
+			for _, id := range touched {
 				if i, ok := ix.pos[id]; ok {
 					ix.entries[i].accessed = now
 				}
+			}
+			for id, why := range damaged { // found damaged since it was read
+				ix.markBad(id, why)
 			}
 			s.lastSeq = seq
 		}, nil
@@ -382,6 +411,9 @@ func (s *Store) read(ctx context.Context, fn func(ix *index) error) error {
 	defer s.mu.RUnlock()
 	if s.closed {
 		return ErrClosed
+	}
+	if err := s.corruptErr("read", s.ix); err != nil { // checksum.go
+		return err
 	}
 	return fn(s.ix)
 }
@@ -501,6 +533,9 @@ func (s *Store) ScopeInfo(ctx context.Context, scope string) (ScopeInfo, error) 
 	defer s.mu.Unlock()
 	if s.closed {
 		return out, ErrClosed
+	}
+	if err := s.corruptErr("read", s.ix); err != nil { // checksum.go
+		return out, err
 	}
 	return s.ix.scopeInfo(p), nil
 }

@@ -88,13 +88,14 @@ CREATE TABLE IF NOT EXISTS records (
   last_accessed TEXT NOT NULL,
   source        TEXT,
   private       INTEGER NOT NULL,
-  embedding     BLOB
+  embedding     BLOB,
+  checksum      INTEGER
 );
 CREATE TABLE IF NOT EXISTS changes (
   seq       INTEGER PRIMARY KEY AUTOINCREMENT,
   record_id TEXT NOT NULL
 );
-INSERT OR IGNORE INTO crewcore_meta(key, value) VALUES ('format', 'crewcore-memory'), ('version', '1');
+INSERT OR IGNORE INTO crewcore_meta(key, value) VALUES ('format', 'crewcore-memory'), ('version', '2');
 `
 
 // minMaxSeqSQL reads both ends of the change log. Two subqueries, because
@@ -105,7 +106,7 @@ var newPageSize = 16384
 
 const minMaxSeqSQL = `SELECT coalesce((SELECT max(seq) FROM changes), 0), coalesce((SELECT min(seq) FROM changes), 0)`
 
-const recordCols = `rid, id, content, scope, categories, metadata, importance, created_at, last_accessed, source, private, embedding`
+const recordCols = `rid, id, content, scope, categories, metadata, importance, created_at, last_accessed, source, private, embedding, checksum`
 
 // Store is an embedded memory store: SQLite (WAL) is the durable truth and an
 // in-memory arena serves searches. A Store is safe for concurrent use, and
@@ -201,6 +202,7 @@ func Open(path string, opts *Options) (*Store, error) {
 		s.wal.close() // after the connections (see shmMap)
 		return nil, err
 	}
+	writeMarker(abs)
 	return s, nil
 }
 
@@ -209,7 +211,13 @@ func Open(path string, opts *Options) (*Store, error) {
 // file is never switched to WAL or otherwise changed.
 func checkForeign(path string) error {
 	st, err := os.Stat(path)
-	if err != nil || st.Size() == 0 {
+	if err != nil {
+		return nil
+	}
+	if st.Size() == 0 {
+		if hasMarker(path) {
+			return lostStoreError(path, "is empty (0 bytes)")
+		}
 		return nil
 	}
 	db, err := sql.Open("sqlite3", "file:"+sqlitedb.EscapePath(path)+"?mode=ro")
@@ -226,12 +234,20 @@ func checkForeign(path string) error {
 		return nil // let the normal open report access problems
 	}
 	if tables == 0 {
+		if hasMarker(path) {
+			return lostStoreError(path, "has no tables")
+		}
 		return nil
 	}
 	var format string
 	err = db.QueryRow(`SELECT value FROM crewcore_meta WHERE key='format'`).Scan(&format)
 	if err != nil || format != "crewcore-memory" {
 		return fmt.Errorf("open store %s: %w: it holds another application's tables", path, ErrCorrupt)
+	}
+	// A store that lost a table is damaged, not new: never re-create it.
+	var have int
+	if err := db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN ('records', 'changes')`).Scan(&have); err == nil && have != 2 {
+		return fmt.Errorf("open store %s: %w: the store lost its records or changes table", path, ErrCorrupt)
 	}
 	return nil
 }
@@ -266,21 +282,23 @@ func (s *Store) init() error {
 	ctx := context.Background()
 	s.startCheckpointer()
 	// Open has already refused foreign databases (checkForeign).
+	var version string
 	err := s.withWrite(ctx, "open store", func(tx *sql.Tx) (func(), error) {
 		if _, err := tx.ExecContext(ctx, schemaSQL); err != nil {
 			return nil, err
 		}
-		var v string
-		if err := tx.QueryRowContext(ctx, `SELECT value FROM crewcore_meta WHERE key='version'`).Scan(&v); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT value FROM crewcore_meta WHERE key='version'`).Scan(&version); err != nil {
 			return nil, err
 		}
-		if v != "1" {
-			return nil, fmt.Errorf("%w: unsupported format version %s", ErrCorrupt, v)
-		}
-		return nil, nil
+		return nil, checkVersion(ctx, tx, version)
 	}, false)
 	if err != nil {
 		return err
+	}
+	if version == "1" {
+		if err := s.fillChecksums(ctx); err != nil {
+			return err
+		}
 	}
 	if s.stmtMaxSeq, err = s.db.Prepare(`SELECT coalesce(max(seq), 0) FROM changes`); err != nil {
 		return s.classify("open store", err)
@@ -360,32 +378,36 @@ func (s *Store) reload(ctx context.Context, q querier) error {
 
 type scanner interface{ Scan(dest ...any) error }
 
-// scanEntry reads one records row. The returned vector aliases *buf.
+// scanEntry reads one records row and checks it against its checksum. The
+// returned vector aliases *buf. A row that fails the check comes back as an
+// entry marked bad, without its vector (it is reported, never served).
 func scanEntry(r scanner, ix *index, buf *[]float32) (*entry, []float32, error) {
-	var (
-		e       entry
-		scope   string
-		source  sql.NullString
-		private int64
-		blob    sql.RawBytes
-	)
-	if err := r.Scan(&e.rid, &e.id, &e.content, &scope, &e.catsJSON, &e.meta, &e.importance,
-		&e.created, &e.accessed, &source, &private, &blob); err != nil {
+	row, err := scanStored(r, true)
+	if err != nil {
 		return nil, nil, err
 	}
+	e := &entry{rid: row.rid, id: row.id, content: row.content, catsJSON: row.cats, meta: row.meta,
+		importance: row.importance, created: row.created, accessed: row.accessed,
+		source: row.source, private: row.private != 0}
 	e.cats = decodeStrings(e.catsJSON)
-	e.source = source.String
-	e.private = private != 0
-	e.scopeID = ix.scopeFor(scope)
+	e.scopeID = ix.scopeFor(row.scope)
+	if why := row.verify(); why != "" {
+		e.bad = fmt.Sprintf("rowid %d: %s", row.rid, why)
+		return e, nil, nil
+	}
 	var v []float32
-	if len(blob) > 0 && ix.dim > 0 && len(blob) == 4*ix.dim {
+	if len(row.emb) > 0 {
+		if ix.dim <= 0 || len(row.emb) != 4*ix.dim {
+			e.bad = fmt.Sprintf("rowid %d: a %d-byte embedding in a store of dimension %d", row.rid, len(row.emb), ix.dim)
+			return e, nil, nil
+		}
 		if cap(*buf) < ix.dim {
 			*buf = make([]float32, ix.dim)
 		}
 		v = (*buf)[:ix.dim]
-		decodeVector(blob, v)
+		decodeVector(row.emb, v)
 	}
-	return &e, v, nil
+	return e, v, nil
 }
 
 // decodeVector copies little-endian float32 bytes into v.

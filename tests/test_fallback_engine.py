@@ -23,6 +23,7 @@ from crewai.memory.types import MemoryRecord, ScopeInfo
 
 from crewcore.memory import fallback_state as _fallback_state  # _np: numpy or None (list arena)
 from crewcore.memory.fallback import PyStore
+from crewcore.memory.integrity import row_checksum
 from crewcore.errors import (
     EngineError,
     InvalidArgumentError,
@@ -112,11 +113,11 @@ def test_new_file_layout_and_pragmas(db):
     assert not {"records_scope", "records_created"} & idx
     assert any(name.startswith("sqlite_autoindex_records") for name in idx)
     meta = dict(c.execute("SELECT key, value FROM crewcore_meta"))
-    assert meta == {"format": "crewcore-memory", "version": "1", "dim": "3"}
+    assert meta == {"format": "crewcore-memory", "version": "2", "dim": "3"}
     assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     cols = [r[1] for r in c.execute("PRAGMA table_info(records)")]
     assert cols == ["rid", "id", "content", "scope", "categories", "metadata", "importance",
-                    "created_at", "last_accessed", "source", "private", "embedding"]
+                    "created_at", "last_accessed", "source", "private", "embedding", "checksum"]
     s.close()
 
 
@@ -173,7 +174,7 @@ def test_other_apps_sqlite_refused_unmodified(tmp_path):
 
 @pytest.mark.parametrize("rows", [
     [("format", "something-else"), ("version", "1")],
-    [("format", "crewcore-memory"), ("version", "2")],
+    [("format", "crewcore-memory"), ("version", "3")],
 ])
 def test_wrong_format_or_version_refused(tmp_path, rows):
     p = tmp_path / "m.db"
@@ -322,11 +323,12 @@ def test_reads_rows_written_by_another_engine(store, db):
     store.save([rec("mine", emb=[1.0, 0.0])])
     c = raw(db)
     c.execute("BEGIN IMMEDIATE")
+    values = ("go1", "from go", "/go", '["x","y"]', '{"n":1}', 0.9, "2024-01-01T00:00:00.000000",
+              "2024-01-01T00:00:00.000000", None, 0, struct.pack("<2f", 0.0, 1.0))
     c.execute(
         "INSERT INTO records(id, content, scope, categories, metadata, importance, created_at, "
-        "last_accessed, source, private, embedding) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-        ("go1", "from go", "/go", '["x","y"]', '{"n":1}', 0.9, "2024-01-01T00:00:00.000000",
-         "2024-01-01T00:00:00.000000", None, 0, struct.pack("<2f", 0.0, 1.0)))
+        "last_accessed, source, private, embedding, checksum) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        values + (row_checksum(*values),))  # format version 2 (crewcore/memory/integrity.py)
     c.execute("INSERT INTO changes(record_id) VALUES ('go1')")
     c.execute("COMMIT")
     r = store.get_record("go1")

@@ -7,7 +7,7 @@
 // Commands:
 //
 //	mockllm   run a local OpenAI-compatible mock server (chat + embeddings)
-//	memory    inspect a crewcore memory store (stats|scopes|search), or copy one (migrate)
+//	memory    inspect a crewcore memory store (stats|scopes|search), verify it (check), or copy one (migrate)
 //
 // Run "crewcore <command> -h" for a command's flags.
 package main
@@ -40,7 +40,7 @@ var commands = map[string]command{
 		run:     runMockLLM,
 	},
 	"memory": {
-		summary: "inspect a crewcore memory store (stats|scopes|search), or copy one (migrate)",
+		summary: "inspect a crewcore memory store (stats|scopes|search), verify it (check), or copy one (migrate)",
 		run:     runMemoryCmd,
 	},
 }

@@ -21,11 +21,12 @@ import (
 	"github.com/crewcore/crewcore/memory"
 )
 
-const memoryUsage = `usage: crewcore memory <stats|scopes|search> [flags]
+const memoryUsage = `usage: crewcore memory <stats|scopes|search|check> [flags]
 
   stats    counts, dimension and file size of a store
   scopes   the scope tree with record counts
   search   nearest records to a vector, a stored record, or a text
+  check    verify every record's checksum and SQLite's integrity (check.go)
 
 The store is --path (a database file, or a directory holding memory.db); the
 default is the one crewcore.MemoryStorage() uses:
@@ -39,6 +40,9 @@ func runMemory(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 2
 	}
 	sub, args := args[0], args[1:]
+	if sub == "check" {
+		return runMemoryCheck(ctx, args, stdout, stderr)
+	}
 	fs := flag.NewFlagSet("crewcore memory "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("path", "", "store file or directory (default: crewcore's default store)")

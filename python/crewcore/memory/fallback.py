@@ -49,6 +49,7 @@ from crewcore.errors import (
 from crewcore.memory.fallback_db import ID_CHUNK, StoreDb, decode_strings, encode_strings
 from crewcore.memory.fallback_scan import search_lists, search_numpy, select
 from crewcore.memory.fallback_state import Entry, NumpyArena, State
+from crewcore.memory.integrity import corrupt_error, kept_checksum, row_checksum, touch_rows
 from crewcore.memory.validate import (
     check_limit,
     fmt_dt,
@@ -70,11 +71,11 @@ DEFAULT_BUSY_TIMEOUT = 60.0
 
 _UPDATE_SQL = (
     "UPDATE records SET content=?, scope=?, categories=?, metadata=?, importance=?, "
-    "created_at=?, last_accessed=?, source=?, private=?{emb} WHERE id=?"
+    "created_at=?, last_accessed=?, source=?, private=?{emb}, checksum=? WHERE id=?"
 )
 _INSERT_SQL = (
     "INSERT INTO records(id, content, scope, categories, metadata, importance, "
-    "created_at, last_accessed, source, private, embedding) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+    "created_at, last_accessed, source, private, embedding, checksum) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 
 
@@ -252,15 +253,16 @@ class PyStore:
                     row.content, row.scope, cj, row.metadata, row.importance,
                     row.created_at, row.last_accessed, row.source, int(row.private),
                 )
+                cks = row_checksum(row.id, *params, row.embedding)  # integrity.py
                 done = False
                 if rid is not None:
                     cur = conn.execute(
-                        _UPDATE_SQL.format(emb=", embedding=?"), params + (row.embedding, row.id)
+                        _UPDATE_SQL.format(emb=", embedding=?"), params + (row.embedding, cks, row.id)
                     )
                     done = cur.rowcount > 0
                 if not done:
                     cur = conn.execute(
-                        _INSERT_SQL, (row.id,) + params + (row.embedding,)
+                        _INSERT_SQL, (row.id,) + params + (row.embedding, cks)
                     )
                     rid = cur.lastrowid
                 rids[row.id] = rid  # type: ignore[assignment]
@@ -295,11 +297,15 @@ class PyStore:
                 row.content, row.scope, cj, row.metadata, row.importance,
                 row.created_at, row.last_accessed, row.source, int(row.private),
             )
+            if old.bad:  # save it again instead (integrity.py)
+                raise corrupt_error("update", self._db.path, {row.id: old.bad})
             if row.embedding:
+                cks = row_checksum(row.id, *params, row.embedding)
                 cur = conn.execute(_UPDATE_SQL.format(emb=", embedding=?"),
-                                   params + (row.embedding, row.id))
+                                   params + (row.embedding, cks, row.id))
             else:
-                cur = conn.execute(_UPDATE_SQL.format(emb=""), params + (row.id,))
+                cks = kept_checksum(conn, self._db.path, row.id, params)
+                cur = conn.execute(_UPDATE_SQL.format(emb=""), params + (cks, row.id))
             if cur.rowcount == 0:  # memory and file disagree: should not happen
                 self._db.force_reload = True
                 raise RecordNotFoundError(f"update {self._db.path}: record {row.id!r} not found")
@@ -446,16 +452,15 @@ class PyStore:
 
         def fn(conn: sqlite3.Connection) -> tuple[None, Any]:
             st = self._db.state
-            known = [i for i in ids if i in st.entries]
+            known = [i for i in ids if i in st.entries and not st.entries[i].bad]
             if not known:
                 return None, None
             now = utcnow_str()
-            conn.executemany(
-                "UPDATE records SET last_accessed=? WHERE id=?", ((now, i) for i in known)
-            )
+            known, damaged = touch_rows(conn, known, now)  # checksums (integrity.py)
             seq = self._db.log_changes(conn, known)
 
             def on_commit() -> None:
+                st.mark_bad(damaged)
                 for i in known:
                     e = st.entries.get(i)
                     if e is not None:

@@ -45,23 +45,22 @@ from crewcore.errors import (
     dimension_error,
 )
 from crewcore.memory.fallback_state import Entry, State, numpy_module
-from crewcore.memory.integrity import WAL_LIMIT, bound_wal
+from crewcore.memory.integrity import (RAW_COLS, WAL_LIMIT, bound_wal, check_tables, corrupt_error,
+                                       ensure_checksum_column, fill_checksums, has_marker,
+                                       lost_store_error, verify_row, write_marker)
 from crewcore.memory.validate import parse_dt
 
 __all__ = ["FORMAT", "ID_CHUNK", "VERSION", "StoreDb", "classify", "decode_strings", "encode_strings"]
 
 #: Format identity written in ``crewcore_meta``.
 FORMAT = "crewcore-memory"
-VERSION = "1"
+VERSION = "2"  # version 1 (no record checksums) is upgraded on open (integrity.py)
 
 ID_CHUNK = 500  # ids per "IN (...)" statement (well under SQLite's variable limit)
 _READ_POOL_MAX = 8
 _ZERO_TIME = "0001-01-01T00:00:00.000000"
 
-_COLS = (
-    "rid, id, content, scope, categories, metadata, importance, created_at, "
-    "last_accessed, source, private, embedding"
-)
+_COLS = RAW_COLS  # text as bytes and the checksum: rows are verified as read (integrity.py)
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS crewcore_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -77,14 +76,15 @@ _SCHEMA = (
   last_accessed TEXT NOT NULL,
   source        TEXT,
   private       INTEGER NOT NULL,
-  embedding     BLOB
+  embedding     BLOB,
+  checksum      INTEGER
 )""",
     """CREATE TABLE IF NOT EXISTS changes (
   seq       INTEGER PRIMARY KEY AUTOINCREMENT,
   record_id TEXT NOT NULL
 )""",
     "INSERT OR IGNORE INTO crewcore_meta(key, value) VALUES "
-    "('format', 'crewcore-memory'), ('version', '1')",
+    "('format', 'crewcore-memory'), ('version', '2')",
 )
 
 
@@ -158,7 +158,7 @@ def _check_format(path: str, meta: dict[Any, Any], hint: str = "") -> None:
             f"open store {path}: not a crewcore memory store: it holds another "
             "application's tables"
         )
-    if meta.get("version") != VERSION:
+    if meta.get("version") not in ("1", VERSION):
         raise StoreCorruptError(
             f"open store {path}: not a crewcore memory store: unsupported format "
             f"version {meta.get('version')!r}{hint}"
@@ -209,6 +209,7 @@ class StoreDb:
         except BaseException:
             self._close_connections()
             raise
+        write_marker(self.path)
 
     # -- opening --
 
@@ -243,6 +244,8 @@ class StoreDb:
                 "(SQLite needs to create the -wal and -shm files next to the database)"
             )
         if st.st_size == 0:
+            if has_marker(path):
+                raise lost_store_error(path, "is empty (0 bytes)")
             return
         if not_sqlite(path):
             raise StoreCorruptError(
@@ -277,12 +280,15 @@ class StoreDb:
                 "SELECT count(*) FROM sqlite_master WHERE type='table'"
             ).fetchone()
             if tables == 0:
+                if has_marker(path):
+                    raise lost_store_error(path, "has no tables")
                 return
             try:
                 meta = dict(conn.execute("SELECT key, value FROM crewcore_meta").fetchall())
             except sqlite3.OperationalError:
                 meta = {}
-            _check_format(path, meta, f" (this engine reads version {VERSION})")
+            _check_format(path, meta, f" (this engine reads versions 1 and {VERSION})")
+            check_tables(conn, path)  # a store that lost a table is damaged, not new
         except sqlite3.Error as e:
             raise classify("open store", path, e) from None
         finally:
@@ -312,14 +318,18 @@ class StoreDb:
         except sqlite3.Error as e:
             raise classify("open store", self.path, e) from None
 
-        def init(conn: sqlite3.Connection) -> tuple[None, None]:
+        def init(conn: sqlite3.Connection) -> tuple[str, None]:
             for stmt in _SCHEMA:
                 conn.execute(stmt)
             meta = dict(conn.execute("SELECT key, value FROM crewcore_meta").fetchall())
             _check_format(self.path, meta)
-            return None, None
+            ensure_checksum_column(conn, self.path, meta["version"])
+            return meta["version"], None
 
-        self.write("open store", init, sync_first=False)
+        if self.write("open store", init, sync_first=False) == "1":
+            progress = {"last": 0, "done": False}
+            while not progress["done"]:
+                self.write("upgrade store", lambda c: fill_checksums(c, progress, VERSION), sync_first=False)
         with self.lock:
             with self._rconn() as conn:
                 self._in_read_tx(conn, self._reload)
@@ -399,7 +409,8 @@ class StoreDb:
         return d
 
     @staticmethod
-    def _entry_from_db(row: tuple) -> tuple[Entry, bytes | None]:
+    def _entry_from_db(raw: tuple) -> tuple[Entry, bytes | None]:
+        row, bad = verify_row(raw)  # a damaged row: an entry marked bad, without its vector
         (rid, rec_id, content, scope, cats_json, meta_json, importance, created,
          accessed, source, private, blob) = row
         cats_json = cats_json if isinstance(cats_json, str) else "[]"
@@ -412,7 +423,8 @@ class StoreDb:
             _safe_time(created), _safe_time(accessed),
             source, bool(private),
         )
-        return e, (bytes(blob) if blob else None)
+        e.bad = bad
+        return e, (bytes(blob) if blob and not bad else None)
 
     def _reload(self, conn: sqlite3.Connection) -> None:
         """Rebuild the in-memory state from the database. Caller holds self.lock."""
@@ -498,6 +510,8 @@ class StoreDb:
         self.sync()
         with self.lock:
             self.check_open()
+            if self.state.corrupt:
+                raise corrupt_error("read", self.path, self.state.corrupt)
             yield self.state
 
     # -- writes --

@@ -42,7 +42,7 @@ class Entry:
 
     __slots__ = (
         "rid", "id", "content", "scope", "sid", "cats", "cats_json", "meta_json",
-        "_meta", "importance", "created", "accessed", "source", "private", "slot",
+        "_meta", "importance", "created", "accessed", "source", "private", "slot", "bad",
     )
 
     def __init__(
@@ -65,6 +65,7 @@ class Entry:
         self.source = source
         self.private = private
         self.slot = -1
+        self.bad = ""  # why the stored row failed its checksum (integrity.py); never served
 
     def metadata(self) -> dict[str, Any]:
         """Parsed metadata, cached (read-only: callers must not mutate it)."""
@@ -233,6 +234,7 @@ class State:
         self.scopes: dict[str, Scope] = {}
         self.scope_list: list[Scope] = []  # sid -> scope; sids are stable
         self.cat_index: dict[str, set[Entry]] = {}
+        self.corrupt: dict[str, str] = {}  # id -> why, for every entry marked bad
         self.dim = 0
         self.arena: NumpyArena | ListArena | None = None
         self.set_dim(dim, cap)
@@ -263,7 +265,11 @@ class State:
         sc = self.scope_for(e.scope)
         e.sid = sc.sid
         e.slot = -1
-        if vec is not None and self.arena is not None and len(vec) == 4 * self.dim:
+        if vec is not None and not e.bad and (self.arena is None or len(vec) != 4 * self.dim):
+            e.bad = f"rowid {e.rid}: a {len(vec)}-byte embedding in a store of dimension {self.dim}"
+        if e.bad:
+            self.corrupt[e.id] = e.bad
+        elif vec is not None and self.arena is not None:
             self.arena.add(vec, e)
         self.entries[e.id] = e
         sc.entries.add(e)
@@ -279,6 +285,15 @@ class State:
             if e.created > sc.newest:  # type: ignore[operator]
                 sc.newest = e.created
 
+    def mark_bad(self, damaged: dict[str, str]) -> None:
+        """Mark entries whose stored rows were found to fail their checksum
+        (id -> why): their vectors leave the arena and reads report them."""
+        for rec_id, why in damaged.items():
+            e = self.remove(rec_id)
+            if e is not None:
+                e.bad = why
+                self.put(e, None)
+
     def remove(self, rec_id: str) -> Entry | None:
         e = self.entries.get(rec_id)
         if e is not None:
@@ -290,6 +305,8 @@ class State:
             self.arena.remove(e.slot)
         e.slot = -1
         del self.entries[e.id]
+        if e.bad:
+            self.corrupt.pop(e.id, None)
         sc = self.scope_list[e.sid]
         sc.entries.discard(e)
         for c in set(e.cats):

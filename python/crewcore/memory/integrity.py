@@ -1,7 +1,10 @@
-"""Integrity of a store file, shared with the Go engine: the WAL bound.
+"""Integrity of a store file for the pure-Python engine, the same as the Go
+engine's: the WAL bound (``memory/wal.go``), record checksums
+(``memory/checksum.go``), the marker beside the database and the upgrade
+of version 1 stores (``memory/marker.go``); see docs/architecture.md,
+"On-disk format" and "WAL size".
 
-Mirrors ``memory/wal.go`` for the pure-Python engine (docs/architecture.md,
-"WAL size"). SQLite starts a WAL over only when a write begins while every
+WAL: SQLite starts a WAL over only when a write begins while every
 frame is in the database and no reader is still in the WAL; the automatic
 passive checkpoint in each commit copies the frames but cannot wait for
 readers, so with readers in other processes the WAL could keep growing.
@@ -10,10 +13,18 @@ readers, so with readers in other processes the WAL could keep growing.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
+import struct
+from typing import Any
+import zlib
 
-__all__ = ["WAL_LIMIT", "bound_wal"]
+from crewcore.errors import StoreCorruptError
+
+__all__ = [
+    "RAW_COLS", "WAL_LIMIT", "bound_wal", "corrupt_error", "row_checksum", "stored_row", "verify_row",
+]
 
 #: ``journal_size_limit`` of every connection: a WAL started over is
 #: truncated to this size; past it, the writer runs a RESTART checkpoint.
@@ -41,3 +52,235 @@ def bound_wal(conn: sqlite3.Connection, path: str, busy_ms: int) -> None:
             conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
         finally:
             conn.execute(f"PRAGMA busy_timeout={busy_ms}")
+
+
+# ---------------------------------------------------------------------------
+# record checksums (format version 2; memory/checksum.go is the Go twin)
+#
+# checksum = CRC-32 (zlib.crc32; Go's crc32.ChecksumIEEE) of
+#   uint32 LE byte lengths of id, content, scope, categories, metadata,
+#       created_at, last_accessed, source, embedding        (9 x 4 bytes)
+#   importance float64 LE (-0 written as +0), private int64 LE,
+#   then those nine values' bytes, as stored (NULL source/embedding: empty).
+
+_LENS = struct.Struct("<9I")
+_NUMS = struct.Struct("<dq")
+
+#: The records columns as stored, text as bytes (a flipped byte may leave
+#: text that is not UTF-8, which sqlite3 cannot decode), then the checksum.
+RAW_COLS = (
+    "rid, CAST(id AS BLOB), CAST(content AS BLOB), CAST(scope AS BLOB), CAST(categories AS BLOB), "
+    "CAST(metadata AS BLOB), importance, CAST(created_at AS BLOB), CAST(last_accessed AS BLOB), "
+    "CAST(source AS BLOB), private, embedding, checksum"
+)
+
+
+def _crc(parts: tuple[bytes, ...], importance: float, private: int) -> int:
+    c = zlib.crc32(_LENS.pack(*map(len, parts)) + _NUMS.pack(importance + 0.0, private))
+    for p in parts:
+        c = zlib.crc32(p, c)
+    return c
+
+
+def row_checksum(
+    rec_id: str, content: str, scope: str, categories: str, metadata: str, importance: float,
+    created: str, accessed: str, source: str | None, private: int, embedding: bytes | None,
+) -> int:
+    """The checksum of a row about to be written with these column values."""
+    return _crc(
+        (rec_id.encode(), content.encode(), scope.encode(), categories.encode(), metadata.encode(),
+         created.encode(), accessed.encode(), (source or "").encode(), embedding or b""),
+        float(importance), int(private),
+    )
+
+
+def verify_row(raw: tuple) -> tuple[tuple, str]:
+    """A ``RAW_COLS`` row -> (the row as ``rid, id, content, scope, categories,
+    metadata, importance, created_at, last_accessed, source, private,
+    embedding`` with text decoded, why it fails its checksum or "")."""
+    (rid, rid_b, content, scope, cats, meta, importance, created, accessed, source, private,
+     emb, checksum) = raw
+    texts = (rid_b, content, scope, cats, meta, created, accessed)
+    why = ""
+    if checksum is None:
+        why = "no checksum"
+    elif not isinstance(importance, float) or not isinstance(private, int) or any(
+            not isinstance(t, bytes) for t in texts):
+        why = "a column holds a value of the wrong type"
+    else:
+        got = _crc(texts + (source or b"", emb or b""), importance, private)
+        if got != checksum:
+            why = f"checksum {got:08x}, stored {checksum & 0xFFFFFFFF:08x}"
+    dec = [_text(t) for t in texts] + [None if source is None else _text(source)]
+    if why:
+        why = f"rowid {rid}: {why}"
+    elif any(d is None for d in dec[:7]):
+        why = f"rowid {rid}: text that is not UTF-8"
+    dec = [d if d is not None or i == 7 else "" for i, d in enumerate(dec)]
+    if isinstance(rid_b, bytes) and dec[0] == "":
+        dec[0] = rid_b.decode("utf-8", "replace")
+    out = (rid, dec[0], dec[1], dec[2], dec[3], dec[4], importance, dec[5], dec[6], dec[7], private, emb)
+    return out, why
+
+
+def _text(b: Any) -> str | None:
+    if isinstance(b, bytes):
+        try:
+            return b.decode()
+        except UnicodeDecodeError:
+            return b.decode("utf-8", "replace")
+    return None if b is None else str(b)
+
+
+def stored_row(conn: sqlite3.Connection, rec_id: str) -> tuple | None:
+    """The ``RAW_COLS`` row of ``rec_id`` (None when there is none)."""
+    return conn.execute(f"SELECT {RAW_COLS} FROM records WHERE id = ?", (rec_id,)).fetchone()
+
+
+def corrupt_error(op: str, path: str, bad: dict[str, str]) -> StoreCorruptError:
+    """StoreCorruptError naming (up to 10 of) the records that fail their checksum."""
+    ids = sorted(bad)
+    names = ", ".join(f"{json.dumps(i, ensure_ascii=False)} ({bad[i]})" for i in ids[:10])
+    if len(ids) > 10:
+        names += f", and {len(ids) - 10} more"
+    return StoreCorruptError(
+        f"{op} {path}: not a crewcore memory store: records fail their checksum: {len(ids)} "
+        f"record(s) damaged in the file: {names}; delete them (delete by record id) or save "
+        f"them again, or run `crewcore memory check --repair {path}`"
+    )
+
+
+# ---------------------------------------------------------------------------
+# the marker beside the database (memory/marker.go)
+
+#: memory.db -> memory.db-crewcore: written when a store opens, never removed.
+#: With it, a database that became empty or lost its tables is refused.
+MARKER_SUFFIX = "-crewcore"
+_MARKER_TEXT = (
+    "crewcore memory store marker: the database beside this file holds a crewcore memory store.\n"
+    "If that file becomes empty or loses its tables, crewcore refuses to open it instead of starting over.\n"
+    "Delete this file to start a new, empty store at that path.\n"
+)
+
+
+def has_marker(path: str) -> bool:
+    return os.path.exists(path + MARKER_SUFFIX)
+
+
+def write_marker(path: str) -> None:
+    """Create the marker of an open store if missing (where it cannot be
+    written, only the check is lost)."""
+    try:
+        fd = os.open(path + MARKER_SUFFIX, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except OSError:
+        return
+    with contextlib.suppress(OSError):
+        os.write(fd, _MARKER_TEXT.encode())
+    os.close(fd)
+
+
+def lost_store_error(path: str, what: str) -> StoreCorruptError:
+    m = path + MARKER_SUFFIX
+    return StoreCorruptError(
+        f"open store {path}: not a crewcore memory store: the store's database {what} (the marker "
+        f"{m} says a store was here): it was truncated or replaced, and its records are not in it; "
+        f"restore it from a backup, or delete {m} to start a new, empty store"
+    )
+
+
+# ---------------------------------------------------------------------------
+# version 1 stores (no checksums): upgraded when opened
+
+_FILL_BATCH = 256
+
+
+def ensure_checksum_column(conn: sqlite3.Connection, path: str, version: str) -> None:
+    """Inside the open transaction: add the checksum column to a version 1
+    store (``fill_checksums`` then fills it)."""
+    (n,) = conn.execute(
+        "SELECT count(*) FROM pragma_table_info('records') WHERE name = 'checksum'"
+    ).fetchone()
+    if n:
+        return
+    if version != "1":
+        raise StoreCorruptError(
+            f"open store {path}: not a crewcore memory store: a format version {version} store "
+            "without the checksum column"
+        )
+    conn.execute("ALTER TABLE records ADD COLUMN checksum INTEGER")
+
+
+def fill_checksums(conn: sqlite3.Connection, progress: dict[str, Any], version: str) -> tuple[None, None]:
+    """One write transaction of the upgrade: checksum up to 256 rows that
+    have none (taken as they are); in the transaction that finds none left,
+    record ``version``. ``progress`` carries ``last`` (rid) and ``done``."""
+    rows = conn.execute(
+        f"SELECT {RAW_COLS} FROM records WHERE rid > ? AND checksum IS NULL ORDER BY rid LIMIT ?",
+        (progress["last"], _FILL_BATCH),
+    ).fetchall()
+    for raw in rows:
+        texts = raw[1:6] + raw[7:9]
+        sums = _crc(tuple(t if isinstance(t, bytes) else b"" for t in texts) + (raw[9] or b"", raw[11] or b""),
+                    float(raw[6] or 0.0), int(raw[10] or 0))
+        conn.execute("UPDATE records SET checksum = ? WHERE rid = ? AND checksum IS NULL", (sums, raw[0]))
+        progress["last"] = raw[0]
+    if len(rows) == _FILL_BATCH:
+        return None, None
+    (left,) = conn.execute("SELECT count(*) FROM records WHERE checksum IS NULL").fetchone()
+    if left:  # written meanwhile by an engine of version 1
+        progress["last"] = 0
+        return None, None
+    conn.execute("UPDATE crewcore_meta SET value = ? WHERE key = 'version'", (version,))
+    progress["done"] = True
+    return None, None
+
+
+# ---------------------------------------------------------------------------
+# writes that keep part of a stored row: its checksum is computed anew from
+# the row as stored, after that row passed its own checksum
+
+
+def kept_checksum(conn: sqlite3.Connection, path: str, rec_id: str, params: tuple) -> int:
+    """The checksum of ``rec_id`` rewritten with ``params`` (content, scope,
+    categories, metadata, importance, created_at, last_accessed, source,
+    private) keeping its stored vector (update without an embedding)."""
+    raw = stored_row(conn, rec_id)
+    if raw is None:
+        return 0  # the UPDATE finds no row and reports it
+    _, why = verify_row(raw)
+    if why:
+        raise corrupt_error("update", path, {rec_id: why})
+    return row_checksum(rec_id, *params, raw[11])
+
+
+def touch_rows(conn: sqlite3.Connection, ids: list[str], now: str) -> tuple[list[str], dict[str, str]]:
+    """Set last_accessed to ``now`` with a new checksum on each stored row of
+    ``ids`` that passes its own; returns the ids touched and, for rows found
+    damaged, id -> why (left as they are)."""
+    touched: list[str] = []
+    damaged: dict[str, str] = {}
+    for rec_id in ids:
+        raw = stored_row(conn, rec_id)
+        if raw is None:
+            continue
+        row, why = verify_row(raw)
+        if why:
+            damaged[rec_id] = why
+            continue
+        sums = row_checksum(row[1], row[2], row[3], row[4], row[5], row[6], row[7], now, row[9],
+                            row[10], row[11])
+        conn.execute("UPDATE records SET last_accessed=?, checksum=? WHERE id=?", (now, sums, rec_id))
+        touched.append(rec_id)
+    return touched, damaged
+
+
+def check_tables(conn: sqlite3.Connection, path: str) -> None:
+    """Refuse a store that lost its records or changes table: it is damaged,
+    not new, and must not be re-created empty."""
+    (have,) = conn.execute(
+        "SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN ('records', 'changes')"
+    ).fetchone()
+    if have != 2:
+        raise StoreCorruptError(
+            f"open store {path}: not a crewcore memory store: the store lost its records or changes table"
+        )
