@@ -28,3 +28,28 @@ def same_lookup(query: str) -> str:
     """Look a fact up; the answer never changes."""
     _log("same_lookup", query)
     return f"same_lookup: the answer for {query} is 42"
+
+
+class RecordsError(Exception):
+    """An exception whose constructor wants more than a message."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(f"{status}: {text}")
+        self.status = status
+
+
+def records_error(query: str) -> str:
+    """Raise RecordsError."""
+    raise RecordsError(503, f"records service unavailable for {query}")
+
+
+def decode_error(query: str) -> str:
+    """Raise UnicodeDecodeError (five constructor arguments)."""
+    return (b"\xff" + query.encode()).decode("utf-8")
+
+
+def lazy_module_error(query: str) -> str:
+    """Raise an exception of a module the calling process may never have imported."""
+    import wave
+
+    raise wave.Error(f"bad header in {query}")

@@ -286,3 +286,31 @@ def test_a_raising_call_is_not_a_repeat_in_both_engines() -> None:
         seen += [e.begin("flaky_lookup", {"query": "x"}, "t", "", 1)[0] for _ in range(2)]
         v = e.begin("flaky_lookup", {"query": "y"}, "t", "", 1)  # the 6th call of the task
         assert seen == [0] * 5 and (v[0], v[3]) == (2, "max_calls_per_task"), (cls.__name__, seen, v)
+
+
+@pytest.mark.parametrize(
+    "fn, cls_name, module, message",
+    [
+        (parity_helpers.flaky_lookup, "LookupError", "builtins", "records service down for q"),
+        (parity_helpers.records_error, "RecordsError", "parity_helpers", "503: records service unavailable for q"),
+        (parity_helpers.decode_error, "UnicodeDecodeError", "builtins",
+         "'utf-8' codec can't decode byte 0xff in position 0: invalid start byte"),
+        (parity_helpers.lazy_module_error, "Error", "wave", "bad header in q"),
+    ],
+)
+def test_isolated_exception_keeps_its_type_and_message(fn: Any, cls_name: str, module: str, message: str) -> None:
+    """From an isolated process the exception is rebuilt here: its class when
+    this process has it (a subclass of it when its constructor wants more
+    than a message), else a stand-in of the same name and module."""
+    import sys
+
+    from crewcore import guard
+
+    with pytest.raises(BaseException) as ei:
+        guard(fn, timeout=30, isolate=True, loop_threshold=None).run(query="q")
+    e = ei.value
+    assert (type(e).__name__, type(e).__module__, str(e)) == (cls_name, module, message)
+    real = getattr(sys.modules.get(module) or parity_helpers, cls_name, None)
+    if real is not None:
+        assert isinstance(e, real)
+    assert "raise" in "".join(e.__notes__) or "decode" in "".join(e.__notes__)

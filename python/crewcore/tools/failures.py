@@ -65,9 +65,11 @@ def _resolve_class(qual: str) -> type | None:
 def _rebuild_isolated(tool: str, qual: str, name: str, msg: str, tb: str, is_exc: bool) -> BaseException:
     """The exception a tool raised in its isolated process, rebuilt in this
     one with the same type and message (to be raised as CrewAI would see it
-    without crewcore). The child's last frames travel as a note. A class this
-    process cannot find (or build from one message) is stood in for by a class
-    of the same name and module, derived from Exception (or BaseException)."""
+    without crewcore). The child's last frames travel as a note. A class whose
+    constructor wants more than a message is raised as a subclass of itself
+    whose text is the message; a class this process cannot find is stood in
+    for by a class of the same name and module, derived from Exception (or
+    BaseException)."""
     cls = _resolve_class(qual)
     exc: BaseException | None = None
     if cls is not None:
@@ -75,19 +77,23 @@ def _rebuild_isolated(tool: str, qual: str, name: str, msg: str, tb: str, is_exc
             exc = cls(msg)
         except Exception:  # a constructor that wants more than a message
             exc = None
+    if exc is None and cls is not None:
+        # A constructor that wants more than a message (UnicodeDecodeError):
+        # a subclass of the real class (caught where it would be) whose text
+        # is the message.
+        try:
+            sub = type(cls.__name__, (cls,), {"__module__": cls.__module__, "__qualname__": cls.__qualname__,
+                                              "__str__": lambda self: str(self.args[0]) if self.args else ""})
+            exc = sub.__new__(sub)
+            exc.args = (msg,)
+        except Exception:
+            exc = None
     if exc is None:
+        # Not importable here: a stand-in of the same name and module.
         base: type = Exception if is_exc else BaseException
-        if cls is not None and issubclass(cls, Exception) == is_exc:
-            try:
-                exc = cls.__new__(cls)
-                exc.args = (msg,)
-                str(exc)
-            except Exception:
-                exc = None
-        if exc is None:
-            module, _, qn = qual.rpartition(".")
-            stand_in = type(name, (base,), {"__module__": module or "builtins", "__qualname__": qn or name})
-            exc = stand_in(msg)
+        module, _, qn = qual.rpartition(".")
+        stand_in = type(name, (base,), {"__module__": module or "builtins", "__qualname__": qn or name})
+        exc = stand_in(msg)
     note = f"crewcore: raised by tool {tool!r} in its isolated process"
     if tb:
         note += f"; its last frames:\n{tb}"
