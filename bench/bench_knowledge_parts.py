@@ -270,13 +270,13 @@ def render(res: dict[str, Any]) -> str:
               f"| p95 < 20 ms: {'met' if big['vector_p95_ms'] < 20 else 'NOT met'} |",
               f"| `storage.search` hybrid | {big['hybrid_p50_ms']:.2f} ms | {big['hybrid_p95_ms']:.2f} ms | |", "",
               f"Ingest of {res['args']['big']:,} chunks: {big['ingest_s']:.1f} s. Vector results equal to a full "
-              f"numpy float32 scan: {big['exact_of_50']}/50 queries. ChromaDB was not run at this size.", ""]
+              f"numpy float32 scan: {big['exact']}/{big['exact_checked']} queries. ChromaDB was not run at this size.", ""]
     q = res.get("quality")
     if q:
         d_ex = q["exact_hybrid"] - q["exact_vector"]
         d_se = q["semantic_hybrid"] - q["semantic_vector"]
         L += ["### Retrieval quality: hit@5 of the modes", "",
-              "| query set | vector | keyword | hybrid (RRF, k=60) | hybrid - vector | target |", "|---|---|---|---|---|---|",
+              "| query set | vector | keyword | hybrid (k=60) | hybrid - vector | target |", "|---|---|---|---|---|---|",
               f"| exact tokens ({q['queries']} queries) | {q['exact_vector']:.3f} | {q['exact_keyword']:.3f} | "
               f"{q['exact_hybrid']:.3f} | {d_ex:+.3f} | >= +0.2: {'met' if d_ex >= 0.2 else 'NOT met'} |",
               f"| semantic ({q['queries']} queries) | {q['semantic_vector']:.3f} | {q['semantic_keyword']:.3f} | "

@@ -18,10 +18,11 @@
 //     cosine >= 0.2) means what it means with ChromaDB;
 //   - keyword: 0.5 + 0.5*b/bmax, where b is the chunk's BM25 and bmax the
 //     best BM25 of the query's matches in the collection;
-//   - hybrid: ranked by reciprocal-rank fusion (sum of 1/(k+rank), k = 60 by
-//     default) of the vector and keyword rankings; the score reported (and
-//     compared with the threshold) is the larger of the chunk's vector and
-//     keyword scores.
+//   - hybrid: ranked by a fusion of the reciprocal ranks 1/(k+rank), k = 60
+//     by default, of the vector and keyword rankings (the better of a
+//     chunk's two, agreement as a tie-break; see Hybrid); the score reported
+//     (and compared with the threshold) is the larger of the chunk's vector
+//     and keyword scores.
 //
 // Vector search is exact: an int8 scan with a per-vector error bound picks
 // the candidates, and every chunk whose bound could reach the top-k is scored

@@ -25,7 +25,15 @@ const (
 	Vector Mode = iota
 	// Keyword ranks by BM25 over the collection's FTS5 index.
 	Keyword
-	// Hybrid fuses the Vector and Keyword rankings (reciprocal-rank fusion).
+	// Hybrid fuses the Vector and Keyword rankings by their reciprocal
+	// ranks 1/(k + rank): a chunk's fused score is the better of its two
+	// reciprocal ranks plus hybridAgreement times the other, so the top of
+	// each ranking is kept (a chunk only the keyword index finds, or only
+	// the embedding, competes with the other list's best) and agreement
+	// breaks ties. Keyword matches under hybridKeywordFloor stay out. The
+	// plain sum of reciprocal ranks (Cormack et al.) was measured and not
+	// kept: on OR-queries it lifts chunks that merely share common words
+	// with the query into both lists (docs/architecture.md, "Knowledge").
 	Hybrid
 )
 
@@ -57,6 +65,15 @@ func ParseMode(s string) (Mode, error) {
 // constant of Cormack, Clarke and Buettcher (SIGIR 2009), which damps the
 // weight of the first ranks so that agreement of both rankings wins.
 const DefaultRRFK = 60
+
+// hybridKeywordFloor is the keyword score (0.5 + 0.5*b/bmax) under which a
+// keyword match does not enter the fusion: BM25 under a tenth of the best
+// match's, typically chunks that share only common words with the query.
+const hybridKeywordFloor = 0.55
+
+// hybridAgreement weighs the second-best reciprocal rank of a chunk both
+// rankings hold: a tie-break for agreement, not a sum (see Hybrid).
+const hybridAgreement = 0.01
 
 // MaxQueryTerms bounds the words of a keyword query.
 const MaxQueryTerms = 64
@@ -187,7 +204,7 @@ func (s *Store) Search(ctx context.Context, collection string, q Query) ([]Hit, 
 	type res struct {
 		row           int32
 		score, vs, ks float64
-		rrf           float64
+		rv, rk, rrf   float64 // reciprocal ranks in each list, fused
 	}
 	var out []res
 	keep := func(r res) bool { return q.Threshold <= 0 || r.score >= q.Threshold }
@@ -219,9 +236,12 @@ func (s *Store) Search(ctx context.Context, collection string, q Query) ([]Hit, 
 		byRow := map[int32]*res{}
 		for i, sc := range vl {
 			vs := cosScore(sc.cos)
-			byRow[sc.row] = &res{row: sc.row, vs: vs, ks: -1, rrf: 1 / float64(k+i+1)}
+			byRow[sc.row] = &res{row: sc.row, vs: vs, ks: -1, rv: 1 / float64(k+i+1)}
 		}
 		for i, h := range kl {
+			if h.score < hybridKeywordFloor {
+				break // the list is best first: the rest is weaker still
+			}
 			r := byRow[h.row]
 			if r == nil {
 				off := int(h.row) * c.dim
@@ -230,9 +250,10 @@ func (s *Store) Search(ctx context.Context, collection string, q Query) ([]Hit, 
 				byRow[h.row] = r
 			}
 			r.ks = h.score
-			r.rrf += 1 / float64(k+i+1)
+			r.rk = 1 / float64(k+i+1)
 		}
 		for _, r := range byRow {
+			r.rrf = max(r.rv, r.rk) + hybridAgreement*min(r.rv, r.rk)
 			r.score = max(r.vs, r.ks)
 			if keep(*r) {
 				out = append(out, *r)

@@ -69,18 +69,21 @@ def run_search(
                 out.append((row, ks, -1.0, ks))
     else:
         depth = max(v.HYBRID_DEPTH, 2 * limit)
-        fused: dict[int, list[float]] = {}  # row -> [rrf, vs, ks]
+        fused: dict[int, list[float]] = {}  # row -> [vector rr, keyword rr, vs, ks]
         for i, (row, cos) in enumerate(top_vector(c, q, rows, depth)):
-            fused[row] = [1.0 / (rrf_k + i + 1), v.cos_score(cos), -1.0]
+            fused[row] = [1.0 / (rrf_k + i + 1), 0.0, v.cos_score(cos), -1.0]
         for i, (row, ks) in enumerate(eng.keyword(c, text, flt, depth)):
+            if ks < v.HYBRID_KEYWORD_FLOOR:
+                break  # best first: the rest is weaker still
             f = fused.get(row)
             if f is None:
                 cos = float(np.dot(c.vecs[row], q))
-                f = fused[row] = [0.0, v.cos_score(cos), -1.0]
-            f[2] = ks
-            f[0] += 1.0 / (rrf_k + i + 1)
+                f = fused[row] = [0.0, 0.0, v.cos_score(cos), -1.0]
+            f[3] = ks
+            f[1] = 1.0 / (rrf_k + i + 1)
         ranked = []
-        for row, (rrf, vs, ks) in fused.items():
+        for row, (rv, rk, vs, ks) in fused.items():
+            rrf = max(rv, rk) + v.HYBRID_AGREEMENT * min(rv, rk)
             score = max(vs, ks)
             if keep(score):
                 ranked.append((-rrf, -score, int(c.rids[row]), row, score, vs, ks))

@@ -26,6 +26,10 @@ MAX_QUERY_TERMS = 64
 DEFAULT_RRF_K = 60
 #: Candidates each ranking hands to the fusion (at least; 2*limit if more).
 HYBRID_DEPTH = 50
+#: Keyword score under which a match stays out of the fusion (BM25 < 10% of the best).
+HYBRID_KEYWORD_FLOOR = 0.55
+#: Weight of a chunk's second reciprocal rank in the fusion (a tie-break for agreement).
+HYBRID_AGREEMENT = 0.01
 MODES = ("vector", "keyword", "hybrid")
 
 
