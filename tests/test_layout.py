@@ -9,7 +9,7 @@ inside functions included):
     0  crewcore.errors, crewcore._sqlitedb      (import nothing of crewcore)
     1  crewcore._bridge                         (loads the library, the call)
     2  crewcore._backend                        (the engine choice)
-    3  crewcore.memory, crewcore.storage        (capabilities; crewcore.knowledge, crewcore.embeddings too)
+    3  crewcore.memory, crewcore.storage        (capabilities; crewcore.knowledge, crewcore.embeddings, crewcore.llm too)
        crewcore.tools, crewcore.runs
     4  crewcore._install, crewcore (__init__), the compatibility aliases
        crewcore.locks / task_outputs / flows, crewcore._cli, crewcore.__main__
@@ -54,7 +54,7 @@ def _layer(mod: str) -> int:
         return 1
     if mod == "crewcore._backend":
         return 2
-    for cap in ("memory", "storage", "tools", "runs", "knowledge", "embeddings"):
+    for cap in ("memory", "storage", "tools", "runs", "knowledge", "embeddings", "llm"):
         if mod == f"crewcore.{cap}" or mod.startswith(f"crewcore.{cap}."):
             return 3
     return 4
@@ -161,7 +161,7 @@ def test_lower_layers_never_import_higher_ones() -> None:
 def test_capabilities_do_not_import_each_other() -> None:
     """memory, storage, tools and runs stand on the bridge and the engine
     choice alone; install() (the top) is what ties them together."""
-    caps = ("memory", "storage", "tools", "runs", "knowledge", "embeddings")
+    caps = ("memory", "storage", "tools", "runs", "knowledge", "embeddings", "llm")
 
     def cap(m: str) -> str | None:
         for c in caps:

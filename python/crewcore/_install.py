@@ -38,6 +38,7 @@ def install(
     task_outputs: bool = True,
     flows: bool = True,
     embeddings: Any = True,
+    llm_clients: bool = True,
     tools: Any = None,
     knowledge: Any = True,
 ) -> None:
@@ -73,6 +74,10 @@ def install(
     :class:`crewcore.embeddings.EmbeddingOptions` (``cache``, ``max_bytes``,
     ``client``, ``timeout``, ``rate_limit``, ...), validated first.
 
+    ``llm_clients`` (default True) gives CrewAI's OpenAI LLMs one shared
+    HTTP client per process (and one SSL context) instead of two new clients
+    per ``LLM`` (see crewcore/llm/).
+
     ``memory`` names where ``"crewcore"`` and the default go: a store path,
     or a ``postgresql://`` DSN to share one PostgreSQL + pgvector store
     between processes and machines (``install(memory="postgresql://...")``).
@@ -105,6 +110,14 @@ def install(
         else:
             install_embeddings(eopts, memory=memory)
             _installed["embeddings"] = eopts
+        from crewcore.llm import install_llm_clients, uninstall_llm_clients
+
+        if llm_clients:
+            install_llm_clients()
+            _installed["llm_clients"] = True
+        else:
+            uninstall_llm_clients()
+            _installed.pop("llm_clients", None)
         from crewcore.knowledge.install import install_knowledge
 
         # knowledge (default on): every CrewAI Knowledge stores in crewcore
@@ -132,6 +145,10 @@ def uninstall() -> None:
 
         uninstall_embeddings()
         _installed.pop("embeddings", None)
+        from crewcore.llm import uninstall_llm_clients
+
+        uninstall_llm_clients()
+        _installed.pop("llm_clients", None)
         from crewcore.knowledge.install import uninstall_knowledge
 
         uninstall_knowledge()
