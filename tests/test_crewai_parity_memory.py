@@ -55,6 +55,10 @@ def server() -> Iterator[str]:
         proc.wait(timeout=15)
 
 
+def engine_kind(mem: Any) -> str:
+    return getattr(mem._storage, "backend", "lancedb")
+
+
 def _attempt(fn: Any) -> Any:
     """A step's result, or its exception as "Type: message" (compared too)."""
     try:
@@ -69,10 +73,11 @@ def _contents(matches: Any) -> Any:
     return sorted(m.record.content for m in matches)
 
 
-def scenario(url: str) -> tuple[dict[str, Any], Any]:
+def scenario(url: str) -> tuple[dict[str, Any], Any, Any]:
     """Close a Memory, then keep using it: reads, saves (one by one and in a
     batch), a crew run with it, close again, reset, close again. Returns
-    each step's result and the Memory's storage (for the resource checks)."""
+    each step's result, the Memory's storage and (crewcore's Go engines) the
+    bridge handle of the store it used last, for the resource checks."""
     from crewai import LLM, Agent, Crew, Task
     from crewai.memory import Memory
 
@@ -110,8 +115,9 @@ def scenario(url: str) -> tuple[dict[str, Any], Any]:
         lambda: _contents(mem.recall("frozen deploys December", scope="/project", depth="shallow")))
     out["reset after close"] = _attempt(lambda: mem.reset("/project"))
     out["count after reset"] = _attempt(lambda: len(mem.list_records(limit=1000)))
+    handle = mem._storage._e()._h if hasattr(mem._storage, "_e") and engine_kind(mem) != "python" else None
     mem.close()
-    return out, mem._storage
+    return out, mem._storage, handle
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +127,7 @@ def crewai_outcome(server: str, tmp_path_factory: pytest.TempPathFactory) -> dic
     mp = pytest.MonkeyPatch()
     mp.setenv("CREWAI_STORAGE_DIR", str(tmp_path_factory.mktemp("crewai")))
     try:
-        out, storage = scenario(server)
+        out, storage, _ = scenario(server)
     finally:
         mp.undo()
     assert type(storage).__name__ == "LanceDBStorage", type(storage)
@@ -159,7 +165,7 @@ def test_memory_is_usable_after_close_as_in_crewai(
     threads_before = set(threading.enumerate())
     crewcore.install(**kw)
     try:
-        ours, storage = scenario(server)
+        ours, storage, handle = scenario(server)
     finally:
         crewcore.uninstall()
     assert type(storage).__name__ == "MemoryStorage" and storage.backend == engine, storage
@@ -175,6 +181,14 @@ def test_memory_is_usable_after_close_as_in_crewai(
     assert storage._shared is None
     if engine != "postgres":
         assert Path(storage.path).is_file() and _fds_under(storage.path) == []
+    else:
+        # The Go store behind the handle is closed (its pgx pool with it) and gone.
+        from crewcore._bridge import call
+        from crewcore.errors import StoreClosedError
+
+        assert handle is not None
+        with pytest.raises(StoreClosedError):
+            call(["pg_count", handle, None])
     left = [t.name for t in set(threading.enumerate()) - threads_before if t.is_alive()]
     assert not [n for n in left if "crewcore" in n], left
     if engine == "postgres":
