@@ -8,8 +8,9 @@ The seam: CrewAI builds embedders with ``build_embedder`` from
 ``crewai.memory.unified_memory`` (``Memory._embedder``, the default
 embedder) and looked up in the factory module by ``Crew.create_crew_memory``.
 While installed, both names point at :func:`_shared_build`, which serves
-calls coming from CrewAI's crew and memory code and leaves every other
-caller (knowledge storage, user code) to CrewAI's own function. Equal
+calls coming from CrewAI's crew and memory code and from crewcore's
+knowledge store, and leaves every other caller (CrewAI's ChromaDB knowledge
+storage, user code) to CrewAI's own function. Equal
 configurations (the same provider, resolved settings and the environment
 variables their client reads) share one embedder; different ones never
 mix. ``uninstall`` puts CrewAI's function back.
@@ -28,8 +29,10 @@ _lock = threading.Lock()
 _registry: dict[tuple[Any, ...], Embedder] = {}
 _state: dict[str, Any] = {}
 
-#: The modules whose build_embedder calls are served with shared embedders.
-_SERVED = ("crewai.crew", "crewai.memory.")
+#: The modules whose build_embedder calls are served with shared embedders:
+#: CrewAI's crew and memory code, and crewcore's knowledge store (whose
+#: embedding seam calls build_embedder, crewcore/knowledge/embedder.py).
+_SERVED = ("crewai.crew", "crewai.memory.", "crewcore.knowledge.")
 #: Where CrewAI's build_embedder is looked up at call time.
 _TARGETS = ("crewai.rag.embeddings.factory", "crewai.memory.unified_memory")
 
@@ -78,7 +81,7 @@ def _shared_build(spec: Any) -> Any:
     """CrewAI's ``build_embedder`` while installed (see the module doc)."""
     original = _state["original"]
     caller = sys._getframe(1).f_globals.get("__name__", "")
-    if not (caller == "crewai.crew" or caller.startswith(_SERVED[1])):
+    if not (caller == _SERVED[0] or caller.startswith(_SERVED[1:])):
         return original(spec)
     opts = _state["options"]
     return _get(spec, opts, original, _state["cache_target"] if opts.cache else None)
