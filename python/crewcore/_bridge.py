@@ -56,6 +56,14 @@ from crewcore.errors import (
     EmbeddingTimeoutError,
     dimension_error,
 )
+from crewcore.errors import (
+    QueueAccessError,
+    QueueClosedError,
+    QueueCorruptError,
+    QueueNotFoundError,
+    QueueUnavailableError,
+    RunNotFoundError,
+)
 
 _lock = threading.Lock()
 _lib: Any = None
@@ -156,6 +164,13 @@ _ERRORS: dict[str, type[CrewcoreError]] = {
     "kn_invalid_document": KnowledgeDocumentError,
     "kn_not_found": CollectionNotFoundError,
     "kn_no_fts": KeywordSearchUnavailableError,
+    "runq_invalid": InvalidArgumentError,
+    "runq_not_found": QueueNotFoundError,
+    "runq_access": QueueAccessError,
+    "runq_unavailable": QueueUnavailableError,
+    "runq_corrupt": QueueCorruptError,
+    "runq_run_not_found": RunNotFoundError,
+    "runq_closed": QueueClosedError,
 }
 
 

@@ -187,6 +187,52 @@ class KeywordSearchUnavailableError(CrewcoreError, RuntimeError):
     (vector search still works; chunks stored meanwhile are indexed later)."""
 
 
+class QueueError(CrewcoreError):
+    """A durable run queue (``crewcore.runs.submit``, ``Queue``, ``Worker``)
+    failed; the subclasses say how. The message names the queue."""
+
+
+class QueueNotFoundError(QueueError, FileNotFoundError):
+    """The queue does not exist: a SQLite queue file's directory is missing,
+    or a PostgreSQL database of that name does not exist."""
+
+
+class QueueAccessError(QueueError, PermissionError):
+    """The queue cannot be written: a read-only file or directory, or
+    PostgreSQL refused the login or the privileges."""
+
+
+class QueueUnavailableError(QueueError, ConnectionError):
+    """The queue's PostgreSQL server cannot be reached (down, refused, timed
+    out), or a SQLite queue stayed locked past the busy timeout."""
+
+
+class QueueCorruptError(QueueError):
+    """The queue file is not SQLite, or is another application's SQLite
+    database (tables but no River migrations); it was left untouched."""
+
+
+class QueueClosedError(QueueError):
+    """A call on a ``Queue`` that was closed."""
+
+
+class RunNotFoundError(QueueError, LookupError):
+    """No run with that id in the queue."""
+
+
+class CrewFactoryError(InvalidArgumentError):
+    """A queued crew names a factory (``"package.module:function"``) that
+    cannot be imported or called here. Raised by ``submit`` before anything
+    is queued; a worker that cannot import it fails the run with this
+    message instead (no retry)."""
+
+
+class WorkerStartError(CrewcoreError):
+    """``crewcore.runs.Worker`` could not start the ``crewcore worker``
+    command (missing binary, bad arguments, a Python process that would not
+    start); the message carries the command's own words."""
+
+
 def dimension_error(stored: int, new: int) -> Exception:
     """CrewAI's ``EmbeddingDimensionMismatchError(stored, new)`` (a ValueError):
     the error CrewAI's own stores raise, so callers catch one type."""
@@ -196,6 +242,15 @@ def dimension_error(stored: int, new: int) -> Exception:
 
 
 __all__ = [
+    "QueueError",
+    "QueueNotFoundError",
+    "QueueAccessError",
+    "QueueUnavailableError",
+    "QueueCorruptError",
+    "QueueClosedError",
+    "RunNotFoundError",
+    "CrewFactoryError",
+    "WorkerStartError",
     "LockTimeoutError",
     "StorageFullError",
     "CollectionNotFoundError",
