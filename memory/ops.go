@@ -238,6 +238,9 @@ func (s *Store) Delete(ctx context.Context, f Filter) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if err := CheckFilter(&f); err != nil { // contract.go
+		return 0, err
+	}
 	var older string
 	if !f.OlderThan.IsZero() {
 		older = formatTime(f.OlderThan)
@@ -347,6 +350,9 @@ func (s *Store) Touch(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
+	if err := CheckIDs(ids...); err != nil { // contract.go
+		return err
+	}
 	now := formatTime(time.Now())
 	return s.withWrite(ctx, "touch records in", func(tx *sql.Tx) (func(), error) {
 		ix := s.ix
@@ -424,6 +430,9 @@ func (s *Store) Get(ctx context.Context, id string) (Record, bool, error) {
 		r  Record
 		ok bool
 	)
+	if err := CheckIDs(id); err != nil { // contract.go
+		return r, false, err
+	}
 	err := s.read(ctx, func(ix *index) error {
 		var i int
 		if i, ok = ix.pos[id]; ok {

@@ -237,6 +237,9 @@ func prepare(r *Record) (*prepared, error) {
 	if err := checkVector(r.Embedding, "record "+r.ID+": embedding"); err != nil {
 		return nil, err
 	}
+	if err := checkContract(r, scope); err != nil { // contract.go
+		return nil, err
+	}
 	cats := r.Categories
 	if cats == nil {
 		cats = []string{}

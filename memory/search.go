@@ -75,6 +75,9 @@ func (s *Store) Search(ctx context.Context, q Query) ([]Match, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := CheckQuery(&q); err != nil { // contract.go
+		return nil, err
+	}
 	var out []Match
 	err = s.read(ctx, func(ix *index) error {
 		if ix.dim > 0 && len(q.Vector) != ix.dim {

@@ -78,17 +78,15 @@ func (w *row) args() []any {
 		w.r.CreatedAt, w.r.LastAccessed, src, w.r.Private, w.vec}
 }
 
-// validate checks records as the embedded store does, plus what PostgreSQL
-// text cannot hold (NUL), and returns the batch dimension (0: no vectors).
+// validate checks records as the embedded store does (the data contract,
+// which refuses NUL, what PostgreSQL text cannot hold) and returns the batch
+// dimension (0: no vectors).
 func (s *Store) validate(recs []memory.Record) ([]row, int, error) {
 	out := make([]row, 0, len(recs))
 	dim := 0
 	for _, in := range recs {
-		r, err := memory.ValidateRecord(in)
+		r, err := memory.ValidateRecord(in) // the data contract (memory/contract.go), NUL included
 		if err != nil {
-			return nil, 0, err
-		}
-		if err := noNUL(&r); err != nil {
 			return nil, 0, err
 		}
 		w := row{r: r}
@@ -107,18 +105,6 @@ func (s *Store) validate(recs []memory.Record) ([]row, int, error) {
 		out = append(out, w)
 	}
 	return out, dim, nil
-}
-
-func noNUL(r *memory.Record) error {
-	bad := strings.ContainsRune(r.ID, 0) || strings.ContainsRune(r.Content, 0) ||
-		strings.ContainsRune(r.Source, 0) || strings.Contains(string(r.Metadata), `\u0000`)
-	for _, c := range r.Categories {
-		bad = bad || strings.ContainsRune(c, 0)
-	}
-	if bad {
-		return fmt.Errorf("%w: record %s: PostgreSQL text cannot hold a NUL character (U+0000)", memory.ErrInvalidRecord, r.ID)
-	}
-	return nil
 }
 
 // errNeedDim asks the caller to record the dimension first.
@@ -414,6 +400,9 @@ func (s *Store) Search(ctx context.Context, q memory.Query) ([]memory.Match, err
 	}
 	prefix, err := memory.NormalizePrefix(q.ScopePrefix)
 	if err != nil {
+		return nil, err
+	}
+	if err := memory.CheckQuery(&q); err != nil {
 		return nil, err
 	}
 	if s.closed.Load() {

@@ -18,6 +18,9 @@ func (s *Store) Delete(ctx context.Context, f memory.Filter) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if err := memory.CheckFilter(&f); err != nil {
+		return 0, err
+	}
 	if f.IDs != nil && len(f.IDs) == 0 {
 		return 0, nil
 	}
@@ -48,6 +51,9 @@ func (s *Store) Get(ctx context.Context, id string) (memory.Record, bool, error)
 		r  memory.Record
 		ok bool
 	)
+	if err := memory.CheckIDs(id); err != nil {
+		return r, false, err
+	}
 	err := s.retry(ctx, "get record", func(ctx context.Context) error {
 		rows, err := s.pool.Query(ctx, `SELECT `+s.q.cols+`, embedding FROM `+s.q.records+` WHERE id = $1`, id)
 		if err != nil {
@@ -290,6 +296,9 @@ func (s *Store) Reset(ctx context.Context, prefix string) error {
 func (s *Store) Touch(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
 		return nil
+	}
+	if err := memory.CheckIDs(ids...); err != nil {
+		return err
 	}
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	return s.retry(ctx, "touch records", func(ctx context.Context) error {

@@ -13,6 +13,7 @@ import urllib.parse
 #: SQLite primary result codes the engines branch on.
 SQLITE_PERM, SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY = 3, 5, 6, 8
 SQLITE_CORRUPT, SQLITE_CANTOPEN, SQLITE_AUTH, SQLITE_NOTADB = 11, 14, 23, 26
+SQLITE_IOERR, SQLITE_FULL = 10, 13
 
 
 def errcode(e: BaseException) -> int | None:
@@ -57,3 +58,30 @@ def is_busy(e: BaseException) -> bool:
         return True
     msg = str(e).lower()
     return "database is locked" in msg or "database is busy" in msg or "table is locked" in msg
+
+
+def disk_full(e: BaseException, path: str) -> bool:
+    """Whether a sqlite3 error is a write refused for lack of space.
+
+    SQLITE_FULL is (the disk or the database size limit). A write past the
+    file size limit (RLIMIT_FSIZE: EFBIG) or onto a full disk can also come
+    back as SQLITE_IOERR, which Python's sqlite3 reports without the errno:
+    then it is taken for a full disk when the directory has under 1 MiB free
+    or the process has a file size limit (a write past it fails with EFBIG).
+    """
+    code = errcode(e)
+    if code == SQLITE_FULL:
+        return True
+    if code != SQLITE_IOERR:
+        return False
+    import os
+    import resource
+
+    try:
+        st = os.statvfs(os.path.dirname(path) or ".")
+        if st.f_bavail * st.f_frsize < 1 << 20:
+            return True
+        soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    except (OSError, ValueError):
+        return False
+    return soft != resource.RLIM_INFINITY

@@ -35,14 +35,12 @@ from __future__ import annotations
 from datetime import datetime
 import heapq
 import json
-import math
 import os
 import sqlite3
 from typing import Any, Iterable
 
 from crewcore.errors import (
     InvalidArgumentError,
-    InvalidRecordError,
     RecordNotFoundError,
     dimension_error,
 )
@@ -51,15 +49,17 @@ from crewcore.memory.fallback_scan import search_lists, search_numpy, select
 from crewcore.memory.fallback_state import Entry, NumpyArena, State
 from crewcore.memory.integrity import corrupt_error, kept_checksum, row_checksum, touch_rows
 from crewcore.memory.validate import (
+    check_delete,
+    check_id,
     check_limit,
-    fmt_dt,
+    check_search,
+    check_str_list,
     make_record,
     normalize_prefix,
     normalize_scope,
     parse_dt,
-    to_row,
+    to_rows,
     utcnow_str,
-    vector_bytes,
 )
 
 __all__ = ["PyStore"]
@@ -77,41 +77,6 @@ _INSERT_SQL = (
     "INSERT INTO records(id, content, scope, categories, metadata, importance, "
     "created_at, last_accessed, source, private, embedding, checksum) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 )
-
-
-# ---------------------------------------------------------------------------
-# small helpers
-
-
-def _check_str_list(value: Any, name: str) -> list[str] | None:
-    """None/empty -> None (no criterion); a list of strings otherwise."""
-    if value is None:
-        return None
-    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise InvalidArgumentError(f"{name} must be a list of strings, got {value!r}")
-    out = list(value)
-    for v in out:
-        if not isinstance(v, str):
-            raise InvalidArgumentError(f"{name} must be a list of strings, got item {v!r}")
-    return out or None
-
-
-def _check_metadata_filter(value: Any) -> dict[str, Any] | None:
-    """None/{} -> None; otherwise the filter with values as decoded JSON."""
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise InvalidArgumentError(f"metadata_filter must be a dict, got {type(value).__name__}")
-    if not value:
-        return None
-    for k in value:
-        if not isinstance(k, str):
-            raise InvalidArgumentError(f"metadata_filter keys must be strings, got {k!r}")
-    try:
-        # Round-trip through JSON so tuples compare as arrays, like stored values.
-        return json.loads(json.dumps(value, ensure_ascii=False, allow_nan=False))
-    except (TypeError, ValueError) as e:
-        raise InvalidArgumentError(f"metadata_filter is not JSON-serializable: {e}") from None
 
 
 # ---------------------------------------------------------------------------
@@ -202,19 +167,7 @@ class PyStore:
 
     @staticmethod
     def _rows(records: Any) -> list:
-        if records is None:
-            return []
-        if isinstance(records, (str, bytes)) or not isinstance(records, Iterable):
-            raise InvalidRecordError(f"records must be a list of MemoryRecord, got {type(records).__name__}")
-        rows = []
-        for r in records:
-            try:
-                rows.append(to_row(r))
-            except AttributeError as e:
-                raise InvalidRecordError(f"not a MemoryRecord: {e}") from None
-            except (TypeError, OverflowError) as e:
-                raise InvalidRecordError(f"invalid record: {e}") from None
-        return rows
+        return to_rows(records)  # the data contract (validate.py)
 
     @staticmethod
     def _new_entry(row: Any, rid: int, cats: list[str], cats_json: str) -> Entry:
@@ -333,22 +286,14 @@ class PyStore:
         include_private: bool = True,
     ) -> list[tuple[Any, float]]:
         """Records nearest to the query, best first, filters applied before top-k."""
-        limit = check_limit(limit, "limit")
-        prefix = normalize_prefix(scope_prefix)
-        cats = _check_str_list(categories, "categories")
-        mfilter = _check_metadata_filter(metadata_filter)
-        if isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or math.isnan(min_score):
-            raise InvalidArgumentError(f"min_score must be a number, got {min_score!r}")
-        min_score = float(min_score)
-        if source is not None and not isinstance(source, str):
-            raise InvalidArgumentError(f"source must be a string or None, got {source!r}")
-        qb = vector_bytes(query_embedding, "query embedding")
+        a = check_search(query_embedding, scope_prefix, categories, metadata_filter, limit, min_score,
+                         source, include_private)
+        qb, prefix, cats, limit, min_score, source = a.query, a.prefix, a.categories, a.limit, a.min_score, a.source
+        mfilter = None if a.metadata_filter is None else json.loads(a.metadata_filter)
         if limit == 0:
             self._db.check_open()
             return []
         with self._db.reading() as st:
-            if qb is None:
-                raise InvalidArgumentError("query_embedding is empty")
             qdim = len(qb) // 4
             if st.dim == 0 or st.arena is None:
                 return []  # nothing has a vector yet
@@ -356,7 +301,7 @@ class PyStore:
                 raise dimension_error(st.dim, qdim)
             if st.arena.n == 0:
                 return []
-            args = (st, qb, prefix, cats, mfilter, limit, min_score, source, bool(include_private),
+            args = (st, qb, prefix, cats, mfilter, limit, min_score, source, a.include_private,
                     self._cosine)
             if isinstance(st.arena, NumpyArena):
                 hits = search_numpy(*args)
@@ -374,17 +319,12 @@ class PyStore:
         metadata_filter: dict[str, Any] | None = None,
     ) -> int:
         """Delete the records matching every given criterion; returns how many."""
-        prefix = normalize_prefix(scope_prefix)
-        cats = _check_str_list(categories, "categories")
-        ids = _check_str_list(record_ids, "record_ids")
-        mfilter = _check_metadata_filter(metadata_filter)
-        cutoff = None
-        if older_than is not None:
-            if not isinstance(older_than, datetime):
-                raise InvalidArgumentError(
-                    f"older_than must be a datetime, got {type(older_than).__name__}"
-                )
-            cutoff = fmt_dt(older_than)
+        a = check_delete(scope_prefix, categories, record_ids, older_than, metadata_filter)
+        prefix, cats, ids, cutoff = a.prefix, a.categories, a.ids, a.older_than
+        mfilter = None if a.metadata_filter is None else json.loads(a.metadata_filter)
+        if ids is not None and not ids:
+            self._db.check_open()
+            return 0
 
         def fn(conn: sqlite3.Connection) -> tuple[int, Any]:
             victims = select(self._db.state, prefix, cats, ids, cutoff, mfilter)
@@ -444,7 +384,7 @@ class PyStore:
 
     def touch_records(self, record_ids: list[str]) -> None:
         """Set last_accessed to now (UTC) on the given records; unknown ids are ignored."""
-        ids = _check_str_list(record_ids, "record_ids")
+        ids = check_str_list(record_ids, "record_ids")
         if not ids:
             self._db.check_open()
             return
@@ -504,8 +444,7 @@ class PyStore:
 
     def get_record(self, record_id: str) -> Any:
         """The record with this id (with its embedding), or None."""
-        if not isinstance(record_id, str):
-            raise InvalidArgumentError(f"record_id must be a string, got {record_id!r}")
+        check_id(record_id)
         with self._db.reading() as st:
             e = st.entries.get(record_id)
             return None if e is None else self._record(st, e, True)

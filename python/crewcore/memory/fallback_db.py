@@ -31,6 +31,7 @@ from crewcore._sqlitedb import (
     SQLITE_NOTADB as _SQLITE_NOTADB,
     SQLITE_PERM as _SQLITE_PERM,
     SQLITE_READONLY as _SQLITE_READONLY,
+    disk_full,
     errcode as _errcode,
     is_busy as _is_busy,
     not_sqlite,
@@ -42,6 +43,7 @@ from crewcore.errors import (
     StoreAccessError,
     StoreCorruptError,
     StoreTimeoutError,
+    StorageFullError,
     dimension_error,
 )
 from crewcore.memory.fallback_state import Entry, State, numpy_module
@@ -147,6 +149,8 @@ def classify(op: str, path: str, e: sqlite3.Error) -> CrewcoreError:
         return StoreAccessError(f"{op} {path}: store not writable ({msg})")
     if _is_busy(e):
         return StoreTimeoutError(f"{op} {path}: database locked by another process ({msg})")
+    if disk_full(e, path):  # as the Go engine's sqlitedb.ErrFull
+        return StorageFullError(f"{op} {path}: disk full: no space for the write ({msg})")
     return EngineError(f"{op} {path}: {msg}")
 
 
@@ -331,8 +335,11 @@ class StoreDb:
             while not progress["done"]:
                 self.write("upgrade store", lambda c: fill_checksums(c, progress, VERSION), sync_first=False)
         with self.lock:
-            with self._rconn() as conn:
-                self._in_read_tx(conn, self._reload)
+            try:
+                with self._rconn() as conn:
+                    self._in_read_tx(conn, self._reload)
+            except sqlite3.Error as e:  # a damaged file: StoreCorruptError, as in Go
+                raise classify("open store", self.path, e) from None
 
     # -- connections --
 

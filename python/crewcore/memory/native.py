@@ -22,16 +22,12 @@ from crewcore.memory import validate as v
 _prefix_bytes: dict[str | None, bytes] = {}
 
 
-def _row(record: Any) -> v.Row:
-    return v.to_row(record, check_vector=False)
-
-
-def _wire_record(row: v.Row, categories: list[str]) -> list[Any]:
+def _wire_record(row: v.Row) -> list[Any]:
     return [
         row.id,
         row.content,
         row.scope,
-        categories,
+        row.cats,
         row.metadata,
         row.importance,
         row.created_at,
@@ -83,13 +79,14 @@ class NativeStore:
         return self._h
 
     def save(self, records: list[Any]) -> None:
-        if not records:
+        wire = [_wire_record(row) for row in v.to_rows(records)]  # the data contract (validate.py)
+        if not wire:
+            self._handle()
             return
-        wire = [_wire_record(_row(r), list(r.categories or [])) for r in records]
         call([self._P + "save", self._handle(), wire])
 
     def update(self, record: Any) -> None:
-        call([self._P + "update", self._handle(), _wire_record(_row(record), list(record.categories or []))])
+        call([self._P + "update", self._handle(), _wire_record(v.to_row(record))])
 
     def search(
         self,
@@ -102,25 +99,19 @@ class NativeStore:
         source: str | None = None,
         include_private: bool = True,
     ) -> list[tuple[Any, float]]:
-        q = v.vector_bytes(query_embedding, "query embedding", check=False)
-        if q is None:
-            raise InvalidArgumentError("query_embedding is empty")
-        limit = v.check_limit(limit)
-        if min_score != min_score:  # NaN
-            raise InvalidArgumentError("min_score is NaN")
-        prefix = v.normalize_prefix(scope_prefix)
-        mf = _meta_filter(metadata_filter)
-        privacy = None if include_private else (source or "")
+        a = v.check_search(query_embedding, scope_prefix, categories, metadata_filter, limit, min_score,
+                           source, include_private)
+        privacy = None if a.include_private else (a.source or "")
         rows = call(
             [
                 self._P + "search",
                 self._handle(),
-                q,
-                prefix,
-                list(categories) if categories else None,
-                mf,
-                limit,
-                float(min_score),
+                a.query,
+                a.prefix,
+                a.categories,
+                a.metadata_filter,
+                a.limit,
+                a.min_score,
                 privacy,
                 self._return_embeddings,
             ]
@@ -135,26 +126,17 @@ class NativeStore:
         older_than: Any = None,
         metadata_filter: dict[str, Any] | None = None,
     ) -> int:
-        if record_ids is not None and len(record_ids) == 0 and not (
-            scope_prefix or categories or older_than or metadata_filter
-        ):
-            return 0
+        a = v.check_delete(scope_prefix, categories, record_ids, older_than, metadata_filter)
+        if a.ids is not None and not a.ids:
+            self._handle()
+            return 0  # an empty id list selects nothing
         return int(
-            call(
-                [
-                    self._P + "delete",
-                    self._handle(),
-                    v.normalize_prefix(scope_prefix),
-                    list(categories) if categories else None,
-                    [str(i) for i in record_ids] if record_ids else None,
-                    _older_than(older_than),
-                    _meta_filter(metadata_filter),
-                ]
-            )
+            call([self._P + "delete", self._handle(), a.prefix, a.categories, a.ids, a.older_than,
+                  a.metadata_filter])
         )
 
     def get_record(self, record_id: str) -> Any:
-        f = call([self._P + "get", self._handle(), str(record_id)])
+        f = call([self._P + "get", self._handle(), v.check_id(record_id)])
         return None if f is None else _record(f)
 
     def list_records(
@@ -212,8 +194,9 @@ class NativeStore:
         call([self._P + "reset", self._handle(), v.normalize_prefix(scope_prefix)])
 
     def touch_records(self, record_ids: list[str]) -> None:
-        if record_ids:
-            call([self._P + "touch", self._handle(), [str(i) for i in record_ids]])
+        ids = v.check_str_list(record_ids, "record_ids")
+        if ids:
+            call([self._P + "touch", self._handle(), ids])
 
     def optimize(self) -> None:
         call([self._P + "optimize", self._handle()])
@@ -222,24 +205,3 @@ class NativeStore:
         h, self._h = self._h, None
         if h is not None and not _bridge.forked() and os.getpid() == self._pid:
             call([self._P + "close", h])
-
-
-def _older_than(value: Any) -> str | None:
-    from datetime import datetime
-
-    if value is None:
-        return None
-    if not isinstance(value, datetime):
-        raise InvalidArgumentError(f"older_than must be a datetime, got {type(value).__name__}")
-    return v.fmt_dt(value)
-
-
-def _meta_filter(metadata_filter: dict[str, Any] | None) -> str | None:
-    if not metadata_filter:
-        return None
-    import json
-
-    try:
-        return json.dumps(metadata_filter, ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise InvalidArgumentError(f"metadata_filter is not JSON-serializable: {e}") from None

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 from crewcore._bridge import call
 from crewcore.errors import InvalidArgumentError
 from crewcore.memory import validate as v
-from crewcore.memory.native import NativeStore, _meta_filter, _older_than
+from crewcore.memory.native import NativeStore
 
 DEFAULT_SCHEMA = "crewcore"
 
@@ -77,30 +77,6 @@ class PgStore(NativeStore):
     def count(self, scope_prefix: str | None = None) -> int:
         # No crewcore_count fast path: that entry serves the embedded store.
         return int(call([self._P + "count", self._handle(), v.normalize_prefix(scope_prefix)]))
-
-    def delete(
-        self,
-        scope_prefix: str | None = None,
-        categories: list[str] | None = None,
-        record_ids: list[str] | None = None,
-        older_than: Any = None,
-        metadata_filter: dict[str, Any] | None = None,
-    ) -> int:
-        if record_ids is not None and len(record_ids) == 0:
-            return 0
-        return int(
-            call(
-                [
-                    self._P + "delete",
-                    self._handle(),
-                    v.normalize_prefix(scope_prefix),
-                    list(categories) if categories else None,
-                    [str(i) for i in record_ids] if record_ids else None,
-                    _older_than(older_than),
-                    _meta_filter(metadata_filter),
-                ]
-            )
-        )
 
     def build_index(self) -> None:
         """Build the HNSW index now (after a bulk load; a store builds it by

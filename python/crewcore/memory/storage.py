@@ -287,8 +287,6 @@ class MemoryStorage:
         """Delete records matching every given criterion; returns the number
         deleted. No criterion deletes everything (as CrewAI's LanceDB store
         does), but an explicitly empty ``record_ids`` list deletes nothing."""
-        if record_ids is not None and len(record_ids) == 0:
-            return 0
         return self._e().delete(
             scope_prefix=scope_prefix,
             categories=categories,
