@@ -11,12 +11,14 @@ import (
 	"time"
 
 	"github.com/crewcore/crewcore/internal/vec"
+	"github.com/crewcore/crewcore/internal/version"
 	"github.com/crewcore/crewcore/memory"
 	"github.com/tinylib/msgp/msgp"
 )
 
-// Version is the engine version reported by the "version" op.
-const Version = "0.1.0"
+// Version is the engine version reported by the "version" op: the release
+// stamped into internal/version by the build (pyproject.toml's version).
+var Version = version.Version
 
 // bridgeError is an error with the kind the Python side maps to an exception.
 type bridgeError struct {

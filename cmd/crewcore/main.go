@@ -8,6 +8,7 @@
 //
 //	mockllm   run a local OpenAI-compatible mock server (chat + embeddings)
 //	memory    inspect a crewcore memory store (stats|scopes|search), verify it (check), or copy one (migrate)
+//	version   print the version (also: crewcore --version)
 //
 // Run "crewcore <command> -h" for a command's flags.
 package main
@@ -60,6 +61,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	name := args[0]
 	switch name {
+	case "--version", "-version", "-V":
+		return runVersion(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		if len(args) > 1 {
 			if cmd, ok := commands[args[1]]; ok {

@@ -51,7 +51,7 @@ from crewcore.runs import (
 )
 from crewcore.errors import RunFailedError, SchedulerClosedError, WorkerProcessError
 
-__version__ = "0.1.0"
+from crewcore._version import __version__
 
 __all__ = [
     "CrewcoreError",

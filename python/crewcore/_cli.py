@@ -1,4 +1,7 @@
-"""Launcher for the Go `crewcore` command shipped inside the package."""
+"""The ``crewcore`` command of an installed package (console entry point, and
+``python -m crewcore``): it replaces this process with the Go binary shipped
+in ``crewcore/_lib/``, so arguments, output, exit code and signals are the
+binary's own."""
 
 from __future__ import annotations
 
@@ -7,10 +10,18 @@ from pathlib import Path
 import sys
 
 
+def executable() -> Path:
+    """The Go ``crewcore`` binary of this installation."""
+    return Path(__file__).resolve().parent / "_lib" / "crewcore"
+
+
 def main() -> None:
-    exe = Path(__file__).resolve().parent / "_lib" / "crewcore"
-    if not exe.exists():
-        sys.stderr.write(f"crewcore: the command was not built ({exe} is missing); run `make build`\n")
+    exe = executable()
+    if not os.access(exe, os.X_OK):
+        sys.stderr.write(
+            f"crewcore: the crewcore command is missing from this installation ({exe}); "
+            "install a crewcore wheel for this platform, or build from source with Go >= 1.26 "
+            "(`make build` in a checkout)\n")
         raise SystemExit(2)
     os.execv(str(exe), [str(exe), *sys.argv[1:]])
 
