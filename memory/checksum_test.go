@@ -361,3 +361,43 @@ func TestUpgradeFromVersion1(t *testing.T) {
 		t.Fatalf("count after a flip: %v", err)
 	}
 }
+
+// The marker holds the store's space reserve: as large as the database and
+// its WAL, between 256 KiB and 8 MiB, released (back to the marker's text)
+// for a delete on a full disk.
+func TestReserveSizes(t *testing.T) {
+	tests := []struct {
+		name string
+		db   int64
+		want int64
+	}{
+		{"new store", 0, reserveMin},
+		{"3 MiB store", 3 << 20, 3 << 20},
+		{"large store", 100 << 20, reserveMax},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "memory.db")
+			if err := os.WriteFile(path, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Truncate(path, tt.db); err != nil {
+				t.Fatal(err)
+			}
+			writeMarker(path)
+			ensureReserve(path)
+			if got := fileSize(path + MarkerSuffix); got != int64(len(markerText))+tt.want {
+				t.Errorf("marker %d bytes, want %d", got, int64(len(markerText))+tt.want)
+			}
+			if !releaseReserve(path) || fileSize(path+MarkerSuffix) != int64(len(markerText)) {
+				t.Errorf("release left %d bytes", fileSize(path+MarkerSuffix))
+			}
+			if releaseReserve(path) {
+				t.Error("a second release reported a reserve")
+			}
+			if b, _ := os.ReadFile(path + MarkerSuffix); string(b) != markerText {
+				t.Errorf("marker text %q", b)
+			}
+		})
+	}
+}

@@ -45,3 +45,58 @@ func lostStoreError(path, what string) error {
 		"it was truncated or replaced, and its records are not in it; restore it from a backup, "+
 		"or delete %s to start a new, empty store", path, ErrCorrupt, what, path+MarkerSuffix, path+MarkerSuffix)
 }
+
+// The marker also holds the store's space reserve: zeros after its text,
+// as many bytes as the database and its WAL (at least 256 KiB, at most
+// 8 MiB). On a full disk nothing can be written, not even a delete (it
+// appends to the WAL), and the WAL cannot be checkpointed (the database file
+// must grow to take its pages). A delete or reset that fails for lack of
+// space (or any delete or reset after a write failed for lack of space)
+// releases the reserve, checkpoints the WAL into the database (in RESTART
+// mode, which keeps the WAL file's blocks for the writes to come) and tries
+// again; the reserve is rebuilt when space allows (right after, after a
+// later checkpoint, or at the next open).
+const (
+	reserveMin = 256 << 10
+	reserveMax = 8 << 20
+)
+
+func fileSize(path string) int64 {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}
+
+// ensureReserve grows the marker of dbPath to its text plus the reserve
+// (best effort: without space it stays as it is).
+func ensureReserve(dbPath string) {
+	want := int64(len(markerText)) + min(reserveMax, max(reserveMin, fileSize(dbPath)+fileSize(dbPath+"-wal")))
+	f, err := os.OpenFile(dbPath+MarkerSuffix, os.O_WRONLY, 0)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || st.Size() >= want {
+		return
+	}
+	zeros := make([]byte, 64<<10)
+	for off := st.Size(); off < want; off += int64(len(zeros)) {
+		n := min(int64(len(zeros)), want-off)
+		if _, err := f.WriteAt(zeros[:n], off); err != nil {
+			f.Truncate(st.Size()) //nolint:errcheck // no space: leave it to the store
+			return
+		}
+	}
+}
+
+// releaseReserve gives the reserve back to the file system; it reports
+// whether there was one.
+func releaseReserve(dbPath string) bool {
+	if fileSize(dbPath+MarkerSuffix) <= int64(len(markerText)) {
+		return false
+	}
+	return os.Truncate(dbPath+MarkerSuffix, int64(len(markerText))) == nil
+}

@@ -137,6 +137,8 @@ type Store struct {
 	// Checkpoints run in the background, not in the commit of a write: the
 	// writer connection has wal_autocheckpoint off (wal.go).
 	walk walKeeper
+	// sawFull is set when a write failed for lack of space (withWrite).
+	sawFull atomic.Bool
 }
 
 // Open opens or creates the store at path (a database file). The parent
@@ -189,6 +191,12 @@ func Open(path string, opts *Options) (*Store, error) {
 			if err == nil {
 				_, err = c.ExecContext(ctx, `PRAGMA journal_size_limit=`+itoa(walSizeLimit))
 			}
+			if err == nil {
+				// As the fallback: a delete rewrites the b-tree pages it
+				// changes, never the pages it frees (whose WAL frames would
+				// need as much space as the data deleted: see marker.go).
+				_, err = c.ExecContext(ctx, `PRAGMA secure_delete=FAST`)
+			}
 			return err
 		},
 	})
@@ -203,6 +211,7 @@ func Open(path string, opts *Options) (*Store, error) {
 		return nil, err
 	}
 	writeMarker(abs)
+	ensureReserve(abs)
 	return s, nil
 }
 
@@ -586,6 +595,40 @@ func (s *Store) apply(ctx context.Context, q querier) error {
 // fn may update the index after its writes (the onCommit it returns runs
 // after the commit, before s.mu is released).
 func (s *Store) withWrite(ctx context.Context, op string, fn func(tx *sql.Tx) (func(), error), syncFirst bool) error {
+	err := s.writeOnce(ctx, op, fn, syncFirst)
+	full := err != nil && errors.Is(err, sqlitedb.ErrFull)
+	if full {
+		s.sawFull.Store(true)
+	}
+	if !freesSpace[op] || (err != nil && !full) || !s.sawFull.Load() {
+		return err
+	}
+	// A delete while the disk is (or was) full (marker.go): the reserve
+	// lets the WAL into the database, so the delete goes through and the
+	// pages it frees are used again without the WAL or the file growing.
+	released := releaseReserve(s.path)
+	if full {
+		if !released {
+			return err
+		}
+		// The delete first: a checkpoint that cannot finish would take the
+		// released space to grow the database file.
+		if err = s.writeOnce(ctx, op, fn, syncFirst); err != nil {
+			return err
+		}
+	}
+	if s.checkpoint("RESTART") {
+		s.sawFull.Store(false)
+	}
+	ensureReserve(s.path)
+	return nil
+}
+
+// freesSpace names the writes that release the space reserve when the
+// disk is full (withWrite).
+var freesSpace = map[string]bool{"delete from": true, "reset": true, "delete damaged records from": true}
+
+func (s *Store) writeOnce(ctx context.Context, op string, fn func(tx *sql.Tx) (func(), error), syncFirst bool) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	err := s.sdb.WriteAlone(ctx, func(t *sqlitedb.Tx) error {

@@ -127,7 +127,9 @@ func (s *Store) checkpointer() {
 		case <-k.stop:
 			return
 		case <-k.over:
-			s.checkpoint("RESTART")
+			if s.checkpoint("RESTART") {
+				ensureReserve(s.path) // grows with the store (marker.go)
+			}
 		case <-k.wrote:
 		case <-idle.C:
 			if wait := walIdleAfter - time.Since(time.Unix(0, k.lastWrite.Load())); wait > 0 {

@@ -157,3 +157,66 @@ def test_damage_written_by_one_engine_is_reported_by_both(tmp_path, writer: str)
                 assert '"target"' in res[name] and "checksum" in res[name], (writer, reader, case, name, res)
             assert res["deleted"] == 1 and res["count_after"] == 39, res
             assert res["r07"] == "content 7" and res["r05"] == "updated", res
+
+
+_FULL = """
+    import json, os, random, sys
+    from crewai.memory.types import MemoryRecord
+    from crewcore import MemoryStorage
+
+    path, engine = sys.argv[1], sys.argv[2]
+    s = MemoryStorage(path, engine=engine)
+    rnd = random.Random(1)
+
+    def batch(tag):
+        return [MemoryRecord(id=f"{tag}-{i}", content=rnd.randbytes(30_000).hex(),
+                             embedding=[rnd.random() for _ in range(8)]) for i in range(2)]
+
+    for k in range(100):  # about 12 MiB of records
+        s.save(batch(f"a{k}"))
+    out = {"reserve": os.path.getsize(path + "-crewcore")}
+    with open(os.path.join(os.path.dirname(path), "filler"), "wb") as f:  # the disk fills up
+        try:
+            while True:
+                f.write(bytes(65536))
+                f.flush()
+        except OSError:
+            pass
+    out["full"], out["more"] = None, 0
+    for n in range(100):
+        try:
+            s.save(batch(f"b{n}"))
+            out["more"] += 2
+        except Exception as e:
+            out["full"] = f"{type(e).__name__}: {e}"
+            break
+    out["deleted"] = s.delete(record_ids=[f"a{k}-{i}" for k in range(50) for i in range(2)])
+    saved = 0
+    for k in range(30):  # the space of the deleted records is used again
+        s.save(batch(f"c{k}"))
+        saved += 1
+    out["saved_after"] = saved
+    out["count"] = s.count()
+    s.close()
+    print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_delete_frees_space_on_a_full_disk(tmp_path, engine: str) -> None:
+    """On a full disk (a 32 MiB tmpfs filled by another file) a delete goes
+    through (the store's reserve in its marker is released for it and for the
+    checkpoint after), and the space of the deleted records takes new saves."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mnt)], check=True)
+    try:
+        got = last_json(run_py(_FULL, str(mnt / "memory.db"), engine, timeout=300).stdout)
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
+    assert got["reserve"] > 4 << 20, got  # grown with the store
+    assert "full" in got["full"].lower() and str(mnt) in got["full"], got
+    assert got["deleted"] == 100 and got["saved_after"] == 30, got
+    assert got["count"] == 200 + got["more"] - 100 + 60, got

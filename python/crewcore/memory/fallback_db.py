@@ -47,9 +47,10 @@ from crewcore.errors import (
     dimension_error,
 )
 from crewcore.memory.fallback_state import Entry, State, numpy_module
-from crewcore.memory.integrity import (RAW_COLS, WAL_LIMIT, bound_wal, check_tables, corrupt_error,
-                                       ensure_checksum_column, fill_checksums, has_marker,
-                                       lost_store_error, verify_row, write_marker)
+from crewcore.memory.integrity import (FREES_SPACE, RAW_COLS, WAL_LIMIT, bound_wal, check_tables,
+                                       corrupt_error, ensure_checksum_column, ensure_reserve, fill_checksums,
+                                       has_marker, is_full, lost_store_error, release_reserve, verify_row,
+                                       write_marker)
 from crewcore.memory.validate import parse_dt
 
 __all__ = ["FORMAT", "ID_CHUNK", "VERSION", "StoreDb", "classify", "decode_strings", "encode_strings"]
@@ -204,6 +205,7 @@ class StoreDb:
         self._closed = False
         self.last = 0
         self.force_reload = False
+        self.saw_full = False  # a write failed for lack of space (write)
         self.state = State(vector_dim, self.use_numpy)
         self._wconn: sqlite3.Connection | None = None
 
@@ -214,6 +216,7 @@ class StoreDb:
             self._close_connections()
             raise
         write_marker(self.path)
+        ensure_reserve(self.path)
 
     # -- opening --
 
@@ -311,6 +314,7 @@ class StoreDb:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=OFF")
             conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
+            conn.execute("PRAGMA secure_delete=FAST")  # as the Go engine (integrity.py, reserve)
         except BaseException:
             conn.close()
             raise
@@ -525,7 +529,34 @@ class StoreDb:
 
     def write(self, op: str, fn: Any, sync_first: bool = True) -> Any:
         """Run fn(conn) -> (result, on_commit) in BEGIN IMMEDIATE, retrying
-        while other processes hold the lock, up to the busy deadline."""
+        while other processes hold the lock, up to the busy deadline. A
+        delete or reset refused for lack of space is tried again after the
+        store's reserve is released and the WAL checkpointed (integrity.py)."""
+        full = False
+        try:
+            result = self._write(op, fn, sync_first)
+        except CrewcoreError as e:
+            if not is_full(e):
+                raise
+            self.saw_full = full = True
+            if op not in FREES_SPACE or not release_reserve(self.path):
+                raise
+            result = self._write(op, fn, sync_first)  # before a checkpoint takes the space
+        if op in FREES_SPACE and self.saw_full:
+            if not full:
+                release_reserve(self.path)
+            if self.restart_wal():
+                self.saw_full = False
+            ensure_reserve(self.path)
+        return result
+
+    def restart_wal(self) -> bool:
+        """A RESTART checkpoint (integrity.bound_wal): True when the WAL is
+        all in the database and the next write starts it over."""
+        with self._wlock:
+            return self._wconn is not None and bound_wal(self._wconn, self.path, self._busy_ms, force=True)
+
+    def _write(self, op: str, fn: Any, sync_first: bool) -> Any:
         self.check_open()
         with self._wlock:
             self.check_open()

@@ -33,25 +33,28 @@ WAL_LIMIT = 4 << 20
 _CHECKPOINT_WAIT_MS = 2000
 
 
-def bound_wal(conn: sqlite3.Connection, path: str, busy_ms: int) -> None:
+def bound_wal(conn: sqlite3.Connection, path: str, busy_ms: int, force: bool = False) -> bool:
     """After a commit on ``conn`` (the store's writer, outside a
     transaction, with the process's write lock held): when the ``-wal`` file
     of ``path`` is past ``WAL_LIMIT``, run a RESTART checkpoint, so the next
     write of any process starts the WAL over (and truncates it to
     ``WAL_LIMIT``). Busy readers or writers are waited for up to 2 s; a
     checkpoint that cannot finish is tried again after the next write.
-    ``busy_ms`` is the connection's own busy timeout, put back after."""
-    try:
-        if os.stat(path + "-wal").st_size <= WAL_LIMIT:
-            return
-    except OSError:
-        return
+    ``busy_ms`` is the connection's own busy timeout, put back after. With
+    ``force``, whatever the WAL's size. True when the checkpoint finished."""
+    if not force and _size(path + "-wal") <= WAL_LIMIT:
+        return False
+    done = False
     with contextlib.suppress(sqlite3.Error):
         conn.execute(f"PRAGMA busy_timeout={min(busy_ms, _CHECKPOINT_WAIT_MS)}")
         try:
-            conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            done = busy == 0
         finally:
             conn.execute(f"PRAGMA busy_timeout={busy_ms}")
+    if done and not force:
+        ensure_reserve(path)  # grows with the store
+    return done
 
 
 # ---------------------------------------------------------------------------
@@ -284,3 +287,60 @@ def check_tables(conn: sqlite3.Connection, path: str) -> None:
         raise StoreCorruptError(
             f"open store {path}: not a crewcore memory store: the store lost its records or changes table"
         )
+
+
+# ---------------------------------------------------------------------------
+# the space reserve in the marker (memory/marker.go): on a full disk even a
+# delete cannot be written (it appends to the WAL) and the WAL cannot be
+# checkpointed (the database must grow to take its pages); a delete or
+# reset that fails for lack of space releases the reserve, checkpoints and
+# tries again.
+
+_RESERVE_MIN, _RESERVE_MAX = 256 << 10, 8 << 20
+#: The writes ``StoreDb.write`` retries on a full disk after releasing the reserve.
+FREES_SPACE = frozenset({"delete", "reset"})
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def ensure_reserve(path: str) -> None:
+    """Grow the marker of ``path`` to its text plus zeros as large as the
+    database and its WAL (256 KiB to 8 MiB); best effort."""
+    text = len(_MARKER_TEXT.encode())
+    want = text + min(_RESERVE_MAX, max(_RESERVE_MIN, _size(path) + _size(path + "-wal")))
+    try:
+        fd = os.open(path + MARKER_SUFFIX, os.O_WRONLY)
+    except OSError:
+        return
+    start = off = _size(path + MARKER_SUFFIX)
+    zeros = bytes(64 << 10)
+    try:
+        while off < want:
+            off += os.pwrite(fd, zeros[: want - off], off)
+    except OSError:  # no space: leave it to the store
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, start)
+    finally:
+        os.close(fd)
+
+
+def release_reserve(path: str) -> bool:
+    """Give the reserve back to the file system; False when there was none."""
+    text = len(_MARKER_TEXT.encode())
+    if _size(path + MARKER_SUFFIX) <= text:
+        return False
+    try:
+        os.truncate(path + MARKER_SUFFIX, text)
+    except OSError:
+        return False
+    return True
+
+
+def is_full(e: BaseException) -> bool:
+    """Whether a write failed for lack of space (StorageFullError, or SQLite's SQLITE_FULL text)."""
+    return type(e).__name__ == "StorageFullError" or "database or disk is full" in str(e)

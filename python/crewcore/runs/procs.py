@@ -55,7 +55,7 @@ import warnings
 from typing import Any
 
 from crewcore.errors import WorkerProcessError
-from crewcore.runs import context
+from crewcore.runs import context, relay
 
 _HDR = struct.Struct("!I")
 
@@ -125,6 +125,12 @@ class Pool:
         self.workers: list[_Worker] = []
         self._readers: list[threading.Thread] = []
         self._closed = False
+        # Stores in the crew that cannot cross a fork (LanceDB, ChromaDB, a
+        # PostgreSQL store): the workers relay their calls to this process.
+        relay.check(batch.crew)
+        self._hazards = relay.find(batch.crew)
+        self._knowledge = relay.uses_knowledge(batch.crew)
+        self._relay = relay.Server(self._hazards)
         # Objects alive now are shared copy-on-write with the workers; moved
         # out of the collector's reach while forking, the workers' collections
         # do not touch (and so copy) them.
@@ -155,7 +161,7 @@ class Pool:
                 parent_end.close()
                 for w in self.workers:
                     w.sock.close()
-                _Child(self._b, child_end).main()
+                _Child(self._b, child_end, self._hazards, self._knowledge).main()
             except BaseException:  # noqa: BLE001 - a worker must never unwind into the caller's code
                 code = 70
                 try:
@@ -219,6 +225,9 @@ class Pool:
                 msg = ("broken", repr(e))
             if msg is None or msg[0] == "broken":
                 break
+            if msg[0] == "call":  # a worker's call on a store that stayed here (relay.py)
+                self._relay.handle(msg, lambda m, w=w: _send(w.sock, w.lock, m))
+                continue
             if msg[0] == "end":
                 _, idx, ok, blob = msg
                 try:
@@ -296,6 +305,7 @@ class Pool:
                 pass
         for t in self._readers:
             t.join(timeout=grace)
+        self._relay.close()
         for w in self.workers:
             try:
                 os.waitpid(w.pid, 0)
@@ -395,21 +405,27 @@ def _reset_after_fork() -> None:
 
 
 class _Child:
-    def __init__(self, batch: Any, sock: socket.socket) -> None:
+    def __init__(self, batch: Any, sock: socket.socket, hazards: list[relay.Hazard], knowledge: bool) -> None:
         self.b = batch
         self.sock = sock
         self.lock = threading.Lock()
         self.cb = _ChildBatch()
         self.runs: dict[int, Any] = {}
+        self.relay = relay.Client(lambda m: _send(self.sock, self.lock, m))
+        self.hazards = hazards
+        self.knowledge = knowledge
 
     def main(self) -> None:
         _reset_after_fork()
+        relay.install_child(self.hazards, self.relay, self.knowledge)
         while True:
             msg = _recv(self.sock)
             if msg is None or msg[0] == "exit":
                 return
             op = msg[0]
-            if op == "run":
+            if op == "reply":
+                self.relay.deliver(msg)
+            elif op == "run":
                 threading.Thread(target=self._run, args=(msg[1],), name="crewcore-proc-run", daemon=True).start()
             elif op in ("stop", "interrupt"):
                 _, idx, reason = msg
