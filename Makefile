@@ -69,6 +69,7 @@ bench: build
 	$(PY) bench/bench_storage.py --write docs/benchmarks.md
 	$(PY) bench/bench_scheduler.py --write docs/benchmarks.md
 	$(PY) bench/bench_tools.py --write docs/benchmarks.md
+	$(PY) bench/bench_crew.py --write docs/benchmarks.md
 	$(PY) bench/bench_postgres.py --write docs/benchmarks.md
 
 ## pg-up: start the PostgreSQL + pgvector test server (pgserver wheel; idempotent); prints its DSN last
