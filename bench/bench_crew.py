@@ -46,6 +46,8 @@ import urllib.request
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+#: The row of crewcore without this layer (embeddings=False, llm_clients=False).
+BASE = "crewcore, no shared embedders/clients"
 NAMES = {"a": "(a) sequential, 2 agents, 2 tasks, memory, 1 tool", "b": "(b) hierarchical, manager + 3 agents, memory",
          "c": "(c) Flow with @persist running crew (a)", "d": "(d) crew (a) over many inputs"}
 
@@ -91,6 +93,10 @@ def child(scenario: str, side: str, url: str, n: int, profile: bool) -> None:
         import crewcore
 
         crewcore.install()
+    elif side == "crewcore-base":
+        import crewcore
+
+        crewcore.install(embeddings=False, llm_clients=False)  # what crewcore did before issue 13
     flow_cls = cs.flow_class() if scenario == "c" else None
     cs.run_once(scenario, "warm-up", flow_cls)
     prof = None
@@ -223,7 +229,7 @@ def bench_pair(scenario: str, latency: int, url: str, runs: int, rounds: int, ca
     env = dict(os.environ)
     env.pop("CREWCORE_FORCE_PYTHON", None)
     env["CREWCORE_EMBED_CACHE"] = str(cache_dir / f"embeddings-{scenario}-{latency}.db")
-    out: dict[str, list[dict[str, Any]]] = {"crewai": [], "crewcore cold": [], "crewcore warm": []}
+    out: dict[str, list[dict[str, Any]]] = {"crewai": [], "crewcore cold": [], "crewcore warm": [], BASE: []}
     for r in range(rounds):
         order = ["crewai", "crewcore"] if r % 2 == 0 else ["crewcore", "crewai"]
         for side in order:
@@ -232,6 +238,10 @@ def bench_pair(scenario: str, latency: int, url: str, runs: int, rounds: int, ca
             res = run_child(["--child", scenario, "crewai" if side == "crewai" else "crewcore", url, str(runs)], env)
             res["loadavg"] = os.getloadavg()[0]
             out[label].append(res)
+    progress(f"({scenario}) {latency} ms: {BASE}, {runs} runs (load {os.getloadavg()[0]:.1f})")
+    res = run_child(["--child", scenario, "crewcore-base", url, str(runs)], env)
+    res["loadavg"] = os.getloadavg()[0]
+    out[BASE].append(res)
     return out
 
 
@@ -270,13 +280,14 @@ def report(pairs: dict[tuple[str, int], dict[str, Any]], many: list[dict[str, An
          "request; `crewcore.install()` with its defaults against CrewAI's defaults (LanceDB memory, a new "
          "embedder per Memory). Per run: wall p50/p95, CPU of the process (all threads) p50, completion and "
          "embedding API calls answered by the mock server. *cold*: crewcore's persistent embedding cache empty "
-         "at the child's start; *warm*: the same inputs were embedded by an earlier process.", "",
+         "at the child's start; *warm*: the same inputs were embedded by an earlier process. "
+         f"*{BASE}*: `install(embeddings=False, llm_clients=False)`, crewcore before this layer.", "",
          "| scenario | latency | side | runs | p50 (ms) | p95 (ms) | p50 speed-up | CPU p50 (ms) | CPU ratio | "
          "chat calls/run | embedding calls/run | texts embedded/run | outputs equal | load |",
          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (sc, lat), sides in sorted(pairs.items()):
         base = summarize(sides["crewai"])
-        for label in ("crewai", "crewcore cold", "crewcore warm"):
+        for label in ("crewai", BASE, "crewcore cold", "crewcore warm"):
             if not sides[label]:
                 continue
             s = summarize(sides[label])
