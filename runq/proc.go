@@ -491,8 +491,8 @@ func (s *Supervisor) Run(ctx context.Context, req RunRequest) Outcome {
 	defer wait.Stop()
 	select {
 	case o := <-c.done:
-		if o.Stopped == "" && !o.OK {
-			o.Stopped = reason
+		if !o.OK {
+			o.Stopped = reason // ours, whatever the process made of it
 		}
 		return o
 	case <-wait.C:

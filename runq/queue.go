@@ -237,6 +237,9 @@ func openSQLite(ctx context.Context, spec Spec, opts Options) (kit, error) {
 	if err := checkForeign(ctx, db, spec); err != nil {
 		return fail(err)
 	}
+	if _, err := db.ExecContext(ctx, "PRAGMA journal_mode=WAL"); err != nil {
+		return fail(fmt.Errorf("runq: WAL mode on %s: %w", spec.Path, classify(spec, err)))
+	}
 	driver := riversqlite.New(db)
 	if err := migrateSQLite(ctx, db, driver, spec, opts); err != nil {
 		return fail(err)
@@ -387,28 +390,28 @@ func openPostgres(ctx context.Context, spec Spec, opts Options) (kit, error) {
 }
 
 // migratePostgres creates the schema and brings River's tables up to date
-// in one transaction holding an advisory lock.
+// while holding a session advisory lock (River's migrations run one
+// transaction each: some cannot share one), so concurrent openers migrate
+// once.
 func migratePostgres(ctx context.Context, pool *pgxpool.Pool, driver *riverpgxv5.Driver, spec Spec) error {
 	m, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: discardLogger(), Schema: spec.Schema})
 	if err != nil {
 		return fmt.Errorf("runq: migrator: %w", err)
 	}
 	wrap := func(err error) error { return fmt.Errorf("runq: migrate %s: %w", spec, classify(spec, err)) }
-	tx, err := pool.Begin(ctx)
+	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return wrap(err)
 	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(migrateLockKey)); err != nil {
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", int64(migrateLockKey)); err != nil {
 		return wrap(err)
 	}
-	if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS "`+spec.Schema+`"`); err != nil {
+	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", int64(migrateLockKey))
+	if _, err := conn.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS "`+spec.Schema+`"`); err != nil {
 		return wrap(err)
 	}
-	if _, err := m.MigrateTx(ctx, tx, rivermigrate.DirectionUp, nil); err != nil {
-		return wrap(err)
-	}
-	if err := tx.Commit(ctx); err != nil {
+	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
 		return wrap(err)
 	}
 	return nil

@@ -94,11 +94,12 @@ func ParseSpec(s string) (Spec, error) {
 	return Spec{Path: abs}, nil
 }
 
-// sqliteURI is the mattn/go-sqlite3 DSN of a queue file: WAL, a busy
-// timeout, and BEGIN IMMEDIATE for every transaction (River's fetch is a
-// write; a deferred transaction upgrading to a write can deadlock).
+// sqliteURI is the mattn/go-sqlite3 DSN of a queue file: a busy timeout,
+// and BEGIN IMMEDIATE for every transaction (River's fetch is a
+// write; a deferred transaction upgrading to a write can deadlock). WAL
+// mode is set after the file is known to be a queue (it changes the file).
 func sqliteURI(path string) string {
 	r := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
 	return "file:" + r.Replace(path) +
-		"?_busy_timeout=10000&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate&_foreign_keys=0"
+		"?_busy_timeout=10000&_synchronous=NORMAL&_txlock=immediate&_foreign_keys=0"
 }
