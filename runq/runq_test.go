@@ -422,7 +422,7 @@ func TestWorkerRunsEveryInputOnceInItsProcesses(t *testing.T) {
 			if d := w.Done.Load(); d != 40 {
 				t.Fatalf("worker counted %d done runs", d)
 			}
-			st, err := q.Stats(context.Background(), StatsRequest{Batch: sub[0].batch(q, t)})
+			st, err := q.Stats(context.Background(), StatsRequest{Batch: sub[0].Batch})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -431,15 +431,6 @@ func TestWorkerRunsEveryInputOnceInItsProcesses(t *testing.T) {
 			}
 		})
 	}
-}
-
-// batch reads the batch id of a submitted run.
-func (s Submitted) batch(q *Queue, t *testing.T) string {
-	r, err := q.Get(context.Background(), s.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r.Args.Batch
 }
 
 func TestFailuresRetriesAndPermanentErrors(t *testing.T) {

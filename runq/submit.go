@@ -80,6 +80,7 @@ type SubmitRequest struct {
 type Submitted struct {
 	ID        int64
 	Index     int
+	Batch     string
 	State     string
 	Duplicate bool // an earlier job with the same key was found instead
 }
@@ -189,7 +190,7 @@ func (q *Queue) Submit(ctx context.Context, req SubmitRequest) ([]Submitted, err
 	}
 	out := make([]Submitted, len(res))
 	for i, r := range res {
-		out[i] = Submitted{ID: r.Job.ID, Index: i, State: string(r.Job.State), Duplicate: r.UniqueSkippedAsDuplicate}
+		out[i] = Submitted{ID: r.Job.ID, Index: i, Batch: req.Batch, State: string(r.Job.State), Duplicate: r.UniqueSkippedAsDuplicate}
 	}
 	return out, nil
 }

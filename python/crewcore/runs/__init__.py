@@ -10,9 +10,15 @@ twins, in threads or forked worker processes.
 - :mod:`~crewcore.runs.context`: the run context, CrewAI hooks, stop exceptions.
 - :mod:`~crewcore.runs.results`: ``RunFailure``, ``RunSummary``, ``ManyResults``.
 - :mod:`~crewcore.runs.procs`: worker processes (``processes=N``).
+- :mod:`~crewcore.runs.queue`, :mod:`~crewcore.runs.queued`,
+  :mod:`~crewcore.runs.worker`, :mod:`~crewcore.runs.crews`: durable runs on
+  a River queue (Go package ``runq``): ``submit``, ``Queue``, ``Worker``,
+  ``kickoff_many(queue=...)``.
 """
 
 from __future__ import annotations
 
 from crewcore.runs.scheduler import *  # noqa: F403  (the public API, listed once there)
 from crewcore.runs.scheduler import __all__  # noqa: F401
+from crewcore.runs.queue import Queue, QueueStats, RunBatch, RunHandle, RunInfo, submit  # noqa: E402,F401
+from crewcore.runs.worker import Worker  # noqa: E402,F401

@@ -294,6 +294,7 @@ def kickoff_many(
     stop_grace: float = 1.0,
     adaptive: bool = True,
     processes: int = 1,
+    queue: Any = None,
     **kickoff_kwargs: Any,
 ) -> ManyResults:
     """Run ``crew`` once per input, ``concurrency`` at a time; results in input order.
@@ -326,10 +327,21 @@ def kickoff_many(
       Python objects do not reach this process (files and stores do). See
       crewcore/runs/procs.py.
     - other keyword arguments (e.g. ``input_files``) go to ``Crew.kickoff``.
+    - ``queue``: run on the durable queue instead (``crewcore.runs.queue``):
+      a SQLite file, a ``postgresql://`` DSN, or True for the default file;
+      ``crew`` is then a factory ``"package.module:function"``, the inputs
+      JSON, ``processes`` (0 allowed) the local worker processes started for
+      this call, besides any ``crewcore worker`` on that queue
+      (``crewcore.runs.queued``).
 
     Ctrl-C cancels every pending and running run, waits for them to stop and
     re-raises KeyboardInterrupt (press it again to stop waiting).
     """
+    if queue is not None and queue is not False:
+        from crewcore.runs.queued import kickoff_many_queued
+
+        return kickoff_many_queued(crew, inputs, queue, concurrency, timeout, deadline, on_error, progress,
+                                   processes, kickoff_kwargs)
     handle = start_many(
         crew, inputs, concurrency, timeout, deadline, on_error, progress, stop_grace, adaptive, processes,
         **kickoff_kwargs,
