@@ -18,7 +18,7 @@ What it does, and what it needs (root: it installs Debian packages):
 3. The test dependencies for aarch64 (CrewAI, LanceDB, numpy, pytest, msgpack at
    the versions of requirements-dev.txt/constraints.txt), made once: the host's
    pip downloads their manylinux aarch64 wheels (``--platform ... --target``)
-   into ``$CREWCORE_ARM64_DEPS`` (default /var/tmp/crewcore-arm64-deps-<hash>).
+   into ``$CREWCORE_ARM64_DEPS`` (default /var/tmp/crewcore-arm64-deps-<hash of the pins>).
 4. A clean aarch64 venv (``-m venv --without-pip``, in a temporary directory)
    that sees those dependencies through one .pth line; the wheel is installed
    into it by Debian's pip (run from its wheel file, under qemu).
@@ -107,7 +107,8 @@ def pins() -> list[str]:
 
 def ensure_deps() -> Path:
     reqs = pins()
-    key = hashlib.sha1(("\n".join(reqs) + (REPO / "constraints.txt").read_text()).encode()).hexdigest()[:12]
+    # Keyed by the direct pins (the rest follows constraints.txt at download time).
+    key = hashlib.sha1("\n".join(reqs).encode()).hexdigest()[:12]
     deps = Path(os.environ.get("CREWCORE_ARM64_DEPS", f"/var/tmp/crewcore-arm64-deps-{key}"))
     if (deps / ".complete").exists():
         return deps

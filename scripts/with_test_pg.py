@@ -74,7 +74,7 @@ def main() -> int:
         if r.returncode == 0 and lines:
             started = True
             dsn = lines[-1].strip()
-            say(f"started a private PostgreSQL test server ({dsn}); it is stopped after the tests")
+            say(f"started a private PostgreSQL test server ({dsn}, data in {tmp}); it is stopped after the tests")
             env["CREWCORE_PG_DSN"] = dsn
         elif os.environ.get("CI"):
             say(f"FAILED: the PostgreSQL test server did not start under CI:\n{r.stdout}\n{r.stderr}")
