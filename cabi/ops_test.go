@@ -165,7 +165,7 @@ func FuzzDispatch(fz *testing.F) {
 		// requests off this machine.
 		n, rest, err := msgp.ReadArrayHeaderBytes(in)
 		if err == nil && n >= 1 {
-			if op, _, err := msgp.ReadStringBytes(rest); err == nil && (op == "open" || op == "close" || op == "panic" || op == "tool_fetch") {
+			if op, _, err := msgp.ReadStringBytes(rest); err == nil && (op == "open" || op == "close" || op == "panic" || op == "tool_fetch" || op == "kn_open") {
 				return
 			}
 		}

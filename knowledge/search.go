@@ -75,6 +75,10 @@ const hybridKeywordFloor = 0.55
 // rankings hold: a tie-break for agreement, not a sum (see Hybrid).
 const hybridAgreement = 0.01
 
+// keywordSlack is how many more rows than asked an unfiltered keyword query
+// reads (matches newer than the in-memory state are skipped).
+const keywordSlack = 64
+
 // MaxQueryTerms bounds the words of a keyword query.
 const MaxQueryTerms = 64
 
@@ -274,23 +278,42 @@ func (s *Store) Search(ctx context.Context, collection string, q Query) ([]Hit, 
 		}
 	}
 	hits := make([]Hit, 0, len(out))
+	if len(out) == 0 {
+		return hits, nil
+	}
+	type row struct{ id, content, meta string }
+	got := make(map[int64]row, len(out))
+	args := make([]any, len(out))
+	for i, o := range out {
+		args[i] = c.rids[o.row]
+	}
+	query := `SELECT rid, id, content, metadata FROM chunks WHERE rid IN (?` + strings.Repeat(", ?", len(out)-1) + `)`
 	err = s.db.Read(ctx, func(r *sqlitedb.Reader) error {
-		hits = hits[:0]
-		for _, o := range out {
-			h := Hit{Score: o.score, VectorScore: o.vs, KeywordScore: o.ks}
-			err := r.QueryRow(`SELECT id, content, metadata FROM chunks WHERE rid = ?`, c.rids[o.row]).Scan(&h.ID, &h.Content, &h.Metadata)
-			if errors.Is(err, sql.ErrNoRows) {
-				continue // reset by another process since the state was read
-			}
-			if err != nil {
+		clear(got)
+		rows, err := r.Query(query, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var rid int64
+			var x row
+			if err := rows.Scan(&rid, &x.id, &x.content, &x.meta); err != nil {
 				return err
 			}
-			hits = append(hits, h)
+			got[rid] = x
 		}
-		return nil
+		return rows.Err()
 	})
 	if err != nil {
 		return nil, wrapErr(collection, "read results", err)
+	}
+	for _, o := range out {
+		x, ok := got[c.rids[o.row]]
+		if !ok {
+			continue // reset by another process since the state was read
+		}
+		hits = append(hits, Hit{ID: x.id, Content: x.content, Metadata: x.meta, Score: o.score, VectorScore: o.vs, KeywordScore: o.ks})
 	}
 	return hits, nil
 }
@@ -520,10 +543,17 @@ func (s *Store) keyword(ctx context.Context, c *coll, text string, filter map[st
 	}
 	t := ftsTable(c.id)
 	query := fmt.Sprintf(`SELECT rowid, -bm25(%s) FROM %s WHERE %s MATCH ? ORDER BY bm25(%s), rowid`, t, t, t, t)
+	args := []any{fq}
+	if filter == nil {
+		// SQLite keeps only the best rows; the slack covers matches newer
+		// than the state, which are skipped
+		query += ` LIMIT ?`
+		args = append(args, n+keywordSlack)
+	}
 	var out []kwHit
 	err := s.db.Read(ctx, func(r *sqlitedb.Reader) error {
 		out = out[:0]
-		rows, err := r.Query(query, fq)
+		rows, err := r.Query(query, args...)
 		if err != nil {
 			return err
 		}

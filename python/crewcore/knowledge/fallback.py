@@ -422,7 +422,12 @@ class PyEngine:
             return []
         t = f"kfts_{c.id}"
         try:
-            cur = self._conn.execute(f"SELECT rowid, -bm25({t}) FROM {t} WHERE {t} MATCH ? ORDER BY bm25({t}), rowid", (q,))
+            sql = f"SELECT rowid, -bm25({t}) FROM {t} WHERE {t} MATCH ? ORDER BY bm25({t}), rowid"
+            args: tuple[Any, ...] = (q,)
+            if flt is None:
+                sql += " LIMIT ?"  # as the Go engine: the best rows, with slack for newer ones
+                args = (q, n + 64)
+            cur = self._conn.execute(sql, args)
         except sqlite3.OperationalError as e:
             if f"no such table: {t}" in str(e):
                 raise CollectionNotFoundError(f"knowledge collection {c.name!r} was reset during the search") from None

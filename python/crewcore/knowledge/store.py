@@ -211,7 +211,7 @@ class KnowledgeStore:
             out.append({
                 "id": cid,
                 "content": content,
-                "metadata": json.loads(meta) if meta else {},
+                "metadata": json.loads(meta) if meta and meta != "{}" else {},
                 "score": float(score),
                 "vector_score": None if vs < 0 else float(vs),
                 "keyword_score": None if ks < 0 else float(ks),

@@ -141,6 +141,22 @@ def query_vector(v: Any) -> bytes:
     import sys
 
     try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy comes with CrewAI
+        np = None
+    if np is not None:
+        try:
+            a = np.asarray(v, dtype="<f4")
+        except (TypeError, ValueError) as e:
+            raise InvalidArgumentError(f"query embedding is not a list of numbers: {e}") from None
+        if a.ndim != 1 or a.size == 0:
+            raise InvalidArgumentError(f"query embedding must be a non-empty flat list, got shape {a.shape}")
+        if not np.isfinite(a).all():
+            j = int(np.flatnonzero(~np.isfinite(a))[0])
+            raise InvalidArgumentError(f"query embedding component {j} is {a[j]}")
+        return a.tobytes()
+
+    try:
         vals = [float(x) for x in (v.tolist() if hasattr(v, "tolist") else v)]
     except (TypeError, ValueError) as e:
         raise InvalidArgumentError(f"query embedding is not a list of numbers: {e}") from None
