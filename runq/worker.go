@@ -110,7 +110,7 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	jobTimeout := cfg.RunTimeout + sup.StopWait() + 5*time.Second
+	jobTimeout := cfg.RunTimeout + sup.StopWait() + time.Second
 	if cfg.RescueAfter <= 0 {
 		cfg.RescueAfter = jobTimeout + 25*time.Second
 	}
@@ -274,7 +274,7 @@ type runWorker struct {
 // it, so the supervisor's stop comes first and River's rescuer never takes
 // a run that is still being stopped.
 func (rw *runWorker) Timeout(job *river.Job[RunArgs]) time.Duration {
-	return rw.w.runTimeout(job.Args) + rw.w.sup.StopWait() + 5*time.Second
+	return rw.w.runTimeout(job.Args) + rw.w.sup.StopWait() + time.Second
 }
 
 // Work runs the crew and writes the outcome back to the job.

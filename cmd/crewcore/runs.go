@@ -56,18 +56,27 @@ func runRuns(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var states listFlag
 	fs.Var(&states, "state", "only runs in this River state (list; repeatable)")
 	limit := fs.Int("limit", 50, "at most this many runs (list)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
+	// Flags may come before or after the ids.
+	var positional []string
+	for rest := args; ; {
+		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return 0
+			}
+			return 2
 		}
-		return 2
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		rest = fs.Args()[1:]
 	}
 	if *queue == "" {
 		fmt.Fprintf(stderr, "crewcore runs %s: --queue is required\n", sub)
 		return 2
 	}
 	var ids []int64
-	for _, a := range fs.Args() {
+	for _, a := range positional {
 		id, err := strconv.ParseInt(a, 10, 64)
 		if err != nil {
 			fmt.Fprintf(stderr, "crewcore runs %s: %q is not a run id\n", sub, a)
@@ -81,7 +90,7 @@ func runRuns(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "crewcore runs %s: which runs? give ids%s\n", sub, map[bool]string{true: " or --batch"}[sub == "cancel"])
 		return 2
 	case (sub == "list" || sub == "stats") && len(ids) > 0:
-		fmt.Fprintf(stderr, "crewcore runs %s: unexpected argument %q\n", sub, fs.Arg(0))
+		fmt.Fprintf(stderr, "crewcore runs %s: unexpected argument %q\n", sub, positional[0])
 		return 2
 	}
 	spec, err := runq.ParseSpec(*queue)

@@ -1,0 +1,49 @@
+"""Crew factories for the durable-queue tests and benchmarks (importable by
+name from worker processes: the tests pass this directory as crew_path).
+
+``build_crew`` is a real CrewAI crew (one agent, one task) talking to the
+``crewcore mockllm`` server named by RUNQ_LLM_URL; its task callback
+appends ``<topic> <pid>`` to RUNQ_EXEC_LOG when that is set, so a test
+counts how often each input really ran. The others need no CrewAI.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+
+def _note(topic: str) -> None:
+    log = os.environ.get("RUNQ_EXEC_LOG")
+    if log:
+        with open(log, "a") as f:
+            f.write(f"{topic} {os.getpid()}\n")
+
+
+def build_crew() -> Any:
+    from crewai import LLM, Agent, Crew, Task
+
+    llm = LLM(model="gpt-4o-mini", base_url=os.environ["RUNQ_LLM_URL"], api_key="sk-mockllm")
+    agent = Agent(role="Researcher", goal="Research {topic}", backstory="You research.", llm=llm,
+                  verbose=False, max_iter=3)
+    task = Task(description="Write one line about {topic}.", expected_output="One line.", agent=agent,
+                callback=lambda out: _note(out.description.rsplit("about ", 1)[-1].rstrip(".")))
+    return Crew(agents=[agent], tasks=[task], verbose=False)
+
+
+class _Plain:
+    """Not a CrewAI crew: kickoff(inputs) returns a dict (or raises)."""
+
+    def kickoff(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        if inputs.get("fail"):
+            raise ValueError(f"asked to fail: {inputs['fail']}")
+        end = time.time() + float(inputs.get("spin", 0))
+        while time.time() < end:
+            time.sleep(0.01)
+        _note(str(inputs.get("topic", "")))
+        return {"echo": inputs, "pid": os.getpid(), "at": time.time()}
+
+
+def plain() -> _Plain:
+    return _Plain()
