@@ -401,3 +401,37 @@ func TestReserveSizes(t *testing.T) {
 		})
 	}
 }
+
+// Any one changed byte, in any field, changes the checksum (CRC-32 detects
+// every error burst up to 32 bits), and moving bytes from one field to the
+// next does too (the lengths are part of the encoding). Seeds:
+// f.Add below and testdata/fuzz/FuzzRecordChecksum.
+func FuzzRecordChecksum(f *testing.F) {
+	f.Add("rec-1", "héllo wörld", []byte{0, 0, 128, 63, 0, 0, 32, 192}, 0.75, uint16(3), byte(1))
+	f.Add("", "", []byte{}, 0.0, uint16(0), byte(0x80))
+	f.Fuzz(func(t *testing.T, id, content string, emb []byte, importance float64, pos uint16, x byte) {
+		if x == 0 {
+			return
+		}
+		sum := func(id, content string, emb []byte) uint32 {
+			return recordChecksum(id, content, "/s", `["c"]`, `{}`, importance, "2026-01-01T00:00:00.000000",
+				"2026-01-01T00:00:00.000000", "src", 1, emb)
+		}
+		base := sum(id, content, emb)
+		all := []byte(id + content + string(emb))
+		if len(all) == 0 {
+			return
+		}
+		i := int(pos) % len(all)
+		all[i] ^= x
+		nid, ncontent, nemb := string(all[:len(id)]), string(all[len(id):len(id)+len(content)]), all[len(id)+len(content):]
+		if got := sum(nid, ncontent, nemb); got == base {
+			t.Fatalf("byte %d changed (xor %#x), checksum %08x unchanged", i, x, got)
+		}
+		if len(content) > 0 {
+			if got := sum(id+content[:1], content[1:], emb); got == base {
+				t.Fatalf("a byte moved from content to id, checksum %08x unchanged", got)
+			}
+		}
+	})
+}

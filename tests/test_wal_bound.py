@@ -5,7 +5,7 @@ without bound (446 MiB in 25 s; 6.2 GB in a 10-minute soak) and it stayed
 that size after the writers stopped. tests/soak_wal.py runs one writer at
 full rate (saves, updates, deletes, touches) and four reader processes on a
 real file, sampling the WAL; ``make stress`` runs it for 10 minutes, this
-test for 15 s (native) and 8 s (the Python engine writing, native readers).
+test for 15 s (native) and 6 s (the Python engine writing, native readers).
 Figures: docs/reliability.md, "Memory: WAL size".
 """
 
@@ -38,7 +38,7 @@ def _soak(*args: str, timeout: float = 180) -> dict:
         # The native engine empties the WAL when its writer closes.
         ("native", "native", 15, 1),
         # The Python engine leaves it at journal_size_limit (4 MiB).
-        ("python", "native", 8, 4),
+        ("python", "native", 6, 4),
     ],
 )
 def test_wal_bounded_with_reader_processes(engine: str, reader_engine: str, seconds: int,

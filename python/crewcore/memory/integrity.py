@@ -114,15 +114,12 @@ def verify_row(raw: tuple) -> tuple[tuple, str]:
         got = _crc(texts + (source or b"", emb or b""), importance, private)
         if got != checksum:
             why = f"checksum {got:08x}, stored {checksum & 0xFFFFFFFF:08x}"
-    dec = [_text(t) for t in texts] + [None if source is None else _text(source)]
     if why:
         why = f"rowid {rid}: {why}"
-    elif any(d is None for d in dec[:7]):
-        why = f"rowid {rid}: text that is not UTF-8"
-    dec = [d if d is not None or i == 7 else "" for i, d in enumerate(dec)]
-    if isinstance(rid_b, bytes) and dec[0] == "":
-        dec[0] = rid_b.decode("utf-8", "replace")
-    out = (rid, dec[0], dec[1], dec[2], dec[3], dec[4], importance, dec[5], dec[6], dec[7], private, emb)
+    # A damaged row's text may not be UTF-8: it is decoded with U+FFFD for the
+    # bad bytes, only to name the record (its row is never served).
+    d = [_text(t) or "" for t in texts]
+    out = (rid, d[0], d[1], d[2], d[3], d[4], importance, d[5], d[6], _text(source), private, emb)
     return out, why
 
 
