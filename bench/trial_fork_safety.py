@@ -37,6 +37,8 @@ def main() -> None:
     ap.add_argument("--latency", default="50ms")
     ap.add_argument("--processes", default="auto")
     ap.add_argument("--timeout", type=float, default=60.0)
+    ap.add_argument("--chroma", action="store_true",
+                    help="install(knowledge=False): knowledge stays on ChromaDB whatever the order")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="crewcore-fork-trial-")
     os.environ.update(
@@ -68,16 +70,21 @@ def main() -> None:
                         embedder={"provider": "openai", "config": {"model": "text-embedding-3-small",
                                                                    "api_key": "sk-mockllm", "api_base": url}})
 
+        kw = {"knowledge": False} if args.chroma else {}
         if args.order == "install_first":
-            crewcore.install()
+            crewcore.install(**kw)
             crew = build()
         else:
             crew = build()
-            crewcore.install()
+            crewcore.install(**kw)
         store = crew._memory._storage if args.what == "memory" else (crew.knowledge.storage if crew.knowledge else None)
         procs = int(args.processes) if args.processes.isdigit() else args.processes
         t0 = time.monotonic()
+        from crewai.knowledge.storage import factory as kf
+
+        copies = "crewcore" if getattr(getattr(kf, "_factory", None), "crewcore", False) else "ChromaDB"
         out: dict[str, object] = {"order": args.order, "what": args.what, "store": type(store).__name__,
+                                  "copies_knowledge": copies if args.what == "knowledge" else None,
                                   "processes": procs, "runs": args.runs}
         try:
             res = crewcore.kickoff_many(crew, [{"topic": f"t{i}"} for i in range(args.runs)], processes=procs,

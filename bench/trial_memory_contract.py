@@ -66,7 +66,8 @@ def close_stores(stores: dict[str, Any]) -> None:
 
 def snapshot(s: Any) -> Any:
     """A store's contents (or the error reading them: a poisoned store)."""
-    return cs.outcome(lambda: [s.count(), s.list_records(limit=10**6), s.list_scopes("/"), s.list_categories()])
+    return cs.outcome(lambda: [s.count(), s.list_records(limit=10**6), s.list_scopes("/"), s.list_categories(),
+                               s._e().dim])
 
 
 def one_call(stores: dict[str, Any], name: str, args: tuple, kw: dict) -> tuple[bool, dict[str, Any], str]:

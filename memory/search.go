@@ -80,6 +80,10 @@ func (s *Store) Search(ctx context.Context, q Query) ([]Match, error) {
 	}
 	var out []Match
 	err = s.read(ctx, func(ix *index) error {
+		if q.Limit == 0 { // nothing asked: no dimension check either (as pgmemory and the fallback)
+			out = []Match{}
+			return nil
+		}
 		if ix.dim > 0 && len(q.Vector) != ix.dim {
 			return &DimensionError{Stored: ix.dim, Got: len(q.Vector)}
 		}

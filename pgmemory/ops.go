@@ -137,25 +137,22 @@ func (s *Store) Save(ctx context.Context, recs []memory.Record) error {
 	return s.maybeIndex(ctx)
 }
 
-// lastPerID keeps the last record of each id (a batch that names an id twice
-// stores the later one, as sequential upserts would).
+// lastPerID keeps the last record of each id at the place of its first
+// (a batch that names an id twice stores the later one, numbered where the
+// id first appeared, as sequential upserts would).
 func lastPerID(rows []row) []row {
-	seen := make(map[string]int, len(rows))
-	dup := false
-	for i := range rows {
-		if _, ok := seen[rows[i].r.ID]; ok {
-			dup = true
-		}
-		seen[rows[i].r.ID] = i
-	}
-	if !dup {
-		return rows
-	}
+	pos := make(map[string]int, len(rows)) // id -> its index in out
 	out := rows[:0:0]
 	for i := range rows {
-		if seen[rows[i].r.ID] == i {
-			out = append(out, rows[i])
+		if j, ok := pos[rows[i].r.ID]; ok {
+			// The later record wins, in the place of the first: ids are
+			// numbered (rid, the tie-break "newer first") in order of first
+			// appearance, as the embedded store does.
+			out[j] = rows[i]
+			continue
 		}
+		pos[rows[i].r.ID] = len(out)
+		out = append(out, rows[i])
 	}
 	return out
 }
@@ -240,6 +237,20 @@ func (s *Store) Update(ctx context.Context, r memory.Record) error {
 		return err
 	}
 	w := rows[0]
+	if dim > 0 && s.Dim() == 0 {
+		// The write below would fix the store's dimension first: not for a
+		// record that is not there (the embedded store checks it first too).
+		var one int
+		err := s.retry(ctx, "update record", func(ctx context.Context) error {
+			return s.pool.QueryRow(ctx, `SELECT 1 FROM `+s.q.records+` WHERE id = $1`, r.ID).Scan(&one)
+		})
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("%w: %q", memory.ErrNotFound, r.ID)
+		}
+		if err != nil {
+			return err
+		}
+	}
 	return s.write(ctx, "update record", dim, 1, func(ctx context.Context, tx pgx.Tx) error {
 		args := w.args()
 		q := s.q.updateVec

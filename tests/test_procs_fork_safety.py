@@ -29,7 +29,7 @@ from test_scheduler_procs import children
 
 FACT = "ZEBRA-FACT-7"
 SCRIPT = [{"match": FACT, "reply": "Thought: I now know the final answer\nFinal Answer: knowledge-seen"}]
-N = 24
+N = 16
 
 
 @pytest.fixture(scope="module")
@@ -115,14 +115,23 @@ def test_memory_crew_in_worker_processes(env: str, order: str) -> None:
     assert missing == [], f"{kind}: memories of {len(missing)} runs are missing: {missing[:5]}"
 
 
-@pytest.mark.parametrize("order", ["install_first", "crew_first"])
-def test_knowledge_crew_in_worker_processes(env: str, order: str) -> None:
+@pytest.mark.parametrize("order,store", [("install_first", "chroma"), ("crew_first", "chroma"),
+                                         ("install_first", "crewcore")])
+def test_knowledge_crew_in_worker_processes(env: str, order: str, store: str) -> None:
+    """ChromaDB (CrewAI's default knowledge store; install(knowledge=False)
+    keeps it) in both orders, and crewcore's knowledge store."""
+    kw = {"knowledge": False} if store == "chroma" else {}
     if order == "install_first":
-        crewcore.install()
+        crewcore.install(**kw)
         crew = build(env, "knowledge")
     else:
         crew = build(env, "knowledge")
-        crewcore.install()
+        crewcore.install(**kw)
+    from crewai.knowledge.storage import factory
+
+    # Crew copies build their knowledge through CrewAI's factory: ChromaDB
+    # unless crewcore's is installed.
+    assert bool(getattr(factory._factory, "crewcore", False)) == (store == "crewcore")
     inputs = topics(N, f"zebras research topic {order}")
     res = run(crew, inputs)
     failures = [(f.index, f.error_type, f.message[:120]) for f in res.failures]
