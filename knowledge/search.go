@@ -380,8 +380,14 @@ func (c *coll) topVector(q []float32, rows []int32, k int) []scored {
 	dots := make([]int32, m)
 	c.int8Scan(qc, rows, dots)
 	approx := make([]float64, m)
-	for j, d := range dots {
-		approx[j] = float64(d) * qs * float64(c.scales[rowAt(j)])
+	if rows == nil {
+		for j, d := range dots {
+			approx[j] = float64(d) * qs * float64(c.scales[j])
+		}
+	} else {
+		for j, d := range dots {
+			approx[j] = float64(d) * qs * float64(c.scales[rows[j]])
+		}
 	}
 	// The k best by the approximate score, scored exactly, give a first
 	// k-th score tau; every row whose upper bound reaches tau is a candidate.
@@ -393,18 +399,19 @@ func (c *coll) topVector(q []float32, rows []int32, k int) []scored {
 	top := c.exactTop(q, cand, k, nil)
 	tau := float64(top[len(top)-1].cos)
 	const slack = 2e-4 // float32 rounding of the exact dot products
-	inFirst := make(map[int32]bool, len(first))
 	for _, j := range first {
-		inFirst[j] = true
+		approx[j] = math.Inf(-1) // scored exactly already
 	}
+	// a row can reach tau only if its approximate score is above
+	// tau - eq - (1+eq)*maxErr - slack: most rows fail this one comparison
+	floor := tau - eq - (1+eq)*float64(c.maxErr) - slack
 	var more []int32
-	for j := range approx {
-		if inFirst[int32(j)] {
+	for j, a := range approx {
+		if a < floor {
 			continue
 		}
 		row := rowAt(j)
-		ub := approx[j] + eq + (1+eq)*float64(c.errs[row]) + slack
-		if ub >= tau {
+		if a+eq+(1+eq)*float64(c.errs[row])+slack >= tau {
 			more = append(more, row)
 		}
 	}

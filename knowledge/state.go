@@ -30,6 +30,7 @@ type coll struct {
 	codes  []int8
 	scales []float32
 	errs   []float32
+	maxErr float32 // the largest of errs
 	rids   []int64
 	metas  []map[string]any // nil: {}
 	pos    map[int64]int32  // rid -> row
@@ -200,6 +201,7 @@ func (c *coll) add(rid int64, meta string, emb []byte) error {
 	}
 	c.scales = append(c.scales, scale)
 	c.errs = append(c.errs, float32(math.Sqrt(e)))
+	c.maxErr = max(c.maxErr, c.errs[len(c.errs)-1])
 	var m map[string]any
 	if meta != "" && meta != "{}" {
 		mm, err := decodeObject(meta)

@@ -263,6 +263,35 @@ print(json.dumps(out))
     assert json.loads(a.stdout.strip().splitlines()[-1]) == json.loads(b.stdout.strip().splitlines()[-1])
 
 
+def test_forked_child_switches_to_the_python_engine(tmp_path: Path) -> None:
+    """A child forked after the Go library loaded reopens the file on the
+    Python engine (its Go runtime is gone) and answers the same search."""
+    path = str(tmp_path / "fork.db")
+    code = f"""
+import os, sys, warnings
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+warnings.simplefilter("ignore")
+from knowledge_helpers import hash_embed
+from crewcore.knowledge import KnowledgeStore
+s = KnowledgeStore({path!r})
+assert s.engine == "native", s.engine
+s.add("c", ["pump manual PX-1", "valve notes"], hash_embed)
+want = [h["id"] for h in s.search("c", "PX-1", hash_embed(["pump"])[0], mode="hybrid")]
+pid = os.fork()
+if pid == 0:
+    c = KnowledgeStore({path!r})
+    ok = c.engine == "python" and [h["id"] for h in c.search("c", "PX-1", hash_embed(["pump"])[0], mode="hybrid")] == want
+    c.add("c", ["added by the child"], hash_embed)
+    os._exit(0 if ok else 3)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, status
+assert s.stats()[0]["chunks"] == 3
+print("ok")
+"""
+    r = run_py(code, timeout=300)
+    assert r.stdout.strip().endswith("ok"), r.stdout + r.stderr
+
+
 def test_without_fts5_vector_works_keyword_says_so(tmp_path: Path) -> None:
     """An interpreter without FTS5 (simulated): vector search and ingestion
     work, keyword search raises KeywordSearchUnavailableError, and the Go

@@ -89,6 +89,9 @@ def install(
 
     eopts = None if embeddings is False else EmbeddingOptions.of(embeddings)  # validated before any change
     with _lock:
+        from crewcore.knowledge.install import parse_config
+
+        parse_config(knowledge)  # a bad knowledge config changes nothing either
         install_tools(tools)  # validates first: a bad policy changes nothing
         if tools is None:
             _installed.pop("tools", None)
