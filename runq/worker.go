@@ -58,6 +58,10 @@ type WorkerConfig struct {
 	// FetchPoll is how often River looks for new jobs when no notification
 	// arrives (default 2 ms on SQLite, 1 s on PostgreSQL, which notifies).
 	FetchPoll time.Duration
+	// Keep is how long completed and cancelled runs (with their results)
+	// stay in the queue before River's cleaner deletes them (default 24 h,
+	// River's; discarded runs stay 7 days). Only the leader cleans.
+	Keep time.Duration
 	// Periodic crews this worker's River client schedules when it leads.
 	Periodic []PeriodicSpec
 	// Logger receives River's log lines (default: warnings to stderr).
@@ -140,16 +144,18 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 		return nil, fmt.Errorf("runq: register worker: %w", err)
 	}
 	cl, err := q.kit.newRunner(&river.Config{
-		Queues:               map[string]river.QueueConfig{cfg.RiverQueue: {MaxWorkers: slots}},
-		Workers:              workers,
-		FetchCooldown:        time.Millisecond,
-		FetchPollInterval:    cfg.FetchPoll,
-		JobTimeout:           jobTimeout,
-		RescueStuckJobsAfter: cfg.RescueAfter,
-		SoftStopTimeout:      cfg.ShutdownGrace,
-		PeriodicJobs:         periodic,
-		MaxAttempts:          DefaultMaxAttempts,
-		Logger:               cfg.Logger,
+		Queues:                      map[string]river.QueueConfig{cfg.RiverQueue: {MaxWorkers: slots}},
+		Workers:                     workers,
+		FetchCooldown:               time.Millisecond,
+		FetchPollInterval:           cfg.FetchPoll,
+		JobTimeout:                  jobTimeout,
+		RescueStuckJobsAfter:        cfg.RescueAfter,
+		SoftStopTimeout:             cfg.ShutdownGrace,
+		PeriodicJobs:                periodic,
+		CompletedJobRetentionPeriod: cfg.Keep,
+		CancelledJobRetentionPeriod: cfg.Keep,
+		MaxAttempts:                 DefaultMaxAttempts,
+		Logger:                      cfg.Logger,
 	})
 	if err != nil {
 		q.Close()

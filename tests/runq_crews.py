@@ -21,6 +21,10 @@ def _note(topic: str) -> None:
             f.write(f"{topic} {os.getpid()}\n")
 
 
+def _task_done(out: Any) -> None:
+    _note(out.description.rsplit("about ", 1)[-1].rstrip("."))
+
+
 def build_crew() -> Any:
     from crewai import LLM, Agent, Crew, Task
 
@@ -28,7 +32,7 @@ def build_crew() -> Any:
     agent = Agent(role="Researcher", goal="Research {topic}", backstory="You research.", llm=llm,
                   verbose=False, max_iter=3)
     task = Task(description="Write one line about {topic}.", expected_output="One line.", agent=agent,
-                callback=lambda out: _note(out.description.rsplit("about ", 1)[-1].rstrip(".")))
+                callback=_task_done)
     return Crew(agents=[agent], tasks=[task], verbose=False)
 
 

@@ -74,6 +74,7 @@ func parseWorkerFlags(args []string, stderr io.Writer) (*workerFlags, int) {
 	stopGrace := fs.Duration("stop-grace", 2*time.Second, "a run told to stop: time before its thread is interrupted, and again before its process is killed")
 	riverQueue := fs.String("river-queue", runq.DefaultRiverQueue, "the River queue to work")
 	poll := fs.Duration("poll", 0, "how often to look for new runs without a notification (default 2ms on SQLite, 1s on PostgreSQL)")
+	keep := fs.Duration("keep", 24*time.Hour, "how long completed and cancelled runs (and their results) stay before River's cleaner deletes them")
 	noInstall := fs.Bool("no-install", false, "do not call crewcore.install() in the processes")
 	stdinEOF := fs.Bool("stop-on-stdin-eof", false, "stop gracefully when stdin reaches end of file (crewcore.runs.Worker: its Python owner is gone)")
 	var periodic listFlag
@@ -130,6 +131,7 @@ func parseWorkerFlags(args []string, stderr io.Writer) (*workerFlags, int) {
 		RescueAfter:   *rescue,
 		ShutdownGrace: *shutdown,
 		FetchPoll:     *poll,
+		Keep:          *keep,
 		Periodic:      specs,
 		Log:           stderr,
 	}, stdinEOF: *stdinEOF}

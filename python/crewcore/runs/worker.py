@@ -58,6 +58,8 @@ class Worker:
     - ``periodic``: dicts ``{"id", "crew", "every" (s), "inputs", "run_on_start",
       "priority", "attempts", "timeout"}``: crews River enqueues on a schedule
       (only the elected leader among the workers enqueues).
+    - ``keep``: seconds completed and cancelled runs (and results) stay in
+      the queue before River's cleaner deletes them (default 24 h).
     - ``log``: where the command's stderr goes (default ``sys.stderr``).
     """
 
@@ -76,6 +78,7 @@ class Worker:
         river_queue: str = "crewcore",
         periodic: Iterable[dict[str, Any]] = (),
         poll: float | None = None,
+        keep: float | None = None,
         install: bool = True,
         log: IO[str] | None = None,
         env: dict[str, str] | None = None,
@@ -97,6 +100,8 @@ class Worker:
             args += ["--rescue-after", _dur("rescue_after", rescue_after)]
         if poll is not None:
             args += ["--poll", _dur("poll", poll)]
+        if keep is not None:
+            args += ["--keep", _dur("keep", keep)]
         for d in crew_path:
             p = Path(d)
             if not p.is_dir():
