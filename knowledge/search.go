@@ -208,7 +208,6 @@ func (s *Store) Search(ctx context.Context, collection string, q Query) ([]Hit, 
 	type res struct {
 		row           int32
 		score, vs, ks float64
-		rv, rk, rrf   float64 // reciprocal ranks in each list, fused
 	}
 	var out []res
 	keep := func(r res) bool { return q.Threshold <= 0 || r.score >= q.Threshold }
@@ -237,44 +236,20 @@ func (s *Store) Search(ctx context.Context, collection string, q Query) ([]Hit, 
 		if err != nil {
 			return nil, wrapErr(collection, "keyword search", err)
 		}
-		byRow := map[int32]*res{}
+		vr := make([]Ranked, len(vl))
 		for i, sc := range vl {
-			vs := cosScore(sc.cos)
-			byRow[sc.row] = &res{row: sc.row, vs: vs, ks: -1, rv: 1 / float64(k+i+1)}
+			vr[i] = Ranked{Key: c.rids[sc.row], VectorScore: cosScore(sc.cos), KeywordScore: -1}
 		}
-		for i, h := range kl {
+		kr := make([]Ranked, 0, len(kl))
+		for _, h := range kl {
 			if h.score < hybridKeywordFloor {
-				break // the list is best first: the rest is weaker still
+				break
 			}
-			r := byRow[h.row]
-			if r == nil {
-				off := int(h.row) * c.dim
-				cos := vec.Dot(c.vecs[off:off+c.dim], qn)
-				r = &res{row: h.row, vs: cosScore(cos)}
-				byRow[h.row] = r
-			}
-			r.ks = h.score
-			r.rk = 1 / float64(k+i+1)
+			off := int(h.row) * c.dim
+			kr = append(kr, Ranked{Key: c.rids[h.row], VectorScore: cosScore(vec.Dot(c.vecs[off:off+c.dim], qn)), KeywordScore: h.score})
 		}
-		for _, r := range byRow {
-			r.rrf = max(r.rv, r.rk) + hybridAgreement*min(r.rv, r.rk)
-			r.score = max(r.vs, r.ks)
-			if keep(*r) {
-				out = append(out, *r)
-			}
-		}
-		sort.Slice(out, func(i, j int) bool {
-			a, b := out[i], out[j]
-			if a.rrf != b.rrf {
-				return a.rrf > b.rrf
-			}
-			if a.score != b.score {
-				return a.score > b.score
-			}
-			return c.rids[a.row] < c.rids[b.row]
-		})
-		if len(out) > q.Limit {
-			out = out[:q.Limit]
+		for _, f := range Fuse(vr, kr, q.Limit, k, q.Threshold) {
+			out = append(out, res{row: c.pos[f.Key], score: f.Score, vs: f.VectorScore, ks: f.KeywordScore})
 		}
 	}
 	hits := make([]Hit, 0, len(out))
@@ -316,6 +291,74 @@ func (s *Store) Search(ctx context.Context, collection string, q Query) ([]Hit, 
 		hits = append(hits, Hit{ID: x.id, Content: x.content, Metadata: x.meta, Score: o.score, VectorScore: o.vs, KeywordScore: o.ks})
 	}
 	return hits, nil
+}
+
+// Ranked is one entry of a ranking handed to Fuse: a chunk (Key: its row
+// id, smaller is older) with its vector score and keyword score (-1: none).
+type Ranked struct {
+	Key          int64
+	VectorScore  float64
+	KeywordScore float64
+	// Score is set by Fuse: the larger of the two scores.
+	Score float64
+}
+
+// Fuse is the Hybrid ranking of a vector ranking and a keyword ranking
+// (each best first; keyword entries carry the chunk's vector score too):
+// every chunk's fused score is the better of its reciprocal ranks 1/(k+rank)
+// plus hybridAgreement times the other, keyword entries under
+// hybridKeywordFloor are left out, entries scoring (the larger of their two
+// scores) under threshold are dropped before ranking, and ties go to the
+// higher score, then the older chunk. It returns at most limit entries.
+func Fuse(vector, keyword []Ranked, limit, k int, threshold float64) []Ranked {
+	type acc struct {
+		r      Ranked
+		rv, rk float64
+	}
+	by := map[int64]*acc{}
+	for i, r := range vector {
+		r.KeywordScore = -1
+		by[r.Key] = &acc{r: r, rv: 1 / float64(k+i+1)}
+	}
+	for i, r := range keyword {
+		if r.KeywordScore < hybridKeywordFloor {
+			break // best first: the rest is weaker still
+		}
+		a := by[r.Key]
+		if a == nil {
+			a = &acc{r: r}
+			by[r.Key] = a
+		}
+		a.r.KeywordScore = r.KeywordScore
+		a.rk = 1 / float64(k+i+1)
+	}
+	type fused struct {
+		r   Ranked
+		rrf float64
+	}
+	var all []fused
+	for _, a := range by {
+		a.r.Score = max(a.r.VectorScore, a.r.KeywordScore)
+		if threshold > 0 && a.r.Score < threshold {
+			continue
+		}
+		all = append(all, fused{a.r, max(a.rv, a.rk) + hybridAgreement*min(a.rv, a.rk)})
+	}
+	sort.Slice(all, func(i, j int) bool {
+		a, b := all[i], all[j]
+		if a.rrf != b.rrf {
+			return a.rrf > b.rrf
+		}
+		if a.r.Score != b.r.Score {
+			return a.r.Score > b.r.Score
+		}
+		return a.r.Key < b.r.Key
+	})
+	out := make([]Ranked, 0, min(limit, len(all)))
+	for _, f := range all[:min(limit, len(all))] {
+		out = append(out, f.r)
+	}
+	return out
 }
 
 // cosScore is ChromaDB's cosine score as CrewAI converts it: 1 - d/2 with
