@@ -11,18 +11,35 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/crewcore/crewcore/knowledge"
+	"github.com/crewcore/crewcore/pgknowledge"
 	"github.com/tinylib/msgp/msgp"
 )
+
+// knBackend is a knowledge store: the embedded one (package knowledge) or
+// the PostgreSQL one (package pgknowledge), with the same semantics.
+type knBackend interface {
+	Missing(ctx context.Context, collection string, ids []string) ([]string, error)
+	Save(ctx context.Context, collection string, chunks []knowledge.Chunk) (int, error)
+	Search(ctx context.Context, collection string, q knowledge.Query) ([]knowledge.Hit, error)
+	Reset(ctx context.Context, collection string) (bool, error)
+	ResetAll(ctx context.Context) error
+	Collections(ctx context.Context) ([]knowledge.CollectionInfo, error)
+	FTS() bool
+	Path() string
+	Close() error
+}
 
 var (
 	knMu     sync.Mutex
 	knNext   int64
-	knByH    = map[int64]*knowledge.Store{}
+	knByH    = map[int64]knBackend{}
 	knByPath = map[string]int64{}
+	knKey    = map[int64]string{}
 )
 
 func init() {
@@ -32,6 +49,7 @@ func init() {
 	registerKind(knowledge.ErrNoFTS, "kn_no_fts")
 	registerKind(knowledge.ErrCorrupt, "corrupt")
 	registerKind(knowledge.ErrClosed, "closed")
+	registerKind(pgknowledge.ErrUnavailable, "pg_unavailable")
 
 	registerOp("kn_open", opKnOpen)
 	registerOp("kn_close", opKnClose)
@@ -53,7 +71,7 @@ func knErr(err error) error {
 	return err
 }
 
-func knStore(h int64) (*knowledge.Store, error) {
+func knStore(h int64) (knBackend, error) {
 	knMu.Lock()
 	defer knMu.Unlock()
 	if s := knByH[h]; s != nil {
@@ -62,8 +80,9 @@ func knStore(h int64) (*knowledge.Store, error) {
 	return nil, &bridgeError{kind: "closed", msg: fmt.Sprintf("knowledge store handle %d is not open", h)}
 }
 
-// kn_open [op, 0, path, timeout_seconds|nil, no_fts] -> [handle, fts]
-func opKnOpen(_ context.Context, _ int64, r *reader) ([]byte, error) {
+// kn_open [op, 0, path or postgresql:// DSN (#schema), timeout_seconds|nil,
+// no_fts] -> [handle, fts]
+func opKnOpen(ctx context.Context, _ int64, r *reader) ([]byte, error) {
 	path := r.str("path")
 	timeout, _ := argSeconds(r, "timeout", 0)
 	noFTS := r.bool("no_fts")
@@ -73,30 +92,43 @@ func opKnOpen(_ context.Context, _ int64, r *reader) ([]byte, error) {
 	if path == "" {
 		return nil, badRequest("empty knowledge store path")
 	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, err
-	}
 	if timeout < 0 || timeout > 24*time.Hour {
 		timeout = 0
 	}
+	key := path
+	pg := strings.HasPrefix(path, "postgres://") || strings.HasPrefix(path, "postgresql://")
+	if !pg {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return nil, err
+		}
+		key = abs
+	}
 	knMu.Lock()
 	defer knMu.Unlock()
-	if id, ok := knByPath[abs]; ok {
+	if id, ok := knByPath[key]; ok {
 		return appendOpen(id, knByH[id]), nil
 	}
-	s, err := knowledge.Open(abs, &knowledge.Options{Timeout: timeout, NoFTS: noFTS})
+	var s knBackend
+	var err error
+	if pg {
+		dsn, schema, _ := strings.Cut(path, "#")
+		s, err = pgknowledge.Open(ctx, dsn, &pgknowledge.Options{Schema: schema})
+	} else {
+		s, err = knowledge.Open(key, &knowledge.Options{Timeout: timeout, NoFTS: noFTS})
+	}
 	if err != nil {
 		return nil, err
 	}
 	knNext++
 	id := knNext
 	knByH[id] = s
-	knByPath[abs] = id
+	knByPath[key] = id
+	knKey[id] = key
 	return appendOpen(id, s), nil
 }
 
-func appendOpen(id int64, s *knowledge.Store) []byte {
+func appendOpen(id int64, s knBackend) []byte {
 	b := msgp.AppendArrayHeader(nil, 2)
 	b = msgp.AppendInt64(b, id)
 	return msgp.AppendBool(b, s.FTS())
@@ -107,9 +139,8 @@ func opKnClose(_ context.Context, h int64, _ *reader) ([]byte, error) {
 	knMu.Lock()
 	s := knByH[h]
 	delete(knByH, h)
-	if s != nil {
-		delete(knByPath, s.Path())
-	}
+	delete(knByPath, knKey[h])
+	delete(knKey, h)
 	knMu.Unlock()
 	if s != nil {
 		if err := s.Close(); err != nil {

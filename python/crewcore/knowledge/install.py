@@ -15,8 +15,8 @@ from crewcore.knowledge import validate as v
 
 
 def parse_config(knowledge: Any) -> dict[str, Any] | None:
-    """``install(knowledge=...)``: True (defaults), False/None (off), a path,
-    or a dict with ``path``, ``mode`` (default "vector"), ``modes``
+    """``install(knowledge=...)``: True (defaults), False/None (off), a path
+    or ``postgresql://`` DSN, or a dict with ``path``, ``mode`` (default "vector"), ``modes``
     ({collection_name: mode}, e.g. {"crew": "hybrid", "Researcher":
     "keyword"}), ``engine``, ``rrf_k``, ``batch_size``."""
     if knowledge is None or knowledge is False:
@@ -32,12 +32,6 @@ def parse_config(knowledge: Any) -> dict[str, Any] | None:
     unknown = set(cfg) - {"path", "mode", "modes", "engine", "rrf_k", "batch_size"}
     if unknown:
         raise InvalidArgumentError(f"unknown knowledge option(s): {sorted(unknown)}")
-    path = cfg.get("path")
-    if isinstance(path, str) and path.startswith(("postgres://", "postgresql://")):
-        raise InvalidArgumentError(
-            "a PostgreSQL knowledge store is not available yet (see docs/architecture.md, Knowledge): "
-            "give a file path"
-        )
     cfg["mode"] = v.check_mode(cfg.get("mode"))
     modes = cfg.get("modes") or {}
     if not isinstance(modes, dict):

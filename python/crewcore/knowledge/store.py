@@ -41,9 +41,17 @@ def default_path() -> Path:
     return base / "crewcore" / "knowledge.db"
 
 
+def is_dsn(path: Any) -> bool:
+    """Whether ``path`` is a PostgreSQL DSN (``postgresql://...``, ``#schema`` optional)."""
+    return isinstance(path, str) and path.startswith(("postgres://", "postgresql://"))
+
+
 def resolve_path(path: str | os.PathLike[str] | None) -> str:
     """The database file a ``path`` argument names: a file ending in .db,
-    .sqlite or .sqlite3 (or an existing file), else ``<dir>/knowledge.db``."""
+    .sqlite or .sqlite3 (or an existing file), else ``<dir>/knowledge.db``;
+    a PostgreSQL DSN is kept as it is."""
+    if is_dsn(path):
+        return str(path)
     if path is None or str(path) == "":
         p = default_path()
     else:
@@ -68,6 +76,11 @@ def _open_engine(path: str, engine: str | None, timeout: float | None) -> Any:
                 )
             return eng
         kind = engine or ("native" if _backend.use_native() else "python")
+        if is_dsn(path) and kind != "native":
+            raise InvalidArgumentError(
+                "a PostgreSQL knowledge store needs the Go engine, which is not usable in this process "
+                f"({_backend.reason() or 'engine=python'}); there is no pure-Python PostgreSQL engine"
+            )
         if kind == "native":
             from crewcore.knowledge.native import NativeEngine
 
@@ -84,8 +97,9 @@ def _open_engine(path: str, engine: str | None, timeout: float | None) -> Any:
 class KnowledgeStore:
     """A crewcore knowledge store (see docs/architecture.md, "Knowledge").
 
-    ``path``: a file (``.db``/``.sqlite``/``.sqlite3``) or a directory (its
-    ``knowledge.db``); default ``<CREWAI_STORAGE_DIR or CrewAI's data
+    ``path``: a file (``.db``/``.sqlite``/``.sqlite3``), a directory (its
+    ``knowledge.db``), or a ``postgresql://`` DSN (``#schema`` optional; Go
+    engine only; see pgknowledge/); default ``<CREWAI_STORAGE_DIR or CrewAI's data
     dir>/crewcore/knowledge.db``. ``engine``: "native", "python" or None (the
     process-wide choice, ``crewcore.backend()``).
     """
