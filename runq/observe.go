@@ -174,22 +174,28 @@ func (q *Queue) Finished(ctx context.Context, ids []int64) ([]Run, error) {
 	return out, nil
 }
 
-// WaitPoll is how often Wait looks for results. On SQLite a look that
-// finds no commit by another process since the last one costs a pragma.
+// WaitPoll is how often Wait looks for results on SQLite, where a look that
+// finds no commit by another connection since the last one costs a pragma.
 const WaitPoll = time.Millisecond
+
+// pgPoll is Wait's interval on PostgreSQL, where every look is a query over
+// the ids: 2 ms for a few runs, growing with their number up to 50 ms.
+func pgPoll(ids int) time.Duration {
+	return min(2*time.Millisecond+time.Duration(ids)*20*time.Microsecond, 50*time.Millisecond)
+}
 
 // Wait returns the final runs among ids, waiting up to maxWait for at
 // least one (an empty result when none finished in time).
 func (q *Queue) Wait(ctx context.Context, ids []int64, maxWait time.Duration) ([]Run, error) {
 	deadline := time.Now().Add(maxWait)
-	firstLook := true
+	seen, looked := int64(0), false
 	for {
-		changed, err := q.kit.changed(ctx)
+		v, ok, err := q.kit.dataVersion(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("runq: wait on %s: %w", q.spec, classify(q.spec, err))
 		}
-		if changed || firstLook {
-			firstLook = false
+		if !ok || !looked || v != seen {
+			seen, looked = v, true
 			done, err := q.Finished(ctx, ids)
 			if err != nil || len(done) > 0 {
 				return done, err
@@ -200,8 +206,8 @@ func (q *Queue) Wait(ctx context.Context, ids []int64, maxWait time.Duration) ([
 			return nil, nil
 		}
 		poll := WaitPoll
-		if q.spec.IsPostgres() {
-			poll = 2 * time.Millisecond
+		if !ok {
+			poll = pgPoll(len(ids))
 		}
 		t := time.NewTimer(min(poll, left))
 		select {

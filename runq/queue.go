@@ -77,9 +77,10 @@ type kit interface {
 	// completeTx records the job's output and completes it in one
 	// committed transaction (visible at once, not at River's next batch).
 	completeTx(ctx context.Context, job *river.Job[RunArgs]) error
-	// changed reports whether another connection may have committed since
-	// the last call (SQLite's data_version; always true on PostgreSQL).
-	changed(ctx context.Context) (bool, error)
+	// dataVersion is SQLite's data_version of the queue's connection: it
+	// changes whenever another connection commits. ok is false on
+	// PostgreSQL, which has no such counter.
+	dataVersion(ctx context.Context) (v int64, ok bool, err error)
 	close()
 }
 
@@ -91,9 +92,6 @@ type riverKit[TTx any] struct {
 	complete func(ctx context.Context, job *river.Job[RunArgs]) error
 	version  func(ctx context.Context) (int64, error)
 	closeFn  func()
-
-	vmu   sync.Mutex
-	lastV int64
 }
 
 func (k *riverKit[TTx]) insertMany(ctx context.Context, p []river.InsertManyParams) ([]*rivertype.JobInsertResult, error) {
@@ -129,21 +127,12 @@ func (k *riverKit[TTx]) completeTx(ctx context.Context, job *river.Job[RunArgs])
 	return k.complete(ctx, job)
 }
 
-func (k *riverKit[TTx]) changed(ctx context.Context) (bool, error) {
+func (k *riverKit[TTx]) dataVersion(ctx context.Context) (int64, bool, error) {
 	if k.version == nil {
-		return true, nil
+		return 0, false, nil
 	}
 	v, err := k.version(ctx)
-	if err != nil {
-		return true, err
-	}
-	k.vmu.Lock()
-	defer k.vmu.Unlock()
-	if v == k.lastV {
-		return false, nil
-	}
-	k.lastV = v
-	return true, nil
+	return v, true, err
 }
 
 func (k *riverKit[TTx]) close() { k.closeFn() }
@@ -240,11 +229,13 @@ func openSQLite(ctx context.Context, spec Spec, opts Options) (kit, error) {
 	if _, err := db.ExecContext(ctx, "PRAGMA journal_mode=WAL"); err != nil {
 		return fail(fmt.Errorf("runq: WAL mode on %s: %w", spec.Path, classify(spec, err)))
 	}
-	driver := riversqlite.New(db)
-	if err := migrateSQLite(ctx, db, driver, spec, opts); err != nil {
+	driver := &sqliteDriver{Driver: riversqlite.New(db), uri: sqliteURI(spec.Path)}
+	if err := migrateSQLite(ctx, db, driver.Driver, spec, opts); err != nil {
 		return fail(err)
 	}
-	client, err := river.NewClient(driver, &river.Config{Logger: opts.Logger})
+	// FetchCooldown also spaces this client's insert notifications: 1 ms,
+	// so a run submitted right after another still wakes the workers.
+	client, err := river.NewClient[*sql.Tx](driver, &river.Config{Logger: opts.Logger, FetchCooldown: time.Millisecond, FetchPollInterval: time.Second})
 	if err != nil {
 		return fail(fmt.Errorf("runq: River client for %s: %w", spec.Path, err))
 	}
@@ -256,7 +247,7 @@ func openSQLite(ctx context.Context, spec Spec, opts Options) (kit, error) {
 			if err != nil {
 				return err
 			}
-			if _, err := river.JobCompleteTx[*riversqlite.Driver](ctx, tx, job); err != nil {
+			if _, err := river.JobCompleteTx[*sqliteDriver](ctx, tx, job); err != nil {
 				tx.Rollback()
 				return err
 			}
@@ -267,7 +258,10 @@ func openSQLite(ctx context.Context, spec Spec, opts Options) (kit, error) {
 			err := db.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v)
 			return v, err
 		},
-		closeFn: func() { db.Close() },
+		closeFn: func() {
+			driver.closeWatch()
+			db.Close()
+		},
 	}
 	return k, nil
 }
@@ -364,7 +358,7 @@ func openPostgres(ctx context.Context, spec Spec, opts Options) (kit, error) {
 		pool.Close()
 		return nil, err
 	}
-	client, err := river.NewClient(driver, &river.Config{Logger: opts.Logger, Schema: spec.Schema})
+	client, err := river.NewClient(driver, &river.Config{Logger: opts.Logger, Schema: spec.Schema, FetchCooldown: time.Millisecond, FetchPollInterval: time.Second})
 	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("runq: River client for %s: %w", spec, err)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river/riverdriver"
 )
 
 // python is the repository's venv interpreter (crewcore installed in it);
@@ -609,5 +610,70 @@ func TestShutdownReturnsRunningJobsToTheQueue(t *testing.T) {
 	r, _ := q.Get(context.Background(), sub[0].ID)
 	if r.State != "available" || r.Attempt != 0 {
 		t.Fatalf("after shutdown the running run is %s with %d attempts, want available with 0", r.State, r.Attempt)
+	}
+}
+
+func TestWakeListenerDeliversInsertNotifications(t *testing.T) {
+	spec, _ := ParseSpec(filepath.Join(t.TempDir(), "runs.db"))
+	q, err := Open(context.Background(), spec, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	k := q.kit.(*riverKit[*sql.Tx])
+	l := k.driver.GetListener(&riverdriver.GetListenenerParams{})
+	if _, ok := l.(*wakeListener); !ok {
+		t.Fatalf("the SQLite driver's listener is a %T", l)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := l.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close(context.Background())
+	if err := l.Listen(ctx, "river_insert"); err != nil {
+		t.Fatal(err)
+	}
+	other, err := Open(context.Background(), spec, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	go func() {
+		// Commits that are not notifications wake the listener first; it
+		// must go on waiting, then deliver the insert's notification.
+		for i := range 5 {
+			other.Submit(ctx, SubmitRequest{Crew: "m:f", Inputs: [][]byte{[]byte(`{}`)}, RiverQueue: "other", ScheduledAt: time.Now().Add(time.Hour), Key: fmt.Sprint(i)})
+			time.Sleep(5 * time.Millisecond)
+		}
+		other.Submit(ctx, SubmitRequest{Crew: "m:f", Inputs: [][]byte{[]byte(`{}`)}, RiverQueue: "wanted"})
+	}()
+	for {
+		n, err := l.WaitForNotification(ctx)
+		if err != nil {
+			t.Fatalf("no notification: %v", err)
+		}
+		if strings.Contains(n.Payload, `"wanted"`) {
+			return
+		}
+	}
+}
+
+func TestAWorkerThatNeverPollsStillGetsNewRuns(t *testing.T) {
+	spec, _ := ParseSpec(filepath.Join(t.TempDir(), "runs.db"))
+	startWorker(t, spec, 1, 1, func(c *WorkerConfig) { c.FetchPoll = time.Hour })
+	q, err := Open(context.Background(), spec, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	for i := range 3 {
+		sub, err := q.Submit(context.Background(), SubmitRequest{Crew: "runq_testcrews:echo", Inputs: [][]byte{[]byte(`{}`)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Only the insert notification can start it (the poll is an hour).
+		waitState(t, q, sub[0].ID, "completed", time.Minute)
+		_ = i
 	}
 }

@@ -56,7 +56,8 @@ type WorkerConfig struct {
 	// before it stops them and returns their jobs to the queue (default 30 s).
 	ShutdownGrace time.Duration
 	// FetchPoll is how often River looks for new jobs when no notification
-	// arrives (default 2 ms on SQLite, 1 s on PostgreSQL, which notifies).
+	// arrives (default 20 ms on SQLite, 1 s on PostgreSQL; inserts notify
+	// on both, see WakePoll).
 	FetchPoll time.Duration
 	// Keep is how long completed and cancelled runs (with their results)
 	// stay in the queue before River's cleaner deletes them (default 24 h,
@@ -123,7 +124,7 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 			ErrInvalid, cfg.RescueAfter, cfg.RunTimeout, jobTimeout-cfg.RunTimeout)
 	}
 	if cfg.FetchPoll <= 0 {
-		cfg.FetchPoll = 2 * time.Millisecond
+		cfg.FetchPoll = 20 * time.Millisecond
 		if cfg.Spec.IsPostgres() {
 			cfg.FetchPoll = time.Second
 		}

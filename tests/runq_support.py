@@ -142,15 +142,15 @@ def kill_trial(queue: str, log: Path, n_runs: int, kills: int, seed: int = 15, p
     t0 = time.monotonic()
     batch = runs.submit("runq_crews:build_crew", inputs, queue=queue, attempts=25)
     killed_at: list[float] = []
+    # Random moments spread over the batch: when these shares of it have
+    # completed (plus up to a second), while other runs are running.
+    targets = sorted(rnd.uniform(0.03, 0.9) for _ in range(kills))
     try:
         q = batch.queue
-        for _ in range(kills):
-            # a random moment while runs are still pending or running
-            target = rnd.uniform(0.05, 0.9)
+        for target in targets:
             while True:
                 st = q.stats(batch=batch.batch, sample=1, failures=1)
-                left = sum(st.counts[s] for s in ("available", "running", "retryable", "scheduled"))
-                if left == 0 or 1 - left / n_runs >= target or time.monotonic() - t0 > limit:
+                if st.counts["completed"] >= target * n_runs or time.monotonic() - t0 > limit:
                     break
                 time.sleep(0.05)
             time.sleep(rnd.uniform(0, 1.0))

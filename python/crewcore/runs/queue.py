@@ -213,9 +213,10 @@ class Queue:
     """
 
     def __init__(self, queue: Any = None, *, connect_timeout: float = 5.0) -> None:
-        self.spec = _spec(queue)
         self._lock = threading.Lock()
-        self._h: int | None = _call(["runq_open", 0, self.spec, float(connect_timeout)])
+        self._h: int | None = None
+        self.spec = _spec(queue)
+        self._h = _call(["runq_open", 0, self.spec, float(connect_timeout)])
 
     def _handle(self) -> int:
         h = self._h
@@ -229,6 +230,12 @@ class Queue:
             h, self._h = self._h, None
         if h is not None:
             _call(["runq_close", h])
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - at interpreter exit the bridge may be gone
+            pass
 
     def __enter__(self) -> Queue:
         return self

@@ -1,0 +1,115 @@
+package runq
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+)
+
+// WakePoll is how often a SQLite worker asks SQLite whether another
+// connection committed (PRAGMA data_version on a connection of its own:
+// microseconds, no lock). River's SQLite listener reads its notification
+// table every 50 ms; on a commit the wake listener makes it read at once,
+// so a new run's insert notification reaches the fetcher within about
+// WakePoll instead of 50 ms.
+const WakePoll = time.Millisecond
+
+// sqliteDriver is River's SQLite driver whose listener wakes on commits.
+type sqliteDriver struct {
+	*riversqlite.Driver
+	uri string
+
+	mu    sync.Mutex
+	watch *sql.DB
+}
+
+// GetListener wraps River's SQLite listener in a wakeListener.
+func (d *sqliteDriver) GetListener(p *riverdriver.GetListenenerParams) riverdriver.Listener {
+	return &wakeListener{Listener: d.Driver.GetListener(p), d: d}
+}
+
+func (d *sqliteDriver) watchDB() (*sql.DB, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.watch == nil {
+		db, err := sql.Open("sqlite3", d.uri)
+		if err != nil {
+			return nil, err
+		}
+		db.SetMaxOpenConns(1)
+		d.watch = db
+	}
+	return d.watch, nil
+}
+
+func (d *sqliteDriver) closeWatch() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.watch != nil {
+		d.watch.Close()
+		d.watch = nil
+	}
+}
+
+// wakeListener is River's SQLite listener, woken early: while it waits for
+// its next poll, a goroutine watches data_version and cancels the wait
+// when another connection commits; the listener then reads its table again
+// at once (its state is untouched by a cancelled wait: it only sleeps).
+type wakeListener struct {
+	riverdriver.Listener
+	d *sqliteDriver
+}
+
+// WaitForNotification waits as River's listener does, looking again
+// whenever the database changed.
+func (l *wakeListener) WaitForNotification(ctx context.Context) (*riverdriver.Notification, error) {
+	db, err := l.d.watchDB()
+	if err != nil {
+		return l.Listener.WaitForNotification(ctx)
+	}
+	for {
+		// The baseline is read before River's listener looks: a commit
+		// after it is either seen by that look or wakes the next one.
+		var base int64
+		if err := db.QueryRowContext(ctx, "PRAGMA data_version").Scan(&base); err != nil {
+			return l.Listener.WaitForNotification(ctx)
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		woke := make(chan struct{})
+		go watchVersion(wctx, db, base, cancel, woke)
+		n, err := l.Listener.WaitForNotification(wctx)
+		cancel()
+		<-woke
+		if err != nil && ctx.Err() == nil && errors.Is(err, context.Canceled) {
+			continue // the database changed: look again now
+		}
+		return n, err
+	}
+}
+
+// watchVersion cancels when data_version moves from first (or ctx ends).
+func watchVersion(ctx context.Context, db *sql.DB, first int64, cancel context.CancelFunc, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(WakePoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var v int64
+		if err := db.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v); err != nil {
+			return
+		}
+		if v != first {
+			cancel()
+			return
+		}
+	}
+}
