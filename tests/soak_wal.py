@@ -57,6 +57,7 @@ def _reader(path: str, engine: str, stop: str) -> dict[str, Any]:
     from crewcore import MemoryStorage
 
     s = MemoryStorage(path, engine=engine)
+    open(f"{stop}.ready-{os.getpid()}", "w").close()
     rnd = random.Random(os.getpid())
     q = _vec(rnd)
     ops = errors = 0
@@ -82,6 +83,7 @@ def _writer(path: str, engine: str, stop: str, seed: int) -> dict[str, Any]:
     from crewcore import MemoryStorage
 
     s = MemoryStorage(path, engine=engine)
+    open(f"{stop}.ready-{os.getpid()}", "w").close()
     rnd = random.Random(seed)
     ops = errors = 0
     samples: list[str] = []
@@ -156,6 +158,14 @@ def soak(
     MemoryStorage(path, engine=engine).close()
     procs = [_spawn("reader", path, reader_engine, stop_r) for _ in range(readers)]
     procs += [_spawn("writer", path, engine, stop_w, seed=i + 1) for i in range(writers)]
+    # The clock starts once every process has the store open (imports take
+    # seconds on a loaded machine).
+    wait_until = time.monotonic() + 120
+    while time.monotonic() < wait_until and len(
+            [f for f in os.listdir(os.path.dirname(path)) if ".ready-" in f]) < len(procs):
+        if any(p.poll() is not None for p in procs):
+            break
+        time.sleep(0.05)
     timeline: list[tuple[float, float]] = []
     peak = 0
     t0 = time.monotonic()
