@@ -321,10 +321,29 @@ def vector_bytes(
         b = _packer(n).pack(*vec)
     except (struct.error, TypeError, OverflowError) as e:
         raise err(f"{what} contains a value that is not a float32: {e}") from None
-    if check and not math.isfinite(sum(vec)):
+    if check and not _finite(b, vec):
         bad = next(i for i, x in enumerate(vec) if not math.isfinite(float(x)))
         raise err(f"{what} has a non-finite value ({vec[bad]}) at index {bad}")
     return b
+
+
+_np: Any = None
+
+
+def _finite(b: bytes, vec: Any) -> bool:
+    """Whether every float32 in b is finite (numpy when importable: about
+    2.5 us for 1,536 values against 7 us for math.isfinite(sum(vec)))."""
+    global _np
+    if _np is None:
+        try:
+            import numpy
+
+            _np = numpy
+        except ImportError:
+            _np = False
+    if _np is False or len(b) < 256:
+        return math.isfinite(sum(vec))
+    return bool(_np.isfinite(_np.frombuffer(b, dtype=_np.float32)).all())
 
 
 def query_bytes(vec: Any, check: bool = True) -> bytes:
