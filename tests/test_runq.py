@@ -278,7 +278,7 @@ def test_kickoff_many_queue_refuses_a_crew_object_and_extra_kickoff_arguments(qp
 
 
 def test_worker_sigkilled_3_times_during_120_runs_loses_none(llm: str, tmp_path: Path, qpath: str) -> None:
-    res = kill_trial(qpath, tmp_path / "worker.log", n_runs=120, kills=3)
+    res = kill_trial(qpath, tmp_path / "worker.log", n_runs=120, kills=3, processes=1)
     bad = check_kill_trial(res)
     assert bad == [], "\n".join(bad[:20]) + "\n" + tail(tmp_path / "worker.log")
     assert len(res["killed_at"]) == 3
@@ -291,9 +291,9 @@ def test_cancel_mid_batch_leaves_no_running_crew(llm: str, tmp_path: Path, qpath
     os.environ["RUNQ_EXEC_LOG"] = str(tmp_path / "exec")
     try:
         with worker(qpath, tmp_path / "worker.log", processes=2, concurrency=2):
-            b = runs.submit("runq_crews:build_crew", topics(150, "cancel"), queue=qpath)
+            b = runs.submit("runq_crews:build_crew", topics(80, "cancel"), queue=qpath)
             end = time.monotonic() + 300
-            while b.stats().counts["completed"] < 10:
+            while b.stats().counts["completed"] < 5:
                 assert time.monotonic() < end, tail(tmp_path / "worker.log")
                 time.sleep(0.05)
             n = b.cancel()
@@ -308,7 +308,7 @@ def test_cancel_mid_batch_leaves_no_running_crew(llm: str, tmp_path: Path, qpath
         os.environ.pop("RUNQ_EXEC_LOG", None)
     done = [i for i in infos if i.state == "completed"]
     cancelled = [i for i in infos if i.state == "cancelled"]
-    assert len(done) + len(cancelled) == 150 and len(done) >= 10 and cancelled
+    assert len(done) + len(cancelled) == 80 and len(done) >= 5 and cancelled
     assert all(i.failure().kind == "cancelled" for i in cancelled)
     ex = executions(tmp_path / "exec")
     assert all(ex.get(i.inputs["topic"], 0) == 1 for i in done)
@@ -349,14 +349,14 @@ def test_two_machines_share_one_postgresql_queue(llm: str, tmp_path: Path) -> No
         with worker(spec, tmp_path / "b.log", processes=1, concurrency=2, env={"CREWAI_STORAGE_DIR": str(machines["b"])}), \
                 worker(spec, tmp_path / "c.log", processes=1, concurrency=2, env={"CREWAI_STORAGE_DIR": str(machines["c"])}):
             env = dict(os.environ, CREWAI_STORAGE_DIR=str(machines["a"]), PYTHONUNBUFFERED="1")
-            r = subprocess.run([sys.executable, "-c", SUBMITTER, spec, str(TESTS), "60"], capture_output=True,
+            r = subprocess.run([sys.executable, "-c", SUBMITTER, spec, str(TESTS), "40"], capture_output=True,
                                text=True, env=env, timeout=600)
             assert r.returncode == 0, r.stderr[-3000:] + tail(tmp_path / "b.log") + tail(tmp_path / "c.log")
             out = json.loads(r.stdout.strip().splitlines()[-1])
         assert out["failures"] == []
         assert all(f"pg-{i:03d}" in raw for i, raw in enumerate(out["raw"]))
         infos = runs.Queue(spec).list(limit=1000)
-        assert len(infos) == 60 and all(i.state == "completed" and i.attempt == 1 for i in infos)
+        assert len(infos) == 40 and all(i.state == "completed" and i.attempt == 1 for i in infos)
         clients = {i.attempted_by[-1] for i in infos}
         assert len(clients) == 2, f"one machine did all the work: {clients}"
         # Each worker machine wrote CrewAI's kickoff task outputs under its own
