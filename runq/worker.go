@@ -300,8 +300,10 @@ func (rw *runWorker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
 	if o.OK {
 		if len(o.Record) > 0 {
 			if err := river.RecordOutput(ctx, o.Record); err != nil {
+				// Too large (River keeps at most 32 MB): trying again
+				// would give the same output.
 				w.Failed.Add(1)
-				return fmt.Errorf("crewcore: the run's output cannot be stored: %w", err)
+				return river.JobCancel(fmt.Errorf("OutputTooLarge: the run's result cannot be stored: %w", err))
 			}
 		}
 		w.Done.Add(1)

@@ -19,10 +19,12 @@ def wait_all(
     timeout: float | None = None,
     progress: Callable[[int, int], None] | None = None,
     on_final: Callable[[Any], None] | None = None,
+    check: Callable[[], None] | None = None,
 ) -> list[Any]:
     """Wait until every handle's run is final; RunInfo in the handles' order.
     ``timeout``: seconds, then ``TimeoutError``; ``progress(done, total)``
-    after runs end; ``on_final(info)`` for each run as it ends."""
+    after runs end; ``on_final(info)`` for each run as it ends; ``check()``
+    between waits (it may raise to stop waiting)."""
     pending: dict[int, list[int]] = {}
     for pos, h in enumerate(handles):
         pending.setdefault(h.id, []).append(pos)
@@ -33,6 +35,8 @@ def wait_all(
         left = 0.5 if end is None else min(0.5, end - time.monotonic())
         if left <= 0:
             raise TimeoutError(f"{len(pending)} of {len(handles)} runs not final after {timeout} s")
+        if check is not None:
+            check()
         got = queue.wait(list(pending), left)
         for info in got:
             for pos in pending.pop(info.id, []):

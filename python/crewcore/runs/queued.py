@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any, Callable, Iterable
 
-from crewcore.errors import InvalidArgumentError, RunFailedError
+from crewcore.errors import InvalidArgumentError, RunFailedError, WorkerStartError
 from crewcore.runs import crews
 from crewcore.runs.collect import to_results, wait_all
 from crewcore.runs.queue import RunInfo, open_queue
@@ -120,10 +120,19 @@ def kickoff_many_queued(
         def tick(done: int, total: int) -> None:
             bar(done, total)
 
+        def check() -> None:
+            # The local worker died (or never started): no run would end.
+            if worker is not None and not worker.running:
+                worker.wait(5)
+                raise WorkerStartError(
+                    f"the local crewcore worker exited with status {worker.proc.returncode} "
+                    f"while runs were pending:\n" + "".join(worker._tail)
+                )
+
         while True:
             try:
                 left = None if end is None else max(0.01, end - time.monotonic())
-                infos = wait_all(q, list(batch), timeout=left, progress=tick, on_final=on_final)
+                infos = wait_all(q, list(batch), timeout=left, progress=tick, on_final=on_final, check=check)
                 break
             except TimeoutError:
                 if not state["deadline"]:
@@ -132,7 +141,7 @@ def kickoff_many_queued(
                 end = None  # wait for the cancelled runs to end
         res = to_results(infos, time.monotonic() - t0, deadline_hit=state["deadline"])
         bar.close(res)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, WorkerStartError):
         if batch is not None:
             try:
                 batch.cancel()
