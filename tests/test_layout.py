@@ -252,6 +252,19 @@ DOCUMENTED = [
     ("crewcore.flows", "CrewcoreFlowPersistence"),
     ("crewcore.memory", "MemoryStorage"),
     ("crewcore.runs", "kickoff_many"),
+    ("crewcore.runs", "submit"),
+    ("crewcore.runs", "Queue"),
+    ("crewcore.runs", "Worker"),
+    ("crewcore.runs", "RunHandle"),
+    ("crewcore.runs", "RunBatch"),
+    ("crewcore.errors", "QueueError"),
+    ("crewcore.errors", "QueueNotFoundError"),
+    ("crewcore.errors", "QueueAccessError"),
+    ("crewcore.errors", "QueueUnavailableError"),
+    ("crewcore.errors", "QueueCorruptError"),
+    ("crewcore.errors", "RunNotFoundError"),
+    ("crewcore.errors", "CrewFactoryError"),
+    ("crewcore.errors", "WorkerStartError"),
 ]
 
 
