@@ -20,6 +20,9 @@ import (
 // before it is embedded.
 const MaxChunkBytes = 8 << 20
 
+// missingBatch is how many ids one query of Missing checks.
+const missingBatch = 500
+
 // MaxNameBytes bounds a collection name.
 const MaxNameBytes = 512
 
@@ -250,36 +253,61 @@ func (s *Store) Missing(ctx context.Context, collection string, ids []string) ([
 	if err := s.checkOpen(); err != nil {
 		return nil, err
 	}
-	seen := make(map[string]bool, len(ids))
-	var out []string
+	stored := map[string]bool{}
 	err := s.db.Read(ctx, func(r *sqlitedb.Reader) error {
-		out = out[:0]
+		clear(stored)
 		var cid int64
 		err := r.QueryRow(`SELECT id FROM collections WHERE name = ?`, collection).Scan(&cid)
 		if errors.Is(err, sql.ErrNoRows) {
-			cid = -1
-		} else if err != nil {
+			return nil
+		}
+		if err != nil {
 			return err
 		}
-		for _, id := range ids {
-			if seen[id] {
-				continue
-			}
-			seen[id] = true
-			if cid >= 0 {
-				var one int
-				err := r.QueryRow(`SELECT 1 FROM chunks WHERE coll = ? AND id = ?`, cid, id).Scan(&one)
-				if err == nil {
-					continue
+		// batches of up to 500 ids (SQLite's default bound on variables is 32766)
+		for lo := 0; lo < len(ids); lo += missingBatch {
+			part := ids[lo:min(len(ids), lo+missingBatch)]
+			// padded to 8, 64 or 500 placeholders (repeating the last id), so
+			// the statement cache holds three statements, not one per length
+			size := missingBatch
+			for _, t := range []int{8, 64} {
+				if len(part) <= t {
+					size = t
+					break
 				}
-				if !errors.Is(err, sql.ErrNoRows) {
+			}
+			args := make([]any, 0, size+1)
+			args = append(args, cid)
+			for i := 0; i < size; i++ {
+				args = append(args, part[min(i, len(part)-1)])
+			}
+			rows, err := r.Query(`SELECT id FROM chunks WHERE coll = ? AND id IN (?`+strings.Repeat(", ?", size-1)+`)`, args...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var id string
+				if err := rows.Scan(&id); err != nil {
+					rows.Close()
 					return err
 				}
+				stored[id] = true
 			}
-			out = append(out, id)
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
+	seen := make(map[string]bool, len(ids))
+	var out []string
+	for _, id := range ids {
+		if !seen[id] && !stored[id] {
+			out = append(out, id)
+		}
+		seen[id] = true
+	}
 	if err != nil {
 		return nil, fmt.Errorf("knowledge %s: check stored ids: %w", collection, err)
 	}
