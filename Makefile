@@ -72,6 +72,7 @@ bench: build
 	$(PY) bench/bench_crew.py --write docs/benchmarks.md
 	$(PY) bench/bench_postgres.py --write docs/benchmarks.md
 	$(PY) bench/bench_knowledge.py --write docs/benchmarks.md --json bench/results/knowledge.json
+	$(PY) bench/bench_queue.py --write docs/benchmarks.md --json bench/results/queue.json
 
 ## pg-up: start the PostgreSQL + pgvector test server (pgserver wheel; idempotent); prints its DSN last
 pg-up: venv
