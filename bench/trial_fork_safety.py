@@ -95,6 +95,7 @@ def main() -> None:
             out.update(done=res.summary.done, failed=len(res.failures), failures=dict(kinds))
         except Exception as e:  # noqa: BLE001 - reported
             out.update(raised=f"{type(e).__name__}: {str(e)[:200]}")
+            import traceback; traceback.print_exc()
         out["seconds"] = round(time.monotonic() - t0, 1)
         print(json.dumps(out), flush=True)
     finally:

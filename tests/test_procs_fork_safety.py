@@ -226,6 +226,34 @@ def test_relay_reaches_the_parents_object_and_returns_its_errors(env: str, tmp_p
     assert {ln.split(" ", 1)[1] for ln in lines} == {"MemoryRelay: delete is refused by this store"}
 
 
+def test_postgres_memory_in_worker_processes(env: str, tmp_path: Path) -> None:
+    """A crewcore PostgreSQL store needs Go, which a forked worker cannot
+    call: its calls are relayed to this process too."""
+    from crewai import LLM, Agent, Crew, Task
+    from crewai.memory import Memory
+
+    from pg_support import drop_schema, schema_for, server_dsn
+    from test_scheduler import _embed
+
+    dsn, schema = server_dsn(), schema_for(tmp_path)
+    drop_schema(dsn, schema)
+    store = crewcore.MemoryStorage(dsn=dsn, schema=schema)
+    try:
+        assert store.crewcore_fork_safe is False
+        llm = LLM(model="gpt-4o-mini", base_url=env, api_key="sk-mockllm")
+        agent = Agent(role="R", goal="Research {topic}", backstory="b", llm=llm, verbose=False, max_iter=3)
+        task = Task(description="One line about {topic}.", expected_output="x", agent=agent)
+        crew = Crew(agents=[agent], tasks=[task], verbose=False, memory=Memory(storage=store, embedder=_embed, llm=llm))
+        inputs = topics(8, "pg")
+        res = run(crew, inputs)
+        assert [(f.index, f.error_type) for f in res.failures] == []
+        texts = " ".join(r.content for r in store.list_records(limit=1000))
+        assert all(i["topic"] in texts for i in inputs), "the workers' saves are not in the PostgreSQL store"
+    finally:
+        store.close()
+        drop_schema(dsn, schema)
+
+
 def test_unpicklable_knowledge_embedder_is_refused_at_once(env: str) -> None:
     """What the relay cannot carry is refused before any fork, saying what to do."""
     from crewai import LLM, Agent, Crew, Task
