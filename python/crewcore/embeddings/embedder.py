@@ -124,6 +124,18 @@ def default_cache_target(memory: str | None = None) -> str:
     return str(Path(base) / "crewcore" / "embeddings.db")
 
 
+_np: Any = None
+
+
+def _numpy() -> Any:
+    global _np
+    if _np is None:
+        import numpy
+
+        _np = numpy
+    return _np
+
+
 def _split_target(target: str) -> tuple[str, str]:
     """(path or DSN, schema): a DSN may end in ``#schema``."""
     if target.startswith(("postgres://", "postgresql://")) and "#" in target:
@@ -277,14 +289,13 @@ class Embedder:
         return "native" if self._native else "python"
 
     def __call__(self, input: list[str]) -> list[Any]:  # noqa: A002 - chromadb's parameter name
-        import numpy as np
-
-        texts = list(input)
+        texts = input if type(input) is list else list(input)
         if not texts:
             return []
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise InvalidArgumentError(f"embeddings: text {i} is a {type(t).__name__}, not a str")
+        if not all(type(t) is str for t in texts):
+            for i, t in enumerate(texts):
+                if not isinstance(t, str):
+                    raise InvalidArgumentError(f"embeddings: text {i} is a {type(t).__name__}, not a str")
         try:
             return self._embed(texts)
         except UnicodeEncodeError as e:
@@ -292,9 +303,10 @@ class Embedder:
                                        f"{e.start})") from None
 
     def _embed(self, texts: list[str]) -> list[Any]:
-        import numpy as np
-
-        client, cache = self._engines()
+        np = _numpy()
+        if self._native is None or (self._native and _backend.forked()):
+            self._engines()
+        client, cache = self._client, self._cache
         self.calls += 1
         n = len(texts)
         hit_mask, hit_raw, dim = b"", b"", 0
@@ -302,7 +314,7 @@ class Embedder:
             dim, hit_mask, hit_raw, warn = cache.get(self.namespace, texts)
             if warn:
                 warn_once("cache:" + str(self.cache_target), f"crewcore: embeddings work without the cache: {warn}")
-            if hit_mask and b"\x00" not in hit_mask:
+            if hit_mask and b"\x00" not in hit_mask:  # every text was cached: the hot path
                 return list(np.frombuffer(hit_raw, dtype="<f4").reshape(n, dim).copy())
         missing = [t for t, m in zip(texts, hit_mask or bytes(n)) if not m]
         fresh = self._embed_missing(client, cache, missing)
