@@ -10,7 +10,7 @@
 
 With ``--pg`` (or CREWCORE_PG_DSN set) both also run on PostgreSQL.
 
-    python tests/stress_runq.py [--runs 1000] [--kill-runs 500] [--kills 10] [--pg]
+    python tests/stress_runq.py [--runs 1000] [--kill-runs 500] [--kills 10] [--pg | --no-sqlite]
 
 Prints one JSON line per trial and a last line ``N passed, N failed``;
 exit status 1 when a trial failed.
@@ -93,13 +93,15 @@ def main() -> int:
     ap.add_argument("--kill-runs", type=int, default=500)
     ap.add_argument("--kills", type=int, default=10)
     ap.add_argument("--pg", action="store_true", help="also on PostgreSQL (default when CREWCORE_PG_DSN is set)")
+    ap.add_argument("--no-sqlite", action="store_true", help="only on PostgreSQL")
     args = ap.parse_args()
     queues: list[tuple[str, Any]] = []
     tmp = Path(tempfile.mkdtemp(prefix="stress_runq_"))
     os.environ.setdefault("CREWAI_STORAGE_DIR", str(tmp / "crewai"))
-    queues.append(("sqlite", lambda name: str(tmp / f"{name}.db")))
+    if not args.no_sqlite:
+        queues.append(("sqlite", lambda name: str(tmp / f"{name}.db")))
     dsn = os.environ.get("CREWCORE_PG_DSN")
-    if args.pg and not dsn:
+    if (args.pg or args.no_sqlite) and not dsn:
         from pg_support import pgctl
 
         dsn = pgctl("up")
