@@ -247,6 +247,24 @@ def test_worker_sigterm_returns_running_jobs_and_a_second_sigint_stops_at_once(t
     assert b[0].info().state == "available"
 
 
+def test_kickoff_many_queue_deadline_on_error_and_worker_arguments(tmp_path: Path, qpath: str) -> None:
+    with _plain_worker(qpath, tmp_path, concurrency=2):
+        res = crewcore.kickoff_many("runq_crews:plain", [{"i": 0}, {"spin": 60}, {"spin": 60}, {"spin": 60}],
+                                    queue=qpath, processes=0, deadline=1.5, progress=False)
+        assert res[0] and res[0]["echo"] == {"i": 0}
+        assert [r.kind for r in res[1:]] == ["deadline"] * 3, res
+        assert res.summary.stop == "deadline" and res.summary.done == 1 and res.summary.timed_out == 3
+        with pytest.raises(RunFailedError, match="asked to fail") as ei:
+            crewcore.kickoff_many("runq_crews:plain", [{"fail": "first"}] + [{"spin": 60}] * 3,
+                                  queue=qpath, processes=0, on_error="raise", attempts=1, progress=False)
+        assert ei.value.failure.kind == "error" and len(ei.value.results) == 4
+        assert [getattr(r, "kind", r) for r in ei.value.results[1:]] == ["cancelled"] * 3
+    for bad in (dict(processes=0), dict(concurrency=0), dict(timeout=-1), dict(crew_path=[str(tmp_path / "nope")]),
+                dict(periodic=[{"id": "x", "crew": "not a spec", "every": 1}])):
+        with pytest.raises(InvalidArgumentError):
+            runs.Worker(qpath, **bad)
+
+
 # ---------------------------------------------------------------- CrewAI runs
 
 

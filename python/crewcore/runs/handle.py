@@ -331,7 +331,8 @@ def kickoff_many(
       a SQLite file, a ``postgresql://`` DSN, or True for the default file;
       ``crew`` is then a factory ``"package.module:function"``, the inputs
       JSON, ``processes`` (0 allowed) the local worker processes started for
-      this call, besides any ``crewcore worker`` on that queue
+      this call, besides any ``crewcore worker`` on that queue, and
+      ``attempts`` (default 3), ``priority``, ``key`` are the queue's
       (``crewcore.runs.queued``).
 
     Ctrl-C cancels every pending and running run, waits for them to stop and

@@ -71,7 +71,13 @@ def kickoff_many_queued(
     kickoff_kwargs: dict[str, Any] | None = None,
     attempts: int = 3,
 ) -> ManyResults:
-    """``kickoff_many(..., queue=...)`` (see its docstring)."""
+    """``kickoff_many(..., queue=...)`` (see its docstring). Of the extra
+    keyword arguments, ``attempts``, ``priority`` and ``key`` are the queue's
+    (as in ``submit``); any other is refused."""
+    kickoff_kwargs = dict(kickoff_kwargs or {})
+    attempts = kickoff_kwargs.pop("attempts", attempts)
+    priority = kickoff_kwargs.pop("priority", 1)
+    key = kickoff_kwargs.pop("key", None)
     if kickoff_kwargs:
         raise InvalidArgumentError(
             f"kickoff_many(queue=...) sends only the inputs to the workers; extra kickoff arguments "
@@ -105,7 +111,7 @@ def kickoff_many_queued(
     batch = None
     t0 = time.monotonic()
     try:
-        batch = q.submit(crew, items, timeout=timeout, attempts=attempts)
+        batch = q.submit(crew, items, timeout=timeout, attempts=attempts, priority=priority, key=key)
         bar = _Progress(len(items), progress)
         state = {"first": None, "stopped": False, "deadline": False}
         end = None if deadline is None else t0 + float(deadline)
