@@ -206,13 +206,20 @@ def main() -> int:
     ap.add_argument("--overhead-runs", type=int, default=300)
     ap.add_argument("--ceiling-runs", type=int, default=2000)
     ap.add_argument("--no-pg", action="store_true")
+    ap.add_argument("--parts", default="overhead,ceiling,crew",
+                    help="which measurements to run (comma-separated: overhead, ceiling, crew)")
+    ap.add_argument("--merge", help="figures of an earlier run (its --json) to keep for the parts not run now")
     ap.add_argument("--write", help="markdown file whose 'queue' section to rewrite")
     ap.add_argument("--json", help="also write the raw figures here")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_queue_"))
     os.environ.setdefault("CREWAI_STORAGE_DIR", str(tmp / "crewai"))
     load_start = os.getloadavg()
-    out: dict[str, Any] = {"machine": machine(), "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    out: dict[str, Any] = {}
+    if a.merge:
+        out.update(json.loads(Path(a.merge).read_text()))
+    out.update({"machine": machine(), "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")})
+    parts = set(a.parts.split(","))
     queues: list[tuple[str, str]] = [("SQLite", str(tmp / "q-{}.db"))]
     pg = None if a.no_pg else pg_spec("q")
     if pg:
@@ -220,19 +227,24 @@ def main() -> int:
     schemas = [f"{pg[1]}_{k}" for k in ("ovh", "one", "two", "ceil")] if pg else []
     try:
         for name, tmpl in queues:
-            progress(f"{name}: overhead, {a.overhead_runs} sequential runs")
-            out[f"overhead_{name}"] = overhead(tmpl.format("ovh"), a.overhead_runs, tmp)
-            progress(f"{name}: queue ceiling, {a.ceiling_runs} instant runs")
-            out[f"ceiling_{name}"] = ceiling(tmpl.format("ceil"), a.ceiling_runs, tmp)
+            if "overhead" in parts:
+                progress(f"{name}: overhead, {a.overhead_runs} sequential runs")
+                out[f"overhead_{name}"] = stamp(overhead(tmpl.format("ovh"), a.overhead_runs, tmp))
+            if "ceiling" in parts:
+                progress(f"{name}: queue ceiling, {a.ceiling_runs} instant runs")
+                out[f"ceiling_{name}"] = stamp(ceiling(tmpl.format("ceil"), a.ceiling_runs, tmp))
+        if "crew" not in parts:
+            queues = []
         with mockllm("50ms"):
             for name, tmpl in queues:
                 for procs, key in ((1, "one"), (2, "two")):
                     progress(f"{name}: {a.runs} CrewAI runs, {procs} worker process(es)")
-                    out[f"crew_{name}_{procs}"] = crew_runs(tmpl.format(key), a.runs, procs, tmp, f"{name}-{procs}")
-            progress(f"CrewAI kickoff_for_each, {a.serial_runs} runs")
-            out["serial"] = run_child("baseline_serial", a.serial_runs)
-            progress(f"kickoff_many(processes=2) without a queue, {a.runs} runs")
-            out["fork"] = run_child("baseline_procs", a.runs)
+                    out[f"crew_{name}_{procs}"] = stamp(crew_runs(tmpl.format(key), a.runs, procs, tmp, f"{name}-{procs}"))
+            if "crew" in parts:
+                progress(f"CrewAI kickoff_for_each, {a.serial_runs} runs")
+                out["serial"] = stamp(run_child("baseline_serial", a.serial_runs))
+                progress(f"kickoff_many(processes=2) without a queue, {a.runs} runs")
+                out["fork"] = stamp(run_child("baseline_procs", a.runs))
     finally:
         if pg:
             for s in schemas:
@@ -248,6 +260,17 @@ def main() -> int:
 
         write_section(a.write, "queue", text)
     return 0
+
+
+def stamp(r: dict[str, Any]) -> dict[str, Any]:
+    """A figure with the time it was taken (rows of one report may come
+    from different runs: --merge)."""
+    r["at"] = dt.datetime.now(dt.timezone.utc).strftime("%m-%d %H:%M")
+    return r
+
+
+def at(r: dict[str, Any]) -> str:
+    return f" ({r['at']} UTC)" if r.get("at") else ""
 
 
 def run_child(fn: str, n: int) -> dict[str, Any]:
@@ -270,7 +293,8 @@ def report(o: dict[str, Any], a: argparse.Namespace) -> str:
         "",
         f"Machine: {o['machine']}; {o['date']}. Load average (1 min) at start "
         f"{o['load_start'][0]:.1f}, at end {o['load_end'][0]:.1f}; each row gives the load while it ran "
-        "(the machine is shared: figures under load are pessimistic).",
+        "and when (the machine is shared with other work: figures under load are pessimistic; rows "
+        "re-measured in a quieter moment are merged with `--parts ... --merge earlier.json`).",
         "",
         f"Reproduce: `make pg-up && .venv/bin/python bench/bench_queue.py --write docs/benchmarks.md` "
         f"(runs {a.runs}, overhead runs {a.overhead_runs}, ceiling runs {a.ceiling_runs}).",
@@ -287,7 +311,7 @@ def report(o: dict[str, Any], a: argparse.Namespace) -> str:
             continue
         lines.append(
             f"| {name} | {ms(r['start_p50'])} / {ms(r['start_p95'])} | {ms(r['visible_p50'])} / {ms(r['visible_p95'])} "
-            f"| **{ms(r['p50'])}** | {ms(r['p95'])} | < {target:.0f} ms | {'yes' if r['p50'] < target else 'NO'} | {r['load']} |"
+            f"| **{ms(r['p50'])}** | {ms(r['p95'])} | < {target:.0f} ms | {'yes' if r['p50'] < target else 'NO'} | {r['load']}{at(r)} |"
         )
     lines += [
         "",
@@ -305,7 +329,7 @@ def report(o: dict[str, Any], a: argparse.Namespace) -> str:
             return
         ratio = f"{r['rps'] / base:.1f}x" if base else ""
         pp = f"{r['p50'] * 1000:.0f} / {r['p95'] * 1000:.0f} ms" if "p50" in r else ""
-        lines.append(f"| {label} | {r['ok']}/{r['n']} | {r['seconds']:.1f} | {r['rps']:.1f} | {ratio} | {pp} | {r['load']} |")
+        lines.append(f"| {label} | {r['ok']}/{r['n']} | {r['seconds']:.1f} | {r['rps']:.1f} | {ratio} | {pp} | {r['load']}{at(r)} |")
 
     row("CrewAI `kickoff_for_each` (serial)", serial)
     row("`kickoff_many(processes=2)` (forked workers, no queue)", o.get("fork"))
@@ -328,7 +352,7 @@ def report(o: dict[str, Any], a: argparse.Namespace) -> str:
     for name in ("SQLite", "PostgreSQL"):
         r = o.get(f"ceiling_{name}")
         if r:
-            lines.append(f"| {name} | {r['rps']:.0f} | {r['submit_s']:.2f} | {r['load']} |")
+            lines.append(f"| {name} | {r['rps']:.0f} | {r['submit_s']:.2f} | {r['load']}{at(r)} |")
     lines += [
         "",
         "Scaling. A CrewAI run costs ~100 ms of Python CPU under one GIL, so each worker process"
