@@ -131,11 +131,12 @@ def child(scenario: str, side: str, url: str, n: int, profile: bool) -> None:
 
         path = REPO / "bench" / "results" / f"crew_profile_{scenario}.txt"
         path.parent.mkdir(exist_ok=True)
+        prof.dump_stats(str(Path(tempfile.gettempdir()) / f"crew_profile_{scenario}.prof"))  # for pstats queries
         with open(path, "w") as f:
             f.write(f"# cProfile of crewcore's scenario ({scenario}), {n} runs, {dt.date.today()}\n")
             for key in ("cumulative", "tottime"):
                 f.write(f"\n## sorted by {key}\n")
-                pstats.Stats(prof, stream=f).sort_stats(key).print_stats(40)
+                pstats.Stats(prof, stream=f).sort_stats(key).print_stats(60)
         extra["profile"] = str(path)
     print(json.dumps({"runs": runs, "chat": s1["chat"] - s0["chat"], "embeddings": s1["embeddings"] - s0["embeddings"],
                       "texts": s1["embedded_texts"] - s0["embedded_texts"], **extra}))
@@ -165,6 +166,29 @@ def child_embed(variant: str, url: str, n: int) -> None:
         times.append((time.perf_counter_ns() - t0) / 1e3)
     print(json.dumps({"variant": variant, "n": n, "p50_us": pct(times, 50), "p95_us": pct(times, 95),
                       "engine": getattr(emb, "engine", "openai sdk")}))
+
+
+def child_construct(side: str, url: str, n: int) -> None:
+    """(e): what building an LLM and a Memory's default embedder costs (CPU per build)."""
+    child_env_setup(url)
+    from crewai import LLM
+    from crewai.memory import unified_memory
+
+    if side == "crewcore":
+        import crewcore
+
+        crewcore.install()
+    out: dict[str, Any] = {"variant": side, "n": n}
+    for what, build in (("LLM()", lambda: LLM(model="gpt-4o-mini")),
+                        ("Memory's default embedder", unified_memory._default_embedder)):
+        build()
+        times = []
+        for _ in range(n):
+            c0 = time.process_time()
+            build()
+            times.append((time.process_time() - c0) * 1e3)
+        out[what] = pct(times, 50)
+    print(json.dumps(out))
 
 
 def child_many(variant: str, url: str, n: int) -> None:
@@ -347,8 +371,18 @@ def report(pairs: dict[tuple[str, int], dict[str, Any]], many: list[dict[str, An
               "against mockllm at 0 ms on 127.0.0.1 (a real provider adds its network and model time).", "",
               "| variant | calls | p50 (us) | p95 (us) | vs the API call (p50) | load |", "|---|---|---|---|---|---|"]
         for r in embeds:
+            if "p50_us" not in r:
+                continue
             ratio = f"{base['p50_us'] / r['p50_us']:.0f}x" if base and r is not base else ""
             L.append(f"| {r['variant']} | {r['n']} | {r['p50_us']:.1f} | {r['p95_us']:.1f} | {ratio} | {r['loadavg']:.1f} |")
+        cons = [r for r in embeds if "LLM()" in r]
+        if cons:
+            L += ["", "Construction costs (CPU per build, p50 of 20): what each `LLM(model=...)` and each `Memory`'s "
+                  "default embedder cost, with CrewAI's defaults and after `crewcore.install()`.", "",
+                  "| side | LLM() (ms) | Memory's default embedder (ms) | load |", "|---|---|---|---|"]
+            for r in cons:
+                emb_ms = r["Memory's default embedder"]
+                L.append(f"| {r['variant']} | {r['LLM()']:.2f} | {emb_ms:.3f} | {r['loadavg']:.1f} |")
     return "\n".join(L) + "\n"
 
 
@@ -357,6 +391,7 @@ def main() -> None:
     ap.add_argument("--child", nargs=4, metavar=("SCENARIO", "SIDE", "URL", "N"))
     ap.add_argument("--child-many", nargs=3, metavar=("VARIANT", "URL", "N"))
     ap.add_argument("--child-embed", nargs=3, metavar=("VARIANT", "URL", "N"))
+    ap.add_argument("--child-construct", nargs=3, metavar=("SIDE", "URL", "N"))
     ap.add_argument("--merge", action="store_true",
                     help="keep the results of scenarios not run now from bench/results/crew.json")
     ap.add_argument("--write", help="markdown file whose crew section is replaced")
@@ -375,6 +410,9 @@ def main() -> None:
         return
     if a.child_embed:
         child_embed(a.child_embed[0], a.child_embed[1], int(a.child_embed[2]))
+        return
+    if a.child_construct:
+        child_construct(a.child_construct[0], a.child_construct[1], int(a.child_construct[2]))
         return
     import crew_scenarios as cs
 
@@ -425,6 +463,11 @@ def main() -> None:
             for variant, n in (("crewai", 500), ("crewcore-native", 5000), ("crewcore-python", 5000)):
                 progress(f"(e) {variant}: {n} calls (load {os.getloadavg()[0]:.1f})")
                 res = run_child(["--child-embed", variant, servers[0][1], str(n)], dict(os.environ))
+                res["loadavg"] = os.getloadavg()[0]
+                embeds.append(res)
+            for side in ("crewai", "crewcore"):
+                progress(f"(e) construction costs, {side} (load {os.getloadavg()[0]:.1f})")
+                res = run_child(["--child-construct", side, servers[0][1], "20"], dict(os.environ))
                 res["loadavg"] = os.getloadavg()[0]
                 embeds.append(res)
     finally:

@@ -98,8 +98,17 @@ def flow_class() -> Any:
     return ResearchFlow
 
 
+_shared_crew: list[Any] = []
+
+
 def run_once(scenario: str, topic: str, flow_cls: Any = None) -> str:
-    """One run of a scenario for one input: build and kick off; the final text."""
+    """One run of a scenario for one input: build and kick off; the final text.
+    "d" is one run of scenario (d) on one thread: a copy of one crew built
+    once (what kickoff_many and kickoff_for_each_async run per input)."""
+    if scenario == "d":
+        if not _shared_crew:
+            _shared_crew.append(sequential_crew())
+        return str(_shared_crew[0].copy().kickoff(inputs={"topic": topic}).raw)
     if scenario == "a":
         return str(sequential_crew().kickoff(inputs={"topic": topic}).raw)
     if scenario == "b":

@@ -173,6 +173,14 @@ def test_equal_configurations_share_one_embedder_different_ones_never_mix(engine
     # Another API key is another configuration.
     other_key = Memory(storage=str(tmp_path / "mem"), embedder=spec(MODEL, api_key="sk-other"))._embedder
     assert other_key is not small
+    # So is the same dict in another environment (the provider reads OPENAI_API_KEY).
+    os.environ["OPENAI_API_KEY"] = "sk-changed"
+    try:
+        changed = Memory(storage=str(tmp_path / "mem"))._embedder
+    finally:
+        os.environ["OPENAI_API_KEY"] = "sk-mockllm"
+    assert changed is not got[0] and changed.namespace == got[0].namespace
+    assert Memory(storage=str(tmp_path / "mem"))._embedder is got[0]
     # Callers outside CrewAI's crew and memory code get CrewAI's own function.
     assert type(factory.build_embedder(spec(MODEL))).__name__ == "OpenAIEmbeddingFunction"
     crewcore.uninstall()

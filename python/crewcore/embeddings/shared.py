@@ -18,15 +18,18 @@ mix. ``uninstall`` puts CrewAI's function back.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from typing import Any, Callable
 
-from crewcore.embeddings.config import resolve
+from crewcore.embeddings.config import _digest, resolve
 from crewcore.embeddings.embedder import EmbeddingOptions, Embedder, close_caches, default_cache_target
 
 _lock = threading.Lock()
 _registry: dict[tuple[Any, ...], Embedder] = {}
+#: (digest of a dict configuration, of the environment, options, cache) -> its embedder
+_by_raw: dict[tuple[Any, ...], Embedder] = {}
 _state: dict[str, Any] = {}
 
 #: The modules whose build_embedder calls are served with shared embedders:
@@ -57,7 +60,29 @@ def _crewai_build() -> Callable[[Any], Any]:
     return getattr(factory.build_embedder, "__wrapped__", factory.build_embedder)
 
 
+#: Prefixes of the environment variables CrewAI's embedding providers and
+#: their clients read (EMBEDDINGS_OPENAI_API_KEY, OPENAI_BASE_URL, ...).
+_ENV_PREFIXES = ("EMBEDDINGS_", "OPENAI_", "AZURE_", "OPENROUTER_", "CHROMA_", "OLLAMA_", "GOOGLE_", "COHERE_",
+                 "VOYAGE", "JINA_", "HF_", "HUGGINGFACE", "WATSONX_", "AWS_", "SSL_CERT", "HTTP_PROXY", "HTTPS_PROXY")
+
+
+def _env_digest() -> str:
+    return _digest(sorted((k, v) for k, v in os.environ.items() if k.upper().startswith(_ENV_PREFIXES)))
+
+
 def _get(spec: Any, opts: EmbeddingOptions, original: Callable[[Any], Any], target: str | None) -> Any:
+    # Fast path: a dict configuration seen before, in the same environment,
+    # skips CrewAI's provider validation (~1 ms of pydantic).
+    raw = None
+    if isinstance(spec, dict):
+        try:
+            raw = (_digest(spec), _env_digest(), opts, target)
+        except (TypeError, ValueError):
+            raw = None
+        if raw is not None:
+            e = _by_raw.get(raw)
+            if e is not None:
+                return e
     try:
         r = resolve(spec)
     except Exception:  # noqa: BLE001 - CrewAI's own build reports a bad configuration
@@ -74,7 +99,10 @@ def _get(spec: Any, opts: EmbeddingOptions, original: Callable[[Any], Any], targ
         inner = original(spec)  # CrewAI's own embedding function, built once
     e = Embedder(r, opts, inner=inner, cache_target=target)
     with _lock:
-        return _registry.setdefault(key, e)
+        e = _registry.setdefault(key, e)
+        if raw is not None:
+            _by_raw[raw] = e
+        return e
 
 
 def _shared_build(spec: Any) -> Any:
@@ -124,6 +152,7 @@ def uninstall_embeddings() -> None:
         _state.pop("cache_target", None)
         _state.pop("original", None)
         _registry.clear()
+        _by_raw.clear()
     for c in _cache_objects():
         try:
             c.flush()
@@ -153,6 +182,7 @@ def reset() -> None:
     with _lock:
         embs = list(_registry.values())
         _registry.clear()
+        _by_raw.clear()
     for e in embs:
         e.close()
     close_caches()
