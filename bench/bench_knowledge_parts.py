@@ -247,7 +247,7 @@ def render(res: dict[str, Any]) -> str:
     L = ["## knowledge", ""]
     L.append("crewcore's knowledge store (`crewcore.install()`, knowledge on by default) against CrewAI's default "
              "ChromaDB `KnowledgeStorage`, through the same CrewAI `Knowledge` API, same chunks, same fixed "
-             "embedder (a lookup table of clustered random unit vectors made before timing), one run.")
+             "embedder (a lookup table of clustered random unit vectors made before timing); both sides of a table are measured in the same run.")
     L.append("")
     sp = res.get("speed")
     if sp:
