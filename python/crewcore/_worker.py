@@ -21,7 +21,6 @@ import struct
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from crewcore.runs import crews
@@ -77,29 +76,60 @@ _PLAIN = {
 
 
 class _Process:
+    """Runs on ``concurrency + 1`` threads taking turns at reading (leader and
+    followers): the thread that reads a "run" hands the pipe to the next
+    thread and runs the crew itself, so a run starts on the thread that
+    received it, with no hand-off to wait for (on a busy machine waking
+    another thread costs milliseconds)."""
+
     def __init__(self, chan: _Channel, concurrency: int, stop_grace: float) -> None:
         self.chan = chan
-        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="crewcore-run")
+        self.concurrency = concurrency
         self.stop_grace = stop_grace
         self.runs: dict[int, _Run] = {}
         self.lock = threading.Lock()
+        self.reading = threading.Lock()  # held by the thread reading the pipe
         self.batch = _Batch()
+        self.done = threading.Event()
 
     def serve(self) -> None:
+        """Serve until "exit" (returns) or the pipe's end (exits the process)."""
+        for k in range(self.concurrency):
+            threading.Thread(target=self._turns, name=f"crewcore-run-{k}", daemon=True).start()
+        self._turns()
+
+    def _turns(self) -> None:
+        while not self.done.is_set():
+            try:
+                with self.reading:
+                    if self.done.is_set():
+                        return
+                    msg = self._next_run()
+                if msg is None:
+                    return
+                r = _Run(self.batch, int(msg["id"]))
+                with self.lock:
+                    self.runs[r.index] = r
+                self.run(r, msg)
+            except BaseException as e:  # noqa: BLE001
+                if type(e).__module__ != "crewcore.runs.scheduler":
+                    raise
+                # A stop exception that landed just after its run ended.
+
+    def _next_run(self) -> dict[str, Any] | None:
+        """Read until a "run" (returned) or "exit" (None)."""
         while True:
             msg = self.chan.recv()
             if msg is None:  # the supervisor is gone: so are we
                 os._exit(0)
             op = msg.get("op")
             if op == "run":
-                r = _Run(self.batch, int(msg["id"]))
-                with self.lock:
-                    self.runs[r.index] = r
-                self.pool.submit(self.run, r, msg)
-            elif op == "stop":
+                return msg
+            if op == "stop":
                 self.stop(int(msg["id"]), str(msg.get("reason") or "cancelled"))
             elif op == "exit":
-                return
+                self.done.set()
+                return None
 
     def stop(self, run_id: int, reason: str) -> None:
         with self.lock:
