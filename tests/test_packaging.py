@@ -69,8 +69,9 @@ def no_go_env(**extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def dist() -> Path:
-    """The artifacts of ``make wheels`` (built now unless up to date)."""
-    r = subprocess.run(["make", "-s", "--no-print-directory", "wheels"], cwd=REPO,
+    """The artifacts of ``make wheels`` (built now unless up to date). ``-o``:
+    never rebuild the dev venv and library this test session has loaded."""
+    r = subprocess.run(["make", "-s", "--no-print-directory", "-o", ".venv/.stamp", "wheels"], cwd=REPO,
                        capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, f"make wheels failed:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
     for p in [sdist_path(), *map(wheel_path, ARCHES)]:
