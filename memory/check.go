@@ -105,25 +105,113 @@ func Check(ctx context.Context, path string) (*CheckReport, error) {
 	if err := rows.Err(); err != nil {
 		rep.SQLite = append(rep.SQLite, err.Error())
 	}
-	cols := recordCols
-	if rep.Version == "1" {
-		var n int
-		if err := db.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('records') WHERE name = 'checksum'`).Scan(&n); err != nil {
-			return fail(err)
-		}
-		if n == 0 { // never opened since checksums came: no column yet
-			cols = strings.TrimSuffix(recordCols, "checksum") + "NULL"
-		}
+	if rep.Version == "1" || rep.Version == "2" {
+		return checkLegacy(ctx, db, rep)
 	}
-	rows, err = db.QueryContext(ctx, `SELECT `+cols+` FROM records ORDER BY rid`)
+	segs := map[int64]*segment{}
+	segWhy := map[int64]string{}
+	defer func() {
+		for _, sg := range segs {
+			sg.unmap()
+		}
+	}()
+	rows, err = db.QueryContext(ctx, `SELECT `+recordCols+` FROM records ORDER BY rid`)
 	if err != nil {
 		return fail(err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		r, err := scanStored(rows, true)
+		r, err := scanRow(rows)
 		if err != nil {
 			return fail(err)
+		}
+		rep.Records++
+		why, vlen, vcrc := "", 0, uint32(0)
+		if r.seg.Valid {
+			why, vcrc = checkSegmentRow(ctx, db, abs, rep.Dim, segs, segWhy, r.seg.Int64, r.row.Int64)
+			vlen = 4 * rep.Dim
+		}
+		if why == "" {
+			why = r.verifyV3(vlen, vcrc)
+		}
+		if why != "" {
+			rep.Damaged = append(rep.Damaged, DamagedRecord{RowID: r.rid, ID: r.id, Reason: why})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		rep.SQLite = append(rep.SQLite, "reading records: "+err.Error())
+	}
+	return rep, nil
+}
+
+// checkSegmentRow checks the segment row of a record for Check: the
+// segment's files and header, the row inside the committed rows and the
+// files, its code row and its vector against their CRCs. It returns why
+// the row is damaged ("" when intact) and the vector's CRC.
+func checkSegmentRow(ctx context.Context, db *sql.DB, path string, dim int, segs map[int64]*segment, segWhy map[int64]string, seg, row int64) (string, uint32) {
+	sg, ok := segs[seg]
+	if why := segWhy[seg]; why != "" {
+		return why, 0
+	}
+	if !ok {
+		sdim, rows, capRows, found, err := segmentInfo(ctx, db, seg)
+		switch {
+		case err != nil:
+			segWhy[seg] = err.Error()
+		case !found:
+			segWhy[seg] = fmt.Sprintf("segment %d is not in the store's segments table", seg)
+		case sdim != dim:
+			segWhy[seg] = fmt.Sprintf("segment %d has %d dimensions, the store %d", seg, sdim, dim)
+		default:
+			if sg, err = mapSegment(path, seg, dim, capRows); err != nil {
+				segWhy[seg] = err.Error()
+			} else {
+				sg.committed = rows
+				segs[seg] = sg
+			}
+		}
+		if why := segWhy[seg]; why != "" {
+			return why, 0
+		}
+	}
+	if row < 0 || int(row) >= sg.committed {
+		return fmt.Sprintf("row %d of segment file %s was never committed (%d rows)", row, sg.vecPath, sg.committed), 0
+	}
+	if !sg.rowsInside(int(row) + 1) {
+		return fmt.Sprintf("segment file %s or %s is truncated: row %d is past its end", sg.vecPath, sg.binPath, row), 0
+	}
+	vcrc, ok := decodeBinRow(sg.binRow(int(row)), sg.words)
+	if !ok {
+		return fmt.Sprintf("row %d of segment file %s fails its checksum", row, sg.binPath), 0
+	}
+	if !sg.verifyVector(int(row), vcrc) {
+		return fmt.Sprintf("vector row %d of segment file %s fails its checksum", row, sg.vecPath), 0
+	}
+	return "", vcrc
+}
+
+// checkLegacy checks the records of a version 1 or 2 store (vectors in the
+// records table), one not opened since format version 3.
+func checkLegacy(ctx context.Context, db *sql.DB, rep *CheckReport) (*CheckReport, error) {
+	cols := legacyCols
+	if rep.Version == "1" {
+		var n int
+		if err := db.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('records') WHERE name = 'checksum'`).Scan(&n); err != nil {
+			return nil, sqlitedb.Classify("check store", rep.Path, err)
+		}
+		if n == 0 { // never opened since checksums came: no column yet
+			cols = strings.TrimSuffix(legacyCols, "checksum") + "NULL"
+		}
+	}
+	rows, err := db.QueryContext(ctx, `SELECT `+cols+` FROM records ORDER BY rid`)
+	if err != nil {
+		return nil, sqlitedb.Classify("check store", rep.Path, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r, err := scanStored(rows, true)
+		if err != nil {
+			return nil, sqlitedb.Classify("check store", rep.Path, err)
 		}
 		rep.Records++
 		why := ""

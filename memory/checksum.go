@@ -33,8 +33,17 @@ import (
 // REAL without a fraction as an integer and reads -0.0 back as 0.0.
 
 // FormatVersion is the on-disk format version this package writes. Stores
-// of version 1 (no checksums) are upgraded when opened.
-const FormatVersion = "2"
+// of versions 1 (no checksums) and 2 (vectors in the records table) are
+// upgraded when opened (upgrade.go).
+//
+// Version 3 moved the vectors into segment files (segment.go). The record
+// checksum keeps covering the vector, through its CRC: the encoding above
+// is unchanged except that the embedding's bytes are replaced by the
+// 4-byte little-endian CRC-32 of those bytes (its length field stays the
+// vector's byte length, 0 without one). That CRC is stored beside the
+// vector's code in the segment (the .bin row), and checked against the
+// vector's bytes when the vector is first read.
+const FormatVersion = "3"
 
 // ErrRecordCorrupt reports records whose stored values no longer match
 // their checksum (a damaged file). It wraps ErrCorrupt, so
@@ -48,7 +57,8 @@ type storedRow struct {
 	importance                     float64
 	created, accessed, source      string
 	private                        int64
-	emb                            []byte
+	emb                            []byte // version 2 rows only
+	seg, row                       sql.NullInt64
 	checksum                       sql.NullInt64
 }
 
@@ -72,6 +82,47 @@ func recordChecksum(id, content, scope, cats, meta string, importance float64, c
 	return crc32.Update(c, crc32.IEEETable, emb)
 }
 
+// recordChecksumV3 is recordChecksum of a version 3 row whose vector is
+// vlen bytes with CRC vcrc (vlen 0: no vector).
+func recordChecksumV3(id, content, scope, cats, meta string, importance float64, created, accessed, source string, private int64, vlen int, vcrc uint32) uint32 {
+	var hdr [9*4 + 16]byte
+	for i, n := range []int{len(id), len(content), len(scope), len(cats), len(meta), len(created), len(accessed), len(source), vlen} {
+		binary.LittleEndian.PutUint32(hdr[4*i:], uint32(n))
+	}
+	if importance == 0 {
+		importance = 0
+	}
+	binary.LittleEndian.PutUint64(hdr[36:], math.Float64bits(importance))
+	binary.LittleEndian.PutUint64(hdr[44:], uint64(private))
+	c := crc32.ChecksumIEEE(hdr[:])
+	for _, s := range []string{id, content, scope, cats, meta, created, accessed, source} {
+		c = crc32.Update(c, crc32.IEEETable, strBytes(s))
+	}
+	if vlen > 0 {
+		var b [4]byte
+		binary.LittleEndian.PutUint32(b[:], vcrc)
+		c = crc32.Update(c, crc32.IEEETable, b[:])
+	}
+	return c
+}
+
+// sumV3 is the version 3 checksum of the row with a vector of vlen bytes
+// and CRC vcrc.
+func (r *storedRow) sumV3(vlen int, vcrc uint32) uint32 {
+	return recordChecksumV3(r.id, r.content, r.scope, r.cats, r.meta, r.importance, r.created, r.accessed, r.source, r.private, vlen, vcrc)
+}
+
+// verifyV3 is verify for a version 3 row.
+func (r *storedRow) verifyV3(vlen int, vcrc uint32) string {
+	if !r.checksum.Valid {
+		return "no checksum"
+	}
+	if got := r.sumV3(vlen, vcrc); int64(got) != r.checksum.Int64 {
+		return fmt.Sprintf("checksum %08x, stored %08x", got, uint32(r.checksum.Int64))
+	}
+	return ""
+}
+
 func (r *storedRow) sum() uint32 {
 	return recordChecksum(r.id, r.content, r.scope, r.cats, r.meta, r.importance, r.created, r.accessed, r.source, r.private, r.emb)
 }
@@ -89,14 +140,32 @@ func (r *storedRow) verify() string {
 	return ""
 }
 
-// checksumOf is recordChecksum of a prepared record with vector bytes emb.
-func (p *prepared) checksumOf(emb []byte) int64 {
-	return int64(recordChecksum(p.id, p.content, p.scope, p.catsJSON, p.meta, p.importance, p.created, p.accessed, p.source, int64(boolInt(p.private)), emb))
+// checksumV3 is the version 3 checksum of a prepared record whose vector
+// is vlen bytes with CRC vcrc.
+func (p *prepared) checksumV3(vlen int, vcrc uint32) int64 {
+	return int64(recordChecksumV3(p.id, p.content, p.scope, p.catsJSON, p.meta, p.importance, p.created, p.accessed, p.source, int64(boolInt(p.private)), vlen, vcrc))
 }
 
 const sqlRowByID = `SELECT ` + recordCols + ` FROM records WHERE id = ?`
 
-// scanStored reads one row of recordCols. With raw, emb aliases the
+// scanRow reads one row of recordCols (version 3).
+func scanRow(r scanner) (*storedRow, error) {
+	var (
+		row    storedRow
+		source sql.NullString
+	)
+	if err := r.Scan(&row.rid, &row.id, &row.content, &row.scope, &row.cats, &row.meta, &row.importance,
+		&row.created, &row.accessed, &source, &row.private, &row.seg, &row.row, &row.checksum); err != nil {
+		return nil, err
+	}
+	row.source = source.String
+	return &row, nil
+}
+
+// legacyCols are the columns of a version 1 or 2 records row.
+const legacyCols = `rid, id, content, scope, categories, metadata, importance, created_at, last_accessed, source, private, embedding, checksum`
+
+// scanStored reads one row of legacyCols. With raw, emb aliases the
 // driver's buffer until the next Scan (sql.RawBytes: rows only).
 func scanStored(r scanner, raw bool) (*storedRow, error) {
 	var (
@@ -126,7 +195,7 @@ func (s *Store) storedByID(ctx context.Context, tx *sql.Tx, id string) (*storedR
 	if err != nil {
 		return nil, err
 	}
-	row, err := scanStored(st.QueryRowContext(ctx, id), false)
+	row, err := scanRow(st.QueryRowContext(ctx, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -163,99 +232,38 @@ func corruptRecordsError(op, path string, bad map[string]string) error {
 		"or run `crewcore memory check --repair %s`", op, path, ErrRecordCorrupt, len(ids), b.String(), path)
 }
 
-// checkVersion accepts format versions 1 (a store from before checksums:
-// its checksum column is added here, inside the open transaction, and
-// filled by fillChecksums) and 2.
-func checkVersion(ctx context.Context, tx *sql.Tx, v string) error {
-	if v != "1" && v != FormatVersion {
-		return fmt.Errorf("%w: unsupported format version %s (this engine reads 1 and %s)", ErrCorrupt, v, FormatVersion)
+// storedVector returns the vector length and CRC a stored row's checksum
+// covers (its segment row's vcrc), or why that row is damaged.
+func (s *Store) storedVector(ctx context.Context, tx *sql.Tx, row *storedRow) (vlen int, vcrc uint32, why string, err error) {
+	if !row.seg.Valid {
+		return 0, 0, "", nil
 	}
-	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('records') WHERE name = 'checksum'`).Scan(&n); err != nil {
-		return err
-	}
-	switch {
-	case n > 0:
-		return nil
-	case v == FormatVersion:
-		return fmt.Errorf("%w: a format version %s store without the checksum column", ErrCorrupt, v)
-	}
-	_, err := tx.ExecContext(ctx, `ALTER TABLE records ADD COLUMN checksum INTEGER`)
-	return err
-}
-
-// fillBatch is the number of rows one upgrade transaction checksums.
-const fillBatch = 256
-
-// fillChecksums upgrades a version 1 store: it computes the checksum of
-// every row that has none, fillBatch rows per transaction (so the WAL stays
-// bounded), then records version 2 in the transaction that finds none left.
-// Rows written before the upgrade are taken as they are. Other processes
-// may fill at the same time: the updates are idempotent.
-func (s *Store) fillChecksums(ctx context.Context) error {
-	var last int64
-	for done := false; !done; {
-		err := s.withWrite(ctx, "upgrade store", func(tx *sql.Tx) (func(), error) {
-			rows, err := tx.QueryContext(ctx, `SELECT `+recordCols+` FROM records WHERE rid > ? AND checksum IS NULL ORDER BY rid LIMIT ?`, last, fillBatch)
-			if err != nil {
-				return nil, err
-			}
-			var batch []*storedRow
-			for rows.Next() {
-				r, err := scanStored(rows, false)
-				if err != nil {
-					rows.Close()
-					return nil, err
-				}
-				batch = append(batch, r)
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return nil, err
-			}
-			for _, r := range batch {
-				if _, err := tx.ExecContext(ctx, `UPDATE records SET checksum = ? WHERE rid = ? AND checksum IS NULL`, int64(r.sum()), r.rid); err != nil {
-					return nil, err
-				}
-				last = r.rid
-			}
-			if len(batch) == fillBatch {
-				return nil, nil
-			}
-			var left int
-			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM records WHERE checksum IS NULL`).Scan(&left); err != nil {
-				return nil, err
-			}
-			if left > 0 { // written meanwhile by an engine of version 1
-				last = 0
-				return nil, nil
-			}
-			_, err = tx.ExecContext(ctx, `UPDATE crewcore_meta SET value = ? WHERE key = 'version'`, FormatVersion)
-			done = err == nil
-			return nil, err
-		}, false)
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	_, vcrc, why, err = s.addressed(ctx, tx, s.ix, row.seg.Int64, row.row.Int64)
+	return 4 * s.ix.dim, vcrc, why, err
 }
 
 // keptChecksum is the checksum of p written over the stored row of p.id
 // keeping its vector (update without an embedding). The stored row must
 // pass its own checksum first, so a damaged vector is never sealed anew.
-func (s *Store) keptChecksum(ctx context.Context, tx *sql.Tx, p *prepared) (int64, error) {
+func (s *Store) keptChecksum(ctx context.Context, tx *sql.Tx, p *prepared) (int64, segAddr, error) {
 	row, err := s.storedByID(ctx, tx, p.id)
 	if err != nil {
-		return 0, err
+		return 0, segAddr{}, err
 	}
 	if row == nil {
-		return 0, fmt.Errorf("%w: %q", ErrNotFound, p.id)
+		return 0, segAddr{}, fmt.Errorf("%w: %q", ErrNotFound, p.id)
 	}
-	if why := row.verify(); why != "" {
-		return 0, corruptRecordsError("update", s.path, map[string]string{p.id: fmt.Sprintf("rowid %d: %s", row.rid, why)})
+	vlen, vcrc, why, err := s.storedVector(ctx, tx, row)
+	if err != nil {
+		return 0, segAddr{}, err
 	}
-	return p.checksumOf(row.emb), nil
+	if why == "" {
+		why = row.verifyV3(vlen, vcrc)
+	}
+	if why != "" {
+		return 0, segAddr{}, corruptRecordsError("update", s.path, map[string]string{p.id: fmt.Sprintf("rowid %d: %s", row.rid, why)})
+	}
+	return p.checksumV3(vlen, vcrc), segAddr{seg: row.seg.Int64, row: row.row.Int64}, nil
 }
 
 // touchedChecksum is the checksum of the stored row of id with
@@ -266,9 +274,16 @@ func (s *Store) touchedChecksum(ctx context.Context, tx *sql.Tx, id, now string)
 	if err != nil || row == nil {
 		return 0, "", false, err
 	}
-	if why := row.verify(); why != "" {
+	vlen, vcrc, why, err := s.storedVector(ctx, tx, row)
+	if err != nil {
+		return 0, "", false, err
+	}
+	if why == "" {
+		why = row.verifyV3(vlen, vcrc)
+	}
+	if why != "" {
 		return 0, fmt.Sprintf("rowid %d: %s", row.rid, why), true, nil
 	}
 	row.accessed = now
-	return int64(row.sum()), "", true, nil
+	return int64(row.sumV3(vlen, vcrc)), "", true, nil
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math"
 	"os"
 	"path/filepath"
@@ -41,6 +42,20 @@ func TestRecordChecksumKnownValues(t *testing.T) {
 }
 
 func negZero() float64 { return math.Copysign(0, -1) }
+
+// The version 3 checksum (the vector's CRC in place of its bytes), the same
+// two records: values from crewcore.memory.integrity.row_checksum (zlib).
+func TestRecordChecksumV3KnownValues(t *testing.T) {
+	emb := encodeVector([]float32{1.0, -2.5, 0.125})
+	if got := recordChecksumV3("rec-1", "héllo wörld", "/crew/a", `["x","y"]`, `{"k":1}`, 0.75,
+		"2026-01-02T03:04:05.000006", "2026-01-02T03:04:05.000007", "agent", 1, len(emb), crc32.ChecksumIEEE(emb)); got != 0x2ad6dbc5 {
+		t.Errorf("checksum %08x", got)
+	}
+	if got := recordChecksumV3("rec-1", "héllo wörld", "/crew/a", `["x","y"]`, `{"k":1}`, negZero(),
+		"2026-01-02T03:04:05.000006", "2026-01-02T03:04:05.000007", "", 0, 0, 0); got != 0x61780b8d {
+		t.Errorf("checksum without a vector %08x, want the version 2 value", got)
+	}
+}
 
 // corruptFixture is a closed store of 40 records; "target" holds the
 // needles the corruption tests look for in the file.
@@ -113,17 +128,21 @@ func TestCorruptRecordDetected(t *testing.T) {
 		name   string
 		needle func(f *corruptFixture) []byte
 		off    int
+		file   string // suffix of the file holding the needle
 	}{
-		{"content", func(*corruptFixture) []byte { return []byte(needleContent) }, 20},
-		{"metadata", func(*corruptFixture) []byte { return []byte(needleMeta) }, 3},
-		{"scope", func(*corruptFixture) []byte { return []byte(needleScope) }, 8},
-		{"vector", func(f *corruptFixture) []byte { return encodeVector(f.vec) }, 25},
+		{"content", func(*corruptFixture) []byte { return []byte(needleContent) }, 20, ""},
+		{"metadata", func(*corruptFixture) []byte { return []byte(needleMeta) }, 3, ""},
+		{"scope", func(*corruptFixture) []byte { return []byte(needleScope) }, 8, ""},
+		// A vector lives in a segment file; it is checked against its CRC
+		// when it is first read (here by the search), then every read
+		// reports the record.
+		{"vector", func(f *corruptFixture) []byte { return encodeVector(f.vec) }, 25, "-seg-000001.vec"},
 	}
 	for _, tt := range tests {
 		for _, repair := range []string{"delete", "save", "repair"} {
 			t.Run(tt.name+"/"+repair, func(t *testing.T) {
 				f := newCorruptFixture(t)
-				flip(t, f.path, tt.needle(f), tt.off)
+				flip(t, f.path+tt.file, tt.needle(f), tt.off)
 
 				rep, err := Check(ctx, f.path)
 				if err != nil {
@@ -138,6 +157,11 @@ func TestCorruptRecordDetected(t *testing.T) {
 					t.Fatalf("open: %v", err)
 				}
 				defer s.Close()
+				if tt.file != "" {
+					if _, err := s.Search(ctx, Query{Vector: f.vec, Limit: 3}); !errors.Is(err, ErrRecordCorrupt) || !strings.Contains(err.Error(), f.path+tt.file) {
+						t.Fatalf("search over the damaged vector: %v, want ErrRecordCorrupt naming the segment file", err)
+					}
+				}
 				reads := map[string]func() error{
 					"count":  func() error { _, err := s.Count(ctx, ""); return err },
 					"get":    func() error { _, _, err := s.Get(ctx, "r01"); return err },
@@ -316,11 +340,7 @@ func TestUpgradeFromVersion1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v1 := strings.Replace(schemaSQL, ",\n  checksum      INTEGER", "", 1)
-	v1 = strings.Replace(v1, "('version', '2')", "('version', '1')", 1)
-	if v1 == schemaSQL {
-		t.Fatal("could not derive the version 1 schema")
-	}
+	v1 := legacySchemaV1
 	if _, err := db.Exec(v1); err != nil {
 		t.Fatal(err)
 	}
@@ -435,3 +455,15 @@ func FuzzRecordChecksum(f *testing.F) {
 		}
 	})
 }
+
+// legacySchemaV1 is the schema of a format version 1 store (vectors in the
+// records table, no checksums).
+const legacySchemaV1 = `
+CREATE TABLE crewcore_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE records (
+  rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, content TEXT NOT NULL, scope TEXT NOT NULL,
+  categories TEXT NOT NULL, metadata TEXT NOT NULL, importance REAL NOT NULL, created_at TEXT NOT NULL,
+  last_accessed TEXT NOT NULL, source TEXT, private INTEGER NOT NULL, embedding BLOB);
+CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, record_id TEXT NOT NULL);
+INSERT INTO crewcore_meta(key, value) VALUES ('format', 'crewcore-memory'), ('version', '1');
+`

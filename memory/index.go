@@ -2,6 +2,7 @@ package memory
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -54,29 +55,28 @@ type scopeStat struct {
 	stale          bool // oldest/newest need recomputing after a removal
 }
 
-// index is the in-memory state of a store: every record, the vector arena
-// and per-scope statistics. It is guarded by Store.mu.
+// index is the in-memory state of a store: every record, the mapped vector
+// segments and per-scope statistics. It is guarded by Store.mu.
+//
+// Vectors are not copied into memory: a record's vector is row r of a
+// mapped segment (segment.go), addressed by a slot, segment.base + r. The
+// slot arrays below have one element per row of every mapped segment's
+// capacity; rows no record references (deleted, replaced, not yet written)
+// have slotEntry -1: they are the segments' tombstones in memory.
 type index struct {
 	dim     int
 	entries []*entry       // dense; order is not meaningful
 	pos     map[string]int // id -> position in entries
-	// Vector arena: slot i holds vecs[i*dim:(i+1)*dim].
-	vecs  []float32
-	norms []float32
-	codes []uint64 // binary codes, words per slot
-	words int
-	// center is subtracted before taking sign bits, so data that is not
-	// centred at the origin (say, all components positive) still spreads
-	// over the codes. It is recomputed, and every code rebuilt, each time
-	// the number of vectors doubles (amortized O(1) per vector).
-	center     []float32
-	recenterAt int
-	q8         []int8    // int8 codes, dim per slot
-	q8scale    []float32 // per-slot scale: vector ~= scale * code
-	slotEntry  []int32   // slot -> position in entries
-	slotScope  []int32   // slot -> scope id, so scope filters scan a flat array
-	slotCats   []uint64  // slot -> bit i set for category id i < 63; bit 63: has a later category
-	catIDs     map[string]int
+	words   int
+	segs    []*segment // by id (and base) ascending
+	segByID map[int64]*segment
+	// Slot arrays: slot -> position in entries (-1: no record), scope id,
+	// category bits.
+	slotEntry []int32
+	slotScope []int32
+	slotCats  []uint64 // bit i set for category id i < 63; bit 63: has a later category
+	live      int      // slots with a record
+	catIDs    map[string]int
 	// Scopes: ids are stable for the life of the index.
 	scopes   []*scopeStat
 	scopeIDs map[string]int32
@@ -86,7 +86,7 @@ type index struct {
 }
 
 func newIndex(dim int) *index {
-	ix := &index{pos: map[string]int{}, scopeIDs: map[string]int32{}, recenterAt: minRecenter}
+	ix := &index{pos: map[string]int{}, scopeIDs: map[string]int32{}, segByID: map[int64]*segment{}}
 	ix.setDim(dim)
 	return ix
 }
@@ -102,7 +102,8 @@ func (ix *index) setDim(dim int) {
 
 func (ix *index) len() int { return len(ix.entries) }
 
-func (ix *index) slots() int { return len(ix.slotEntry) }
+// slots returns the number of records with a vector.
+func (ix *index) slots() int { return ix.live }
 
 func (ix *index) scopeFor(path string) int32 {
 	if id, ok := ix.scopeIDs[path]; ok {
@@ -114,20 +115,52 @@ func (ix *index) scopeFor(path string) int32 {
 	return id
 }
 
-// put inserts or replaces a record. vector may be nil (no embedding); when
-// keep is true and the record exists, its current vector is kept.
-func (ix *index) put(e *entry, vector []float32, keep bool) {
+// addSegment gives a newly mapped segment its slots.
+func (ix *index) addSegment(sg *segment) {
+	sg.base = int32(len(ix.slotEntry))
+	n := len(ix.slotEntry) + sg.cap
+	for len(ix.slotEntry) < n {
+		ix.slotEntry = append(ix.slotEntry, -1)
+	}
+	ix.slotScope = append(ix.slotScope, make([]int32, sg.cap)...)
+	ix.slotCats = append(ix.slotCats, make([]uint64, sg.cap)...)
+	ix.segs = append(ix.segs, sg)
+	ix.segByID[sg.id] = sg
+}
+
+// locate returns the segment and row of a slot.
+func (ix *index) locate(slot int32) (*segment, int) {
+	i := sort.Search(len(ix.segs), func(i int) bool { return ix.segs[i].base > slot }) - 1
+	sg := ix.segs[i]
+	return sg, int(slot - sg.base)
+}
+
+// put inserts or replaces a record. slot is its vector's slot (-1: no
+// vector); when keep is true and the record exists, its current slot is
+// kept instead.
+func (ix *index) put(e *entry, slot int32, keep bool) {
 	if i, ok := ix.pos[e.id]; ok {
 		old := ix.entries[i]
-		if keep && old.slot >= 0 && vector == nil {
-			vector = ix.vector(old.slot)
-			vector = slices.Clone(vector)
+		if keep && slot < 0 {
+			slot = old.slot
 		}
 		ix.removeAt(i)
 	}
 	e.slot = -1
-	if len(vector) > 0 && len(vector) == ix.dim {
-		e.slot = ix.addVector(vector, int32(len(ix.entries)), e.scopeID, ix.catBits(e.cats))
+	if slot >= 0 && e.bad == "" {
+		if ix.slotEntry[slot] >= 0 {
+			sg, r := ix.locate(slot)
+			e.bad = fmt.Sprintf("rowid %d: row %d of %s is the vector of another record", e.rid, r, sg.vecPath)
+		} else {
+			e.slot = slot
+			ix.slotEntry[slot] = int32(len(ix.entries))
+			ix.slotScope[slot] = e.scopeID
+			ix.slotCats[slot] = ix.catBits(e.cats)
+			ix.live++
+			if sg, r := ix.locate(slot); r >= sg.used {
+				sg.used = r + 1
+			}
+		}
 	}
 	ix.pos[e.id] = len(ix.entries)
 	ix.entries = append(ix.entries, e)
@@ -153,9 +186,10 @@ func (ix *index) put(e *entry, vector []float32, keep bool) {
 	}
 }
 
+// vector returns the vector of a slot (a view of the mapped segment).
 func (ix *index) vector(slot int32) []float32 {
-	off := int(slot) * ix.dim
-	return ix.vecs[off : off+ix.dim : off+ix.dim]
+	sg, r := ix.locate(slot)
+	return sg.vector(r)
 }
 
 // overflowCat marks a slot with a category whose id is 63 or more.
@@ -199,52 +233,6 @@ func (ix *index) catMask(want []string) (mask uint64, exact bool) {
 	return mask, exact
 }
 
-func (ix *index) addVector(v []float32, entryPos, scopeID int32, cats uint64) int32 {
-	slot := int32(len(ix.slotEntry))
-	ix.vecs = append(growDouble(ix.vecs, len(v)), v...)
-	ix.norms = append(ix.norms, vec.SquaredNorm(v))
-	n := len(ix.codes)
-	ix.codes = growDouble(ix.codes, ix.words)[:n+ix.words]
-	binarize(v, ix.center, ix.codes[n:n+ix.words])
-	m := len(ix.q8)
-	ix.q8 = growDouble(ix.q8, ix.dim)[:m+ix.dim]
-	ix.q8scale = append(ix.q8scale, vec.QuantizeInt8(v, ix.q8[m:m+ix.dim]))
-	ix.slotEntry = append(ix.slotEntry, entryPos)
-	ix.slotScope = append(ix.slotScope, scopeID)
-	ix.slotCats = append(ix.slotCats, cats)
-	if len(ix.slotEntry) >= ix.recenterAt {
-		ix.recenter()
-	}
-	return slot
-}
-
-// minRecenter is the number of vectors at which codes are first centred.
-const minRecenter = 512
-
-// recenter sets center to the mean vector and rebuilds every binary code.
-func (ix *index) recenter() {
-	n, d := len(ix.slotEntry), ix.dim
-	ix.recenterAt = max(2*n, minRecenter)
-	if n == 0 || d == 0 {
-		return
-	}
-	sum := make([]float64, d)
-	for i := 0; i < n; i++ {
-		for j, x := range ix.vecs[i*d : (i+1)*d] {
-			sum[j] += float64(x)
-		}
-	}
-	c := make([]float32, d)
-	for j := range c {
-		c[j] = float32(sum[j] / float64(n))
-	}
-	ix.center = c
-	w := ix.words
-	for i := 0; i < n; i++ {
-		binarize(ix.vecs[i*d:(i+1)*d], c, ix.codes[i*w:(i+1)*w])
-	}
-}
-
 var diffPool = sync.Pool{New: func() any { return new([]float32) }}
 
 // binarize sets bit j of dst iff v[j] > center[j] (center nil: 0).
@@ -269,7 +257,8 @@ func binarize(v, center []float32, dst []uint64) {
 func (ix *index) removeAt(i int) *entry {
 	e := ix.entries[i]
 	if e.slot >= 0 {
-		ix.removeSlot(e.slot)
+		ix.slotEntry[e.slot] = -1
+		ix.live--
 	}
 	last := len(ix.entries) - 1
 	if i != last {
@@ -299,32 +288,6 @@ func (ix *index) removeAt(i int) *entry {
 		st.stale, ix.staleAny = true, true
 	}
 	return e
-}
-
-// removeSlot frees a vector slot by moving the last slot into it.
-func (ix *index) removeSlot(slot int32) {
-	last := int32(len(ix.slotEntry) - 1)
-	d, w := ix.dim, ix.words
-	if slot != last {
-		copy(ix.vecs[int(slot)*d:int(slot+1)*d], ix.vecs[int(last)*d:int(last+1)*d])
-		copy(ix.codes[int(slot)*w:int(slot+1)*w], ix.codes[int(last)*w:int(last+1)*w])
-		copy(ix.q8[int(slot)*d:int(slot+1)*d], ix.q8[int(last)*d:int(last+1)*d])
-		ix.q8scale[slot] = ix.q8scale[last]
-		ix.norms[slot] = ix.norms[last]
-		ep := ix.slotEntry[last]
-		ix.slotEntry[slot] = ep
-		ix.slotScope[slot] = ix.slotScope[last]
-		ix.slotCats[slot] = ix.slotCats[last]
-		ix.entries[ep].slot = slot
-	}
-	ix.vecs = ix.vecs[:int(last)*d]
-	ix.codes = ix.codes[:int(last)*w]
-	ix.q8 = ix.q8[:int(last)*d]
-	ix.q8scale = ix.q8scale[:last]
-	ix.norms = ix.norms[:last]
-	ix.slotEntry = ix.slotEntry[:last]
-	ix.slotScope = ix.slotScope[:last]
-	ix.slotCats = ix.slotCats[:last]
 }
 
 // remove deletes a record by id; it reports whether it existed.
@@ -518,5 +481,17 @@ func (ix *index) markBad(id, why string) {
 	}
 	e := ix.removeAt(i)
 	e.bad = why
-	ix.put(e, nil, false)
+	ix.put(e, -1, false)
 }
+
+// unmapAll releases every segment mapping of ix (ix is being dropped).
+func (ix *index) unmapAll() {
+	for _, sg := range ix.segs {
+		sg.unmap()
+	}
+	ix.segs = nil
+	ix.segByID = map[int64]*segment{}
+}
+
+// retire drops an index replaced by a reload.
+func (ix *index) retire() { ix.unmapAll() }

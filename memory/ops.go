@@ -16,7 +16,7 @@ import (
 // so a write does not pay SQLite's prepare again.
 const (
 	sqlLogChange        = `INSERT INTO changes(record_id) SELECT value FROM json_each(?)`
-	sqlInsert           = `INSERT INTO records(id, content, scope, categories, metadata, importance, created_at, last_accessed, source, private, embedding, checksum) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`
+	sqlInsert           = `INSERT INTO records(id, content, scope, categories, metadata, importance, created_at, last_accessed, source, private, seg, row, checksum) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`
 	sqlUpdateKeepVector = `UPDATE records SET content=?, scope=?, categories=?, metadata=?, importance=?, created_at=?, last_accessed=?, source=?, private=?, checksum=? WHERE id=?`
 	sqlDeleteID         = `DELETE FROM records WHERE id = ?`
 	sqlTouch            = `UPDATE records SET last_accessed = ?, checksum = ? WHERE id = ?`
@@ -76,12 +76,12 @@ func (s *Store) checkDims(recs []*prepared) (int, error) {
 	return dim, nil
 }
 
-const upsertSQL = `INSERT INTO records(id, content, scope, categories, metadata, importance, created_at, last_accessed, source, private, embedding, checksum)
-VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+const upsertSQL = `INSERT INTO records(id, content, scope, categories, metadata, importance, created_at, last_accessed, source, private, seg, row, checksum)
+VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
 ON CONFLICT(id) DO UPDATE SET content=excluded.content, scope=excluded.scope, categories=excluded.categories,
  metadata=excluded.metadata, importance=excluded.importance, created_at=excluded.created_at,
- last_accessed=excluded.last_accessed, source=excluded.source, private=excluded.private, embedding=excluded.embedding,
- checksum=excluded.checksum
+ last_accessed=excluded.last_accessed, source=excluded.source, private=excluded.private, seg=excluded.seg,
+ row=excluded.row, checksum=excluded.checksum
 RETURNING rid`
 
 func nullable(s string) any {
@@ -162,14 +162,38 @@ func (s *Store) writeRecords(ctx context.Context, op string, prep []*prepared, m
 		}
 		ids := make([]string, len(prep))
 		rids := make([]int64, len(prep))
+		// The batch's vectors go to the segment first, in one write per
+		// file (segstore.go); the rows that address them follow.
+		var vecs [][]float32
+		vecOf := make([]int, len(prep))
+		for i, p := range prep {
+			vecOf[i] = -1
+			if len(p.vec) > 0 {
+				vecOf[i] = len(vecs)
+				vecs = append(vecs, p.vec)
+			}
+		}
+		app, err := s.appendVectors(ctx, tx, ix, dim, vecs)
+		if err != nil {
+			app.abort()
+			return nil, err
+		}
+		kept := make([]segAddr, len(prep))
 		for i, p := range prep {
 			ids[i] = p.id
 			args := []any{p.id, p.content, p.scope, p.catsJSON, p.meta, p.importance, p.created, p.accessed, nullable(p.source), boolInt(p.private)}
+			var seg, row any
+			vlen, vcrc := 0, uint32(0)
+			if j := vecOf[i]; j >= 0 {
+				seg, row = app.addrs[j].seg, app.addrs[j].row
+				vlen, vcrc = 4*dim, app.vcrcs[j]
+			}
 			switch _, known := ix.pos[p.id]; {
 			case mustExist && p.keepVector:
 				rids[i] = ix.entries[ix.pos[p.id]].rid
 				var sum int64
-				if sum, err = s.keptChecksum(ctx, tx, p); err != nil {
+				if sum, kept[i], err = s.keptChecksum(ctx, tx, p); err != nil {
+					app.abort()
 					return nil, err
 				}
 				_, err = keep.ExecContext(ctx, append(args[1:], sum, p.id)...)
@@ -179,8 +203,7 @@ func (s *Store) writeRecords(ctx context.Context, op string, prep []*prepared, m
 				// process stored the id since our last refresh, the unique
 				// constraint fails this statement only, and the upsert runs.
 				var res sql.Result
-				emb := encodeVector(p.vec)
-				if res, err = insert.ExecContext(ctx, append(args, emb, p.checksumOf(emb))...); err == nil {
+				if res, err = insert.ExecContext(ctx, append(args, seg, row, p.checksumV3(vlen, vcrc))...); err == nil {
 					rids[i], err = res.LastInsertId()
 					break
 				}
@@ -189,28 +212,34 @@ func (s *Store) writeRecords(ctx context.Context, op string, prep []*prepared, m
 				}
 				fallthrough
 			default:
-				emb := encodeVector(p.vec)
-				err = upsert.QueryRowContext(ctx, append(args, emb, p.checksumOf(emb))...).Scan(&rids[i])
+				err = upsert.QueryRowContext(ctx, append(args, seg, row, p.checksumV3(vlen, vcrc))...).Scan(&rids[i])
 			}
 			if err != nil {
+				app.abort()
 				return nil, err
 			}
 		}
 		seq, err := s.logChanges(ctx, tx, ids)
 		if err != nil {
+			app.abort()
 			return nil, err
 		}
 		return func() {
 			if dim != ix.dim {
 				ix.setDim(dim)
 			}
+			app.commit(ix)
 			for i, p := range prep {
 				e := &entry{
 					rid: rids[i], id: p.id, content: p.content, scopeID: ix.scopeFor(p.scope),
 					cats: p.cats, catsJSON: p.catsJSON, meta: p.meta, importance: p.importance,
 					created: p.created, accessed: p.accessed, source: p.source, private: p.private,
 				}
-				ix.put(e, p.vec, mustExist && p.keepVector)
+				slot := int32(-1)
+				if j := vecOf[i]; j >= 0 {
+					slot = app.sg.base + int32(app.addrs[j].row)
+				}
+				ix.put(e, slot, mustExist && p.keepVector)
 			}
 			s.lastSeq = seq
 		}, nil
@@ -326,8 +355,14 @@ func (s *Store) Reset(ctx context.Context, prefix string) error {
 		return err
 	}
 	return s.withWrite(ctx, "reset", func(tx *sql.Tx) (func(), error) {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM records`); err != nil {
+		segIDs, err := segmentIDs(ctx, tx)
+		if err != nil {
 			return nil, err
+		}
+		for _, q := range []string{`DELETE FROM records`, `DELETE FROM segments`} {
+			if _, err := tx.ExecContext(ctx, q); err != nil {
+				return nil, err
+			}
 		}
 		if s.opts.Dim == 0 {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM crewcore_meta WHERE key='dim'`); err != nil {
@@ -339,10 +374,30 @@ func (s *Store) Reset(ctx context.Context, prefix string) error {
 			return nil, err
 		}
 		return func() {
+			s.ix.retire()
 			s.ix = newIndex(s.opts.Dim)
 			s.lastSeq = seq
+			removeSegmentFiles(s.path, segIDs)
 		}, nil
 	}, true)
+}
+
+// segmentIDs lists the segments of the store.
+func segmentIDs(ctx context.Context, q querier) ([]int64, error) {
+	rows, err := q.QueryContext(ctx, `SELECT id FROM segments ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
 }
 
 // Touch sets LastAccessed to now for the given ids; unknown ids are ignored.
@@ -433,13 +488,19 @@ func (s *Store) Get(ctx context.Context, id string) (Record, bool, error) {
 	if err := CheckIDs(id); err != nil { // contract.go
 		return r, false, err
 	}
+	var bad []int32
 	err := s.read(ctx, func(ix *index) error {
 		var i int
 		if i, ok = ix.pos[id]; ok {
-			r = ix.record(ix.entries[i], true)
+			if bad = checkVectors(ix, ix.entries[i]); len(bad) == 0 {
+				r = ix.record(ix.entries[i], true)
+			}
 		}
 		return nil
 	})
+	if err == nil && len(bad) > 0 {
+		return Record{}, false, s.markBadSlots(bad)
+	}
 	return r, ok, err
 }
 
@@ -463,6 +524,7 @@ func (s *Store) list(ctx context.Context, prefix string, limit, offset int, with
 		return nil, err
 	}
 	var out []Record
+	var bad []int32
 	err = s.read(ctx, func(ix *index) error {
 		match := ix.matchingScopes(p)
 		sel := make([]*entry, 0, len(ix.entries))
@@ -485,12 +547,20 @@ func (s *Store) list(ctx context.Context, prefix string, limit, offset int, with
 		if limit < len(sel) {
 			sel = sel[:limit]
 		}
+		if withVectors {
+			if bad = checkVectors(ix, sel...); len(bad) > 0 {
+				return nil
+			}
+		}
 		out = make([]Record, len(sel))
 		for i, e := range sel {
 			out[i] = ix.record(e, withVectors)
 		}
 		return nil
 	})
+	if err == nil && len(bad) > 0 {
+		return nil, s.markBadSlots(bad)
+	}
 	return out, err
 }
 
@@ -549,9 +619,12 @@ func (s *Store) ScopeInfo(ctx context.Context, scope string) (ScopeInfo, error) 
 	return s.ix.scopeInfo(p), nil
 }
 
-// Optimize trims the change log, checkpoints the WAL and refreshes SQLite's
-// query statistics.
+// Optimize compacts the segments (compact.go), trims the change log,
+// checkpoints the WAL and refreshes SQLite's query statistics.
 func (s *Store) Optimize(ctx context.Context) error {
+	if err := s.compact(ctx); err != nil {
+		return err
+	}
 	err := s.withWrite(ctx, "optimize", func(tx *sql.Tx) (func(), error) {
 		_, err := tx.ExecContext(ctx, `DELETE FROM changes WHERE seq <= (SELECT max(seq) FROM changes) - 10000`)
 		return nil, err

@@ -18,6 +18,7 @@ const parallelWork = 1 << 20
 
 var (
 	f32Pool  = sync.Pool{New: func() any { return new([]float32) }}
+	f32bPool = sync.Pool{New: func() any { return new([]float32) }}
 	u32Pool  = sync.Pool{New: func() any { return new([]uint32) }}
 	i32Pool  = sync.Pool{New: func() any { return new([]int32) }}
 	i32bPool = sync.Pool{New: func() any { return new([]int32) }}
@@ -34,6 +35,15 @@ func getI32b(n int) *[]int32 {
 
 func getF32(n int) *[]float32 {
 	p := f32Pool.Get().(*[]float32)
+	if cap(*p) < n {
+		*p = make([]float32, n)
+	}
+	*p = (*p)[:n]
+	return p
+}
+
+func getF32b(n int) *[]float32 {
+	p := f32bPool.Get().(*[]float32)
 	if cap(*p) < n {
 		*p = make([]float32, n)
 	}
@@ -79,6 +89,7 @@ func (s *Store) Search(ctx context.Context, q Query) ([]Match, error) {
 		return nil, err
 	}
 	var out []Match
+	var bad badSlots
 	err = s.read(ctx, func(ix *index) error {
 		if q.Limit == 0 { // nothing asked: no dimension check either (as pgmemory and the fallback)
 			out = []Match{}
@@ -87,13 +98,27 @@ func (s *Store) Search(ctx context.Context, q Query) ([]Match, error) {
 		if ix.dim > 0 && len(q.Vector) != ix.dim {
 			return &DimensionError{Stored: ix.dim, Got: len(q.Vector)}
 		}
-		hits := s.searchIndex(ix, &q, prefix)
+		hits := s.searchIndex(ix, &q, prefix, &bad)
+		if len(bad.slots) > 0 {
+			return nil
+		}
+		if q.WithEmbeddings {
+			for _, h := range hits {
+				bad.slots = append(bad.slots, checkVectors(ix, ix.entries[ix.slotEntry[h.slot]])...)
+			}
+			if len(bad.slots) > 0 {
+				return nil
+			}
+		}
 		out = make([]Match, len(hits))
 		for i, h := range hits {
 			out[i] = Match{Record: ix.record(ix.entries[ix.slotEntry[h.slot]], q.WithEmbeddings), Score: h.score}
 		}
 		return nil
 	})
+	if err == nil && len(bad.slots) > 0 {
+		return nil, s.markBadSlots(bad.slots)
+	}
 	return out, err
 }
 
@@ -126,78 +151,125 @@ func (h *hitHeap) Pop() any {
 	return x
 }
 
-// candidates returns the vector slots passing the filters, or nil when there
-// is no filter (every slot is a candidate).
-func (s *Store) candidates(ix *index, q *Query, prefix string) (rows *[]int32, filtered bool) {
-	if prefix == "" && len(q.Categories) == 0 && len(q.Metadata) == 0 && q.Privacy == nil {
-		return nil, false
-	}
-	match := ix.matchingScopes(prefix)
+// candidates returns the vector slots passing the filters (every slot with
+// a record when there is no filter).
+func (s *Store) candidates(ix *index, q *Query, prefix string) *[]int32 {
 	p := getI32(0)
 	r := (*p)[:0]
+	if prefix == "" && len(q.Categories) == 0 && len(q.Metadata) == 0 && q.Privacy == nil {
+		for _, sg := range ix.segs {
+			for slot := sg.base; slot < sg.base+int32(sg.used); slot++ {
+				if ix.slotEntry[slot] >= 0 {
+					r = append(r, slot)
+				}
+			}
+		}
+		*p = r
+		return p
+	}
+	match := ix.matchingScopes(prefix)
 	wantCats := len(q.Categories) > 0
 	mask, maskExact := ix.catMask(q.Categories)
 	needEntry := len(q.Metadata) > 0 || q.Privacy != nil
-	for slot, sid := range ix.slotScope {
-		if !match[sid] {
-			continue
-		}
-		catsChecked := false
-		if wantCats {
-			bits := ix.slotCats[slot]
-			if bits&mask == 0 {
-				if maskExact || bits&overflowCat == 0 {
+	for _, sg := range ix.segs {
+		for slot := sg.base; slot < sg.base+int32(sg.used); slot++ {
+			ep := ix.slotEntry[slot]
+			if ep < 0 || !match[ix.slotScope[slot]] {
+				continue
+			}
+			catsChecked := false
+			if wantCats {
+				bits := ix.slotCats[slot]
+				if bits&mask == 0 {
+					if maskExact || bits&overflowCat == 0 {
+						continue
+					}
+				} else {
+					catsChecked = true
+				}
+			}
+			if needEntry || (wantCats && !catsChecked) {
+				// Only records that pass the flat checks pay for reading their entry.
+				e := ix.entries[ep]
+				if wantCats && !catsChecked && !anyOf(e.cats, q.Categories) {
 					continue
 				}
-			} else {
-				catsChecked = true
+				if q.Privacy != nil && e.private && (*q.Privacy == "" || e.source != *q.Privacy) {
+					continue
+				}
+				if len(q.Metadata) > 0 && !metaEqual(e.metadata(), q.Metadata) {
+					continue
+				}
 			}
+			r = append(r, slot)
 		}
-		if needEntry || (wantCats && !catsChecked) {
-			// Only records that pass the flat checks pay for reading their entry.
-			e := ix.entries[ix.slotEntry[slot]]
-			if wantCats && !catsChecked && !anyOf(e.cats, q.Categories) {
-				continue
-			}
-			if q.Privacy != nil && e.private && (*q.Privacy == "" || e.source != *q.Privacy) {
-				continue
-			}
-			if len(q.Metadata) > 0 && !metaEqual(e.metadata(), q.Metadata) {
-				continue
-			}
-		}
-		r = append(r, int32(slot))
 	}
 	*p = r
-	return p, true
+	return p
 }
 
-// searchIndex scores and selects. Caller holds s.mu for reading.
-func (s *Store) searchIndex(ix *index, q *Query, prefix string) []hit {
+// searchIndex scores and selects. Caller holds s.mu for reading. bad
+// collects the slots whose vector failed its checksum.
+func (s *Store) searchIndex(ix *index, q *Query, prefix string, bad *badSlots) []hit {
 	if ix.dim == 0 || ix.slots() == 0 || q.Limit == 0 {
 		return nil
 	}
-	rowsP, filtered := s.candidates(ix, q, prefix)
-	var rows []int32
-	n := ix.slots()
-	if filtered {
-		defer i32Pool.Put(rowsP)
-		rows = *rowsP
-		n = len(rows)
-	}
+	rowsP := s.candidates(ix, q, prefix)
+	defer i32Pool.Put(rowsP)
+	rows := *rowsP
+	n := len(rows)
 	if n == 0 {
 		return nil
 	}
 	k := min(q.Limit, n)
 	qn := vec.SquaredNorm(q.Vector)
 	if s.opts.ExactBelow < 0 || n < s.opts.ExactBelow {
-		return s.exact(ix, q, rows, filtered, n, k, qn)
+		return s.exact(ix, q, rows, k, qn, bad)
 	}
-	return s.quantized(ix, q, rows, filtered, n, k, qn)
+	return s.quantized(ix, q, rows, k, qn, bad)
 }
 
-func (s *Store) score(ix *index, slot int32, dot, qn float32) float64 {
-	vn := ix.norms[slot]
+// badSlots collects, from the goroutines of one search, the slots whose
+// vector row failed its checksum.
+type badSlots struct {
+	mu    sync.Mutex
+	slots []int32
+}
+
+func (b *badSlots) add(slot int32) {
+	b.mu.Lock()
+	b.slots = append(b.slots, slot)
+	b.mu.Unlock()
+}
+
+// dotsOf computes out[i] = dot(vector of rows[i], q) and norms[i] = its
+// squared norm, one run of rows of the same segment at a time, checking
+// each vector against its checksum (once per row and process).
+func dotsOf(ix *index, rows []int32, q []float32, out, norms []float32, bad *badSlots) {
+	local := getI32(0)
+	defer i32Pool.Put(local)
+	for i := 0; i < len(rows); {
+		sg, _ := ix.locate(rows[i])
+		j := i
+		lr := (*local)[:0]
+		end := sg.base + int32(sg.cap)
+		for ; j < len(rows) && rows[j] >= sg.base && rows[j] < end; j++ {
+			r := int(rows[j] - sg.base)
+			if vcrc, ok := decodeBinRow(sg.binRow(r), sg.words); !ok || !sg.verifyVector(r, vcrc) {
+				bad.add(rows[j])
+			}
+			lr = append(lr, int32(r))
+		}
+		*local = lr
+		vec.DotMany(sg.vecs, sg.dim, lr, q, out[i:j])
+		for t, r := range lr {
+			norms[i+t] = vec.SquaredNorm(sg.vector(int(r)))
+		}
+		i = j
+	}
+}
+
+func (s *Store) score(dot, qn, vn float32) float64 {
 	if s.opts.Metric == Cosine {
 		if qn == 0 || vn == 0 {
 			return 0
@@ -212,24 +284,20 @@ func (s *Store) score(ix *index, slot int32, dot, qn float32) float64 {
 }
 
 // exact scores every candidate with float32 dot products.
-func (s *Store) exact(ix *index, q *Query, rows []int32, filtered bool, n, k int, qn float32) []hit {
+func (s *Store) exact(ix *index, q *Query, rows []int32, k int, qn float32, bad *badSlots) []hit {
+	n := len(rows)
 	dotsP := getF32(n)
 	defer f32Pool.Put(dotsP)
 	dots := *dotsP
+	normsP := getF32b(n)
+	defer f32bPool.Put(normsP)
+	norms := *normsP
 	parallel(n, n*ix.dim*4, func(lo, hi int) {
-		if filtered {
-			vec.DotMany(ix.vecs, ix.dim, rows[lo:hi], q.Vector, dots[lo:hi])
-		} else {
-			vec.DotAll(ix.vecs[lo*ix.dim:hi*ix.dim], ix.dim, q.Vector, dots[lo:hi])
-		}
+		dotsOf(ix, rows[lo:hi], q.Vector, dots[lo:hi], norms[lo:hi], bad)
 	})
 	h := make(hitHeap, 0, k+1)
-	for i := 0; i < n; i++ {
-		slot := int32(i)
-		if filtered {
-			slot = rows[i]
-		}
-		sc := s.score(ix, slot, dots[i], qn)
+	for i, slot := range rows {
+		sc := s.score(dots[i], qn, norms[i])
 		if sc < q.MinScore {
 			continue
 		}
@@ -254,83 +322,54 @@ func (s *Store) exact(ix *index, q *Query, rows []int32, filtered bool, n, k int
 	return h
 }
 
-// Cascade sizes: the binary stage keeps at least stage1Min candidates and
-// the int8 stage at least stage2Min.
-var (
-	stage1Min = 3000
-	stage2Min = 100
-)
+// Cascade sizes: the binary stage keeps at least stage1Min candidates.
+var stage1Min = 3000
 
-// quantized is the cascade: a Hamming scan of 1-bit codes over every
-// candidate, int8 dot products over the best of those, exact float32 scores
-// over the best of those.
-func (s *Store) quantized(ix *index, q *Query, rows []int32, filtered bool, n, k int, qn float32) []hit {
-	c1 := max(stage1Min, int(s.opts.Stage1*float64(n)))
-	c2 := max(stage2Min, s.opts.Stage2*k)
-	if c2 >= n {
-		return s.exact(ix, q, rows, filtered, n, k, qn)
+// quantized is the cascade: a Hamming scan of the 1-bit codes of every
+// candidate (each segment's codes are signs of v minus that segment's
+// center), then exact float32 scores of the best of those.
+func (s *Store) quantized(ix *index, q *Query, rows []int32, k int, qn float32, bad *badSlots) []hit {
+	n := len(rows)
+	c1 := max(stage1Min, int(s.opts.Stage1*float64(n)), s.opts.Stage2*k)
+	if c1 >= n {
+		return s.exact(ix, q, rows, k, qn, bad)
 	}
-	// Stage 1: binary codes.
-	var cand []int32
-	chosen := false
-	if c1 < n {
-		qcode := make([]uint64, ix.words)
-		binarize(q.Vector, ix.center, qcode)
-		distP := getU32(n)
-		defer u32Pool.Put(distP)
-		dist := *distP
-		parallel(n, n*ix.words*8, func(lo, hi int) {
-			if filtered {
-				vec.HammingMany(ix.codes, ix.words, rows[lo:hi], qcode, dist[lo:hi])
-			} else {
-				vec.HammingAll(ix.codes[lo*ix.words:hi*ix.words], ix.words, qcode, dist[lo:hi])
+	qcodes := make([][]uint64, len(ix.segs))
+	for i, sg := range ix.segs {
+		qcodes[i] = make([]uint64, ix.words)
+		binarize(q.Vector, sg.center, qcodes[i])
+	}
+	distP := getU32(n)
+	defer u32Pool.Put(distP)
+	dist := *distP
+	parallel(n, n*ix.words*8, func(lo, hi int) {
+		local := getI32(0)
+		defer i32Pool.Put(local)
+		for i := lo; i < hi; {
+			si := sort.Search(len(ix.segs), func(t int) bool { return ix.segs[t].base > rows[i] }) - 1
+			sg := ix.segs[si]
+			end := sg.base + int32(sg.cap)
+			lr := (*local)[:0]
+			j := i
+			for ; j < hi && rows[j] < end; j++ {
+				lr = append(lr, rows[j]-sg.base)
 			}
-		})
-		candP := getI32(0)
-		defer i32Pool.Put(candP)
-		// When the codes do not separate these vectors (a large tie at the
-		// cut), every candidate goes on to the int8 stage instead.
-		cand, chosen = selectSmallest(dist, ix.words*64, c1, rows, filtered, (*candP)[:0])
-		*candP = cand
-	}
-	switch {
-	case chosen:
-	case filtered:
-		cand = rows
-	default:
-		candP := getI32(n)
-		defer i32Pool.Put(candP)
-		cand = *candP
-		for i := range cand {
-			cand[i] = int32(i)
+			*local = lr
+			vec.HammingManyStride(sg.codes, ix.words+1, ix.words, lr, qcodes[si], dist[i:j])
+			i = j
 		}
-	}
-	// Stage 2: int8 dot products, approximate scores.
-	q8 := make([]int8, ix.dim)
-	qscale := vec.QuantizeInt8(q.Vector, q8)
-	dotsP := getI32b(len(cand))
-	defer i32bPool.Put(dotsP)
-	dots := *dotsP
-	parallel(len(cand), len(cand)*ix.dim, func(lo, hi int) {
-		vec.DotInt8Many(ix.q8, ix.dim, cand[lo:hi], q8, dots[lo:hi])
 	})
-	approx := make(hitHeap, 0, c2+1)
-	for i, slot := range cand {
-		d := float32(dots[i]) * qscale * ix.q8scale[slot]
-		h := hit{slot: slot, score: s.score(ix, slot, d, qn)}
-		if len(approx) < c2 {
-			heap.Push(&approx, h)
-		} else if h.score > approx[0].score {
-			approx[0] = h
-			heap.Fix(&approx, 0)
-		}
+	candP := getI32(0)
+	defer i32Pool.Put(candP)
+	// When the codes do not separate these vectors (a large tie at the
+	// cut), every candidate is scored exactly instead.
+	cand, chosen := selectSmallest(dist, ix.words*64, c1, rows, true, (*candP)[:0])
+	*candP = cand
+	if !chosen {
+		return s.exact(ix, q, rows, k, qn, bad)
 	}
-	// Stage 3: exact scores on the survivors.
-	final := make([]int32, len(approx))
-	for i, h := range approx {
-		final[i] = h.slot
-	}
-	return s.exact(ix, q, final, true, len(final), min(k, len(final)), qn)
+	sort.Slice(cand, func(i, j int) bool { return cand[i] < cand[j] })
+	return s.exact(ix, q, cand, min(k, len(cand)), qn, bad)
 }
 
 // selectSmallest appends to out the slots of the c smallest distances

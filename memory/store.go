@@ -66,12 +66,17 @@ type Options struct {
 	// products keep the best Stage2 of those, and exact float32 scores pick
 	// the results. Default 512; a negative value always scans exactly.
 	ExactBelow int
-	// Stage1 is the fraction of candidates the binary scan keeps (default
-	// 0.05, never fewer than 3000).
+	// Stage1 is the fraction of candidates the binary scan keeps for exact
+	// scores (default 0.01, never fewer than 1000).
 	Stage1 float64
-	// Stage2 is the number of int8-ranked candidates per requested result
-	// that are scored exactly (default 10, never fewer than 100).
+	// Stage2 is the number of candidates per requested result the binary
+	// scan keeps at least (default 10).
 	Stage2 int
+	// SyncSegments makes every write fdatasync the segment files it
+	// appended to before its transaction commits (the degree of SQLite's
+	// synchronous=FULL). Without it the rows are written before the commit,
+	// as durable as the store's synchronous=NORMAL commit (segstore.go).
+	SyncSegments bool
 }
 
 const schemaSQL = `
@@ -88,14 +93,16 @@ CREATE TABLE IF NOT EXISTS records (
   last_accessed TEXT NOT NULL,
   source        TEXT,
   private       INTEGER NOT NULL,
-  embedding     BLOB,
+  seg           INTEGER,
+  row           INTEGER,
   checksum      INTEGER
 );
 CREATE TABLE IF NOT EXISTS changes (
   seq       INTEGER PRIMARY KEY AUTOINCREMENT,
   record_id TEXT NOT NULL
 );
-INSERT OR IGNORE INTO crewcore_meta(key, value) VALUES ('format', 'crewcore-memory'), ('version', '2');
+` + segmentsSQL + `
+INSERT OR IGNORE INTO crewcore_meta(key, value) VALUES ('format', 'crewcore-memory'), ('version', '3');
 `
 
 // minMaxSeqSQL reads both ends of the change log. Two subqueries, because
@@ -106,7 +113,7 @@ var newPageSize = 16384
 
 const minMaxSeqSQL = `SELECT coalesce((SELECT max(seq) FROM changes), 0), coalesce((SELECT min(seq) FROM changes), 0)`
 
-const recordCols = `rid, id, content, scope, categories, metadata, importance, created_at, last_accessed, source, private, embedding, checksum`
+const recordCols = `rid, id, content, scope, categories, metadata, importance, created_at, last_accessed, source, private, seg, row, checksum`
 
 // Store is an embedded memory store: SQLite (WAL) is the durable truth and an
 // in-memory arena serves searches. A Store is safe for concurrent use, and
@@ -159,7 +166,7 @@ func Open(path string, opts *Options) (*Store, error) {
 		o.ExactBelow = 512
 	}
 	if o.Stage1 <= 0 || o.Stage1 > 1 {
-		o.Stage1 = 0.05
+		o.Stage1 = 0.01
 	}
 	if o.Stage2 <= 0 {
 		o.Stage2 = 10
@@ -293,19 +300,28 @@ func (s *Store) init() error {
 	// Open has already refused foreign databases (checkForeign).
 	var version string
 	err := s.withWrite(ctx, "open store", func(tx *sql.Tx) (func(), error) {
-		if _, err := tx.ExecContext(ctx, schemaSQL); err != nil {
+		err := tx.QueryRowContext(ctx, `SELECT value FROM crewcore_meta WHERE key='version'`).Scan(&version)
+		if errors.Is(err, sql.ErrNoRows) || (err != nil && strings.Contains(err.Error(), "no such table")) {
+			version = "" // a new store
+		} else if err != nil {
 			return nil, err
 		}
-		if err := tx.QueryRowContext(ctx, `SELECT value FROM crewcore_meta WHERE key='version'`).Scan(&version); err != nil {
-			return nil, err
+		switch version {
+		case "", FormatVersion:
+			if _, err := tx.ExecContext(ctx, schemaSQL); err != nil {
+				return nil, err
+			}
+			return nil, s.truncateTails(ctx, tx)
+		case "1", "2":
+			return nil, nil // upgraded below, after a backup
 		}
-		return nil, checkVersion(ctx, tx, version)
+		return nil, fmt.Errorf("%w: unsupported format version %s (this engine reads 1 to %s)", ErrCorrupt, version, FormatVersion)
 	}, false)
 	if err != nil {
 		return err
 	}
-	if version == "1" {
-		if err := s.fillChecksums(ctx); err != nil {
+	if version == "1" || version == "2" {
+		if err := s.upgrade(ctx); err != nil { // upgrade.go
 			return err
 		}
 	}
@@ -358,65 +374,73 @@ func (s *Store) reload(ctx context.Context, q querier) error {
 	}
 	ix := newIndex(dim)
 	ix.entries = make([]*entry, 0, n)
-	if dim > 0 {
-		ix.vecs = make([]float32, 0, n*dim)
-		ix.codes = make([]uint64, 0, n*ix.words)
-		ix.q8 = make([]int8, 0, n*dim)
-		ix.q8scale = make([]float32, 0, n)
-	}
 	rows, err := q.QueryContext(ctx, `SELECT `+recordCols+` FROM records ORDER BY rid`)
 	if err != nil {
 		return s.classify("load store", err)
 	}
-	defer rows.Close()
-	var buf []float32
+	var loaded []loadedRow
 	for rows.Next() {
-		e, v, err := scanEntry(rows, ix, &buf)
+		row, err := scanRow(rows)
 		if err != nil {
+			rows.Close()
 			return s.classify("load store", err)
 		}
-		ix.put(e, v, false)
+		loaded = append(loaded, loadedRow{row})
 	}
+	rows.Close()
 	if err := rows.Err(); err != nil {
 		return s.classify("load store", err)
 	}
+	for _, l := range loaded {
+		e, slot, err := s.entryOf(ctx, q, ix, l.row)
+		if err != nil {
+			ix.unmapAll()
+			return s.classify("load store", err)
+		}
+		ix.put(e, slot, false)
+	}
+	old := s.ix
 	s.ix = ix
 	s.lastSeq = maxSeq
+	if old != nil && old != ix {
+		old.retire()
+	}
 	return nil
 }
 
+type loadedRow struct{ row *storedRow }
+
 type scanner interface{ Scan(dest ...any) error }
 
-// scanEntry reads one records row and checks it against its checksum. The
-// returned vector aliases *buf. A row that fails the check comes back as an
-// entry marked bad, without its vector (it is reported, never served).
-func scanEntry(r scanner, ix *index, buf *[]float32) (*entry, []float32, error) {
-	row, err := scanStored(r, true)
-	if err != nil {
-		return nil, nil, err
-	}
+// entryOf turns a stored row into an entry, checking it against its
+// checksum (through its segment row's vector CRC), and returns its slot
+// (-1 without a vector). A row that fails comes back as an entry marked
+// bad, without its vector (it is reported, never served).
+func (s *Store) entryOf(ctx context.Context, q querier, ix *index, row *storedRow) (*entry, int32, error) {
 	e := &entry{rid: row.rid, id: row.id, content: row.content, catsJSON: row.cats, meta: row.meta,
 		importance: row.importance, created: row.created, accessed: row.accessed,
 		source: row.source, private: row.private != 0}
 	e.cats = decodeStrings(e.catsJSON)
 	e.scopeID = ix.scopeFor(row.scope)
-	if why := row.verify(); why != "" {
+	slot, vlen, vcrc := int32(-1), 0, uint32(0)
+	why := ""
+	if row.seg.Valid {
+		var err error
+		if ix.dim <= 0 {
+			why = "a vector in a store without a dimension"
+		} else if slot, vcrc, why, err = s.addressed(ctx, q, ix, row.seg.Int64, row.row.Int64); err != nil {
+			return nil, -1, err
+		}
+		vlen = 4 * ix.dim
+	}
+	if why == "" {
+		why = row.verifyV3(vlen, vcrc)
+	}
+	if why != "" {
 		e.bad = fmt.Sprintf("rowid %d: %s", row.rid, why)
-		return e, nil, nil
+		return e, -1, nil
 	}
-	var v []float32
-	if len(row.emb) > 0 {
-		if ix.dim <= 0 || len(row.emb) != 4*ix.dim {
-			e.bad = fmt.Sprintf("rowid %d: a %d-byte embedding in a store of dimension %d", row.rid, len(row.emb), ix.dim)
-			return e, nil, nil
-		}
-		if cap(*buf) < ix.dim {
-			*buf = make([]float32, ix.dim)
-		}
-		v = (*buf)[:ix.dim]
-		decodeVector(row.emb, v)
-	}
-	return e, v, nil
+	return e, slot, nil
 }
 
 // decodeVector copies little-endian float32 bytes into v.
@@ -551,7 +575,6 @@ func (s *Store) apply(ctx context.Context, q querier) error {
 		}
 		s.ix.setDim(dim)
 	}
-	var buf []float32
 	const batch = 500
 	for start := 0; start < len(ids); start += batch {
 		chunk := ids[start:min(start+batch, len(ids))]
@@ -564,19 +587,27 @@ func (s *Store) apply(ctx context.Context, q querier) error {
 			return s.classify("read store", err)
 		}
 		present := map[string]bool{}
+		var got []*storedRow
 		for rs.Next() {
-			e, v, err := scanEntry(rs, s.ix, &buf)
+			row, err := scanRow(rs)
 			if err != nil {
 				rs.Close()
 				return s.classify("read store", err)
 			}
-			present[e.id] = true
-			s.ix.put(e, v, false)
+			got = append(got, row)
 		}
 		err = rs.Err()
 		rs.Close()
 		if err != nil {
 			return s.classify("read store", err)
+		}
+		for _, row := range got {
+			e, slot, err := s.entryOf(ctx, q, s.ix, row)
+			if err != nil {
+				return s.classify("read store", err)
+			}
+			present[e.id] = true
+			s.ix.put(e, slot, false)
 		}
 		for _, id := range chunk {
 			if !present[id] {
@@ -704,6 +735,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.ix.unmapAll()
 	s.ix = newIndex(0)
 	if s.stmtMaxSeq != nil {
 		s.stmtMaxSeq.Close()

@@ -23,6 +23,7 @@ from crewai.memory.types import MemoryRecord, ScopeInfo
 
 from crewcore.memory import fallback_state as _fallback_state  # _np: numpy or None (list arena)
 from crewcore.memory.fallback import PyStore
+from crewcore.memory.fallback_seg import append_vectors
 from crewcore.memory.integrity import row_checksum
 from crewcore.errors import (
     EngineError,
@@ -113,11 +114,13 @@ def test_new_file_layout_and_pragmas(db):
     assert not {"records_scope", "records_created"} & idx
     assert any(name.startswith("sqlite_autoindex_records") for name in idx)
     meta = dict(c.execute("SELECT key, value FROM crewcore_meta"))
-    assert meta == {"format": "crewcore-memory", "version": "2", "dim": "3"}
+    assert meta == {"format": "crewcore-memory", "version": "3", "dim": "3", "next_segment": "2"}
     assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     cols = [r[1] for r in c.execute("PRAGMA table_info(records)")]
     assert cols == ["rid", "id", "content", "scope", "categories", "metadata", "importance",
-                    "created_at", "last_accessed", "source", "private", "embedding", "checksum"]
+                    "created_at", "last_accessed", "source", "private", "seg", "row", "checksum"]
+    # The vector is in the first segment (format version 3).
+    assert os.path.isfile(db + "-seg-000001.vec") and os.path.isfile(db + "-seg-000001.bin")
     s.close()
 
 
@@ -293,19 +296,21 @@ def test_roundtrip_and_canonical_stored_values(store, db):
     assert got.source == "user-1" and got.private is True
     row = raw(db).execute(
         "SELECT id, content, scope, categories, metadata, importance, created_at, "
-        "last_accessed, source, private, embedding FROM records").fetchone()
+        "last_accessed, source, private, seg, row FROM records").fetchone()
     assert row[2] == "/crew/research"
     assert row[3] == '["a\\u003cb","é"]'  # Go's json.Marshal form
     assert json.loads(row[4]) == r.metadata
     assert row[6] == "2024-05-06T07:30:00.123000"
     assert row[7] == "2024-05-06T08:00:00.000000"
     assert row[8] == "user-1" and row[9] == 1
-    assert row[10] == struct.pack("<3f", 0.5, -1.25, 3.0)
+    assert row[10:] == (1, 0)  # segment 1, row 0
+    with open(db + "-seg-000001.vec", "rb") as f:
+        assert f.read()[64:] == struct.pack("<3f", 0.5, -1.25, 3.0)
     store.save([rec("no vec", id="r2")])
     row = raw(db).execute(
-        "SELECT categories, metadata, source, private, embedding FROM records WHERE id='r2'"
+        "SELECT categories, metadata, source, private, seg, row FROM records WHERE id='r2'"
     ).fetchone()
-    assert row == ("[]", "{}", None, 0, None)
+    assert row == ("[]", "{}", None, 0, None, None)
 
 
 def test_change_log_rows(store, db):
@@ -323,12 +328,14 @@ def test_reads_rows_written_by_another_engine(store, db):
     store.save([rec("mine", emb=[1.0, 0.0])])
     c = raw(db)
     c.execute("BEGIN IMMEDIATE")
+    vec = struct.pack("<2f", 0.0, 1.0)
+    ((seg, srow, _),) = append_vectors(c, db, 2, [vec])  # the segment protocol (fallback_seg.py)
     values = ("go1", "from go", "/go", '["x","y"]', '{"n":1}', 0.9, "2024-01-01T00:00:00.000000",
-              "2024-01-01T00:00:00.000000", None, 0, struct.pack("<2f", 0.0, 1.0))
+              "2024-01-01T00:00:00.000000", None, 0)
     c.execute(
         "INSERT INTO records(id, content, scope, categories, metadata, importance, created_at, "
-        "last_accessed, source, private, embedding, checksum) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-        values + (row_checksum(*values),))  # format version 2 (crewcore/memory/integrity.py)
+        "last_accessed, source, private, seg, row, checksum) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        values + (seg, srow, row_checksum(*values, vec)))  # format version 3 (crewcore/memory/integrity.py)
     c.execute("INSERT INTO changes(record_id) VALUES ('go1')")
     c.execute("COMMIT")
     r = store.get_record("go1")

@@ -60,7 +60,7 @@ func TestMemoryCheck(t *testing.T) {
 		code   int
 		want   []string
 	}{
-		{"intact", nil, func(p string) []string { return []string{p} }, 0, []string{"records    20", "version    2", "ok"}},
+		{"intact", nil, func(p string) []string { return []string{p} }, 0, []string{"records    20", "version    3", "ok"}},
 		{"intact --path dir", nil, func(p string) []string { return []string{"--path", filepath.Dir(p)} }, 0, []string{"ok"}},
 		{"flipped byte", func(t *testing.T, p string) { flipNeedle(t, p, "VICTIM-CONTENT-needle") },
 			func(p string) []string { return []string{p} }, 1, []string{`DAMAGED    record "victim"`, "--repair"}},

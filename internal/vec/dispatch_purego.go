@@ -39,3 +39,7 @@ func dotInt8All(codes []int8, dim int, q []int8, out []int32) {
 func dotInt8Many(codes []int8, dim int, rows []int32, q []int8, out []int32) {
 	dotInt8ManyGeneric(codes, dim, rows, q, out)
 }
+
+func hammingManyStride(codes []uint64, stride, words int, rows []int32, q []uint64, out []uint32) {
+	hammingManyStrideGeneric(codes, stride, words, rows, q, out)
+}

@@ -290,3 +290,19 @@ func dotInt8Many(codes []int8, dim int, rows []int32, q []int8, out []int32) {
 		out[i] = dotInt8AVX2(r[:n16], q16) + dotInt8Generic(r[n16:], qt)
 	}
 }
+
+// hammingManyStride is hammingMany for codes stride words apart.
+func hammingManyStride(codes []uint64, stride, words int, rows []int32, q []uint64, out []uint32) {
+	q = q[:words]
+	out = out[:len(rows)]
+	if active == levelGeneric || words < 4 {
+		hammingManyStrideGeneric(codes, stride, words, rows, q, out)
+		return
+	}
+	row := func(r int32) []uint64 { return codes[int(r)*stride : int(r)*stride+words] }
+	i := 0
+	for ; i+4 <= len(rows); i += 4 {
+		hamming4(row(rows[i]), row(rows[i+1]), row(rows[i+2]), row(rows[i+3]), q, out[i:i+4])
+	}
+	hammingManyStrideGeneric(codes, stride, words, rows[i:], q, out[i:])
+}

@@ -222,3 +222,12 @@ func dotInt8ManyGeneric(codes []int8, dim int, rows []int32, q []int8, out []int
 		out[i] = dotInt8Generic(codes[off:off+dim:off+dim], q)
 	}
 }
+
+// hammingManyStrideGeneric is HammingManyStride after argument checks.
+func hammingManyStrideGeneric(codes []uint64, stride, words int, rows []int32, q []uint64, out []uint32) {
+	q = q[:words]
+	for i, r := range rows {
+		off := int(r) * stride
+		out[i] = hamming(codes[off:off+words:off+words], q)
+	}
+}

@@ -247,3 +247,24 @@ func DotInt8Many(codes []int8, dim int, rows []int32, q []int8, out []int32) {
 	}
 	dotInt8Many(codes, dim, rows, q, out[:len(rows)])
 }
+
+// HammingManyStride is HammingMany over codes laid out with a stride: code r
+// is codes[r*stride : r*stride+words] (stride >= words; the words between
+// codes, such as a checksum stored beside each code, are not read). It
+// panics if words <= 0, stride < words, len(q) != words, len(out) <
+// len(rows), or a row lies outside codes.
+func HammingManyStride(codes []uint64, stride, words int, rows []int32, q []uint64, out []uint32) {
+	if words <= 0 {
+		panic("vec: HammingManyStride with non-positive words")
+	}
+	if stride < words {
+		panic("vec: HammingManyStride with a stride shorter than a code")
+	}
+	if len(q) != words {
+		panic("vec: HammingManyStride query length differs from words")
+	}
+	if len(out) < len(rows) {
+		panic("vec: HammingManyStride output shorter than rows")
+	}
+	hammingManyStride(codes, stride, words, rows, q, out[:len(rows)])
+}

@@ -47,7 +47,8 @@ from crewcore.errors import (
 from crewcore.memory.fallback_db import ID_CHUNK, StoreDb, decode_strings, encode_strings
 from crewcore.memory.fallback_scan import search_lists, search_numpy, select
 from crewcore.memory.fallback_state import Entry, NumpyArena, State
-from crewcore.memory.integrity import corrupt_error, kept_checksum, row_checksum, touch_rows
+from crewcore.memory.fallback_seg import append_vectors, remove_segments
+from crewcore.memory.integrity import corrupt_error, kept_checksum, row_checksum_crc, touch_rows
 from crewcore.memory.validate import (
     check_delete,
     check_id,
@@ -75,8 +76,9 @@ _UPDATE_SQL = (
 )
 _INSERT_SQL = (
     "INSERT INTO records(id, content, scope, categories, metadata, importance, "
-    "created_at, last_accessed, source, private, embedding, checksum) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+    "created_at, last_accessed, source, private, seg, row, checksum) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
+_SET_VECTOR = ", seg=?, row=?"
 
 
 # ---------------------------------------------------------------------------
@@ -197,6 +199,8 @@ class PyStore:
             dim = self._db.fix_dim(conn, batch_dim)
             st = self._db.state
             rids: dict[str, int] = {}
+            # The batch's vectors first: one write per segment file (fallback_seg.py).
+            addrs = iter(append_vectors(conn, self._db.path, dim, [r.embedding for r in rows if r.embedding]))
             for row, cj in zip(rows, cats_json):
                 rid = rids.get(row.id)
                 if rid is None:
@@ -206,16 +210,17 @@ class PyStore:
                     row.content, row.scope, cj, row.metadata, row.importance,
                     row.created_at, row.last_accessed, row.source, int(row.private),
                 )
-                cks = row_checksum(row.id, *params, row.embedding)  # integrity.py
+                seg, srow, vcrc = next(addrs) if row.embedding else (None, None, 0)
+                cks = row_checksum_crc(row.id, *params, len(row.embedding or b""), vcrc)  # integrity.py
                 done = False
                 if rid is not None:
                     cur = conn.execute(
-                        _UPDATE_SQL.format(emb=", embedding=?"), params + (row.embedding, cks, row.id)
+                        _UPDATE_SQL.format(emb=_SET_VECTOR), params + (seg, srow, cks, row.id)
                     )
                     done = cur.rowcount > 0
                 if not done:
                     cur = conn.execute(
-                        _INSERT_SQL, (row.id,) + params + (row.embedding, cks)
+                        _INSERT_SQL, (row.id,) + params + (seg, srow, cks)
                     )
                     rid = cur.lastrowid
                 rids[row.id] = rid  # type: ignore[assignment]
@@ -253,11 +258,12 @@ class PyStore:
             if old.bad:  # save it again instead (integrity.py)
                 raise corrupt_error("update", self._db.path, {row.id: old.bad})
             if row.embedding:
-                cks = row_checksum(row.id, *params, row.embedding)
-                cur = conn.execute(_UPDATE_SQL.format(emb=", embedding=?"),
-                                   params + (row.embedding, cks, row.id))
+                ((seg, srow, vcrc),) = append_vectors(conn, self._db.path, dim, [row.embedding])
+                cks = row_checksum_crc(row.id, *params, len(row.embedding), vcrc)
+                cur = conn.execute(_UPDATE_SQL.format(emb=_SET_VECTOR),
+                                   params + (seg, srow, cks, row.id))
             else:
-                cks = kept_checksum(conn, self._db.path, row.id, params)
+                cks = kept_checksum(conn, self._db.path, row.id, params, dim)
                 cur = conn.execute(_UPDATE_SQL.format(emb=""), params + (cks, row.id))
             if cur.rowcount == 0:  # memory and file disagree: should not happen
                 self._db.force_reload = True
@@ -364,7 +370,9 @@ class PyStore:
             return
 
         def fn_all(conn: sqlite3.Connection) -> tuple[None, Any]:
+            segs = [r[0] for r in conn.execute("SELECT id FROM segments")]
             conn.execute("DELETE FROM records")
+            conn.execute("DELETE FROM segments")
             if self._db.opt_dim:
                 conn.execute(
                     "INSERT OR REPLACE INTO crewcore_meta(key, value) VALUES ('dim', ?)",
@@ -377,6 +385,7 @@ class PyStore:
             def on_commit() -> None:
                 self._db.state = State(self._db.opt_dim, self._db.use_numpy)
                 self._db.last = seq
+                remove_segments(self._db.path, segs)
 
             return None, on_commit
 
@@ -396,7 +405,7 @@ class PyStore:
             if not known:
                 return None, None
             now = utcnow_str()
-            known, damaged = touch_rows(conn, known, now)  # checksums (integrity.py)
+            known, damaged = touch_rows(conn, known, now, self._db.path, st.dim)  # checksums (integrity.py)
             seq = self._db.log_changes(conn, known)
 
             def on_commit() -> None:

@@ -47,17 +47,17 @@ from crewcore.errors import (
     dimension_error,
 )
 from crewcore.memory.fallback_state import Entry, State, numpy_module
+from crewcore.memory.fallback_seg import SEGMENTS_SQL, truncate_tails, vector_of
 from crewcore.memory.integrity import (FREES_SPACE, RAW_COLS, WAL_LIMIT, bound_wal, check_tables,
-                                       corrupt_error, ensure_checksum_column, ensure_reserve, fill_checksums,
-                                       has_marker, is_full, lost_store_error, release_reserve, verify_row,
-                                       write_marker)
+                                       corrupt_error, ensure_reserve, has_marker, is_full, lost_store_error,
+                                       release_reserve, verify_row, write_marker)
 from crewcore.memory.validate import parse_dt
 
 __all__ = ["FORMAT", "ID_CHUNK", "VERSION", "StoreDb", "classify", "decode_strings", "encode_strings"]
 
 #: Format identity written in ``crewcore_meta``.
 FORMAT = "crewcore-memory"
-VERSION = "2"  # version 1 (no record checksums) is upgraded on open (integrity.py)
+VERSION = "3"  # versions 1 and 2 (vectors in the records table) are upgraded on open (fallback_upgrade.py)
 
 ID_CHUNK = 500  # ids per "IN (...)" statement (well under SQLite's variable limit)
 _READ_POOL_MAX = 8
@@ -79,15 +79,17 @@ _SCHEMA = (
   last_accessed TEXT NOT NULL,
   source        TEXT,
   private       INTEGER NOT NULL,
-  embedding     BLOB,
+  seg           INTEGER,
+  row           INTEGER,
   checksum      INTEGER
 )""",
     """CREATE TABLE IF NOT EXISTS changes (
   seq       INTEGER PRIMARY KEY AUTOINCREMENT,
   record_id TEXT NOT NULL
 )""",
+    SEGMENTS_SQL,
     "INSERT OR IGNORE INTO crewcore_meta(key, value) VALUES "
-    "('format', 'crewcore-memory'), ('version', '2')",
+    "('format', 'crewcore-memory'), ('version', '3')",
 )
 
 
@@ -163,7 +165,7 @@ def _check_format(path: str, meta: dict[Any, Any], hint: str = "") -> None:
             f"open store {path}: not a crewcore memory store: it holds another "
             "application's tables"
         )
-    if meta.get("version") not in ("1", VERSION):
+    if meta.get("version") not in ("1", "2", VERSION):
         raise StoreCorruptError(
             f"open store {path}: not a crewcore memory store: unsupported format "
             f"version {meta.get('version')!r}{hint}"
@@ -208,6 +210,8 @@ class StoreDb:
         self.saw_full = False  # a write failed for lack of space (write)
         self.state = State(vector_dim, self.use_numpy)
         self._wconn: sqlite3.Connection | None = None
+        # segment id -> (rows read, vectors, code rows, why unreadable)
+        self._segs: dict[int, tuple[int, Any, bytes, str]] = {}
 
         self._check_file()
         try:
@@ -294,7 +298,7 @@ class StoreDb:
                 meta = dict(conn.execute("SELECT key, value FROM crewcore_meta").fetchall())
             except sqlite3.OperationalError:
                 meta = {}
-            _check_format(path, meta, f" (this engine reads versions 1 and {VERSION})")
+            _check_format(path, meta, f" (this engine reads versions 1 to {VERSION})")
             check_tables(conn, path)  # a store that lost a table is damaged, not new
         except sqlite3.Error as e:
             raise classify("open store", path, e) from None
@@ -327,17 +331,23 @@ class StoreDb:
             raise classify("open store", self.path, e) from None
 
         def init(conn: sqlite3.Connection) -> tuple[str, None]:
+            try:
+                meta = dict(conn.execute("SELECT key, value FROM crewcore_meta").fetchall())
+            except sqlite3.OperationalError:
+                meta = {}
+            if meta.get("version") in ("1", "2"):
+                return meta["version"], None  # upgraded below, after a backup
             for stmt in _SCHEMA:
                 conn.execute(stmt)
             meta = dict(conn.execute("SELECT key, value FROM crewcore_meta").fetchall())
             _check_format(self.path, meta)
-            ensure_checksum_column(conn, self.path, meta["version"])
+            truncate_tails(conn, self.path)  # bytes of a writer that died uncommitted
             return meta["version"], None
 
-        if self.write("open store", init, sync_first=False) == "1":
-            progress = {"last": 0, "done": False}
-            while not progress["done"]:
-                self.write("upgrade store", lambda c: fill_checksums(c, progress, VERSION), sync_first=False)
+        if self.write("open store", init, sync_first=False) in ("1", "2"):
+            from crewcore.memory.fallback_upgrade import upgrade
+
+            upgrade(self)
         with self.lock:
             try:
                 with self._rconn() as conn:
@@ -419,11 +429,15 @@ class StoreDb:
             raise StoreCorruptError(f"read store {self.path}: negative dim {d}")
         return d
 
-    @staticmethod
-    def _entry_from_db(raw: tuple) -> tuple[Entry, bytes | None]:
-        row, bad = verify_row(raw)  # a damaged row: an entry marked bad, without its vector
+    def _vector_of(self, conn: sqlite3.Connection, raw: tuple, dim: int) -> tuple[bytes | None, int, int, str]:
+        return vector_of(conn, self.path, self._segs, raw, dim)
+
+    def _entry_from_db(self, conn: sqlite3.Connection, raw: tuple, dim: int) -> tuple[Entry, bytes | None]:
+        blob, vlen, vcrc, why = self._vector_of(conn, raw, dim)
+        row, bad = verify_row(raw, vlen, vcrc)  # a damaged row: an entry marked bad, without its vector
+        bad = why or bad
         (rid, rec_id, content, scope, cats_json, meta_json, importance, created,
-         accessed, source, private, blob) = row
+         accessed, source, private, _addr) = row
         cats_json = cats_json if isinstance(cats_json, str) else "[]"
         e = Entry(
             rid, rec_id, content if isinstance(content, str) else "",
@@ -435,7 +449,7 @@ class StoreDb:
             source, bool(private),
         )
         e.bad = bad
-        return e, (bytes(blob) if blob and not bad else None)
+        return e, (blob if blob and not bad else None)
 
     def _reload(self, conn: sqlite3.Connection) -> None:
         """Rebuild the in-memory state from the database. Caller holds self.lock."""
@@ -446,12 +460,14 @@ class StoreDb:
                 raise dimension_error(dim, self.opt_dim)
             dim = self.opt_dim
         (nvec,) = conn.execute(
-            "SELECT count(*) FROM records WHERE embedding IS NOT NULL"
+            "SELECT count(*) FROM records WHERE seg IS NOT NULL"
         ).fetchone()
         st = State(dim, self.use_numpy, cap=nvec)
-        for row in conn.execute(f"SELECT {_COLS} FROM records ORDER BY rid"):
-            e, vec = self._entry_from_db(row)
+        self._segs = {}
+        for row in conn.execute(f"SELECT {_COLS} FROM records ORDER BY rid").fetchall():
+            e, vec = self._entry_from_db(conn, row, dim)
             st.put(e, vec)
+        self._segs = {}  # the vectors are in the arena now
         self.state = st
         self.last = max_seq
         self.force_reload = False
@@ -488,8 +504,8 @@ class StoreDb:
             chunk = id_list[i:i + ID_CHUNK]
             marks = ",".join("?" * len(chunk))
             present: set[str] = set()
-            for row in conn.execute(f"SELECT {_COLS} FROM records WHERE id IN ({marks})", chunk):
-                e, vec = self._entry_from_db(row)
+            for row in conn.execute(f"SELECT {_COLS} FROM records WHERE id IN ({marks})", chunk).fetchall():
+                e, vec = self._entry_from_db(conn, row, st.dim)
                 present.add(e.id)
                 st.put(e, vec)
             for rec_id in chunk:

@@ -69,13 +69,16 @@ def bound_wal(conn: sqlite3.Connection, path: str, busy_ms: int, force: bool = F
 _LENS = struct.Struct("<9I")
 _NUMS = struct.Struct("<dq")
 
-#: The records columns as stored, text as bytes (a flipped byte may leave
-#: text that is not UTF-8, which sqlite3 cannot decode), then the checksum.
-RAW_COLS = (
+#: The records columns of a version 1 or 2 store, text as bytes (a flipped
+#: byte may leave text that is not UTF-8, which sqlite3 cannot decode), then
+#: the vector and the checksum.
+LEGACY_RAW_COLS = (
     "rid, CAST(id AS BLOB), CAST(content AS BLOB), CAST(scope AS BLOB), CAST(categories AS BLOB), "
     "CAST(metadata AS BLOB), importance, CAST(created_at AS BLOB), CAST(last_accessed AS BLOB), "
     "CAST(source AS BLOB), private, embedding, checksum"
 )
+#: The same for version 3: the vector's (segment, row) address instead of it.
+RAW_COLS = LEGACY_RAW_COLS.replace("embedding, checksum", "seg, row, checksum")
 
 
 def _crc(parts: tuple[bytes, ...], importance: float, private: int) -> int:
@@ -85,24 +88,50 @@ def _crc(parts: tuple[bytes, ...], importance: float, private: int) -> int:
     return c
 
 
+def _crc3(parts: tuple[bytes, ...], importance: float, private: int, vlen: int, vcrc: int) -> int:
+    """Format version 3 (memory/checksum.go, recordChecksumV3): the vector's
+    bytes are replaced by their CRC-32 (4 bytes LE); its length field stays."""
+    c = zlib.crc32(_LENS.pack(*map(len, parts), vlen) + _NUMS.pack(importance + 0.0, private))
+    for p in parts:
+        c = zlib.crc32(p, c)
+    return zlib.crc32(struct.pack("<I", vcrc), c) if vlen else c
+
+
 def row_checksum(
     rec_id: str, content: str, scope: str, categories: str, metadata: str, importance: float,
     created: str, accessed: str, source: str | None, private: int, embedding: bytes | None,
 ) -> int:
-    """The checksum of a row about to be written with these column values."""
-    return _crc(
+    """The (version 3) checksum of a row about to be written with these
+    column values and this vector (its bytes: their CRC is what is covered)."""
+    return row_checksum_crc(rec_id, content, scope, categories, metadata, importance, created, accessed,
+                            source, private, len(embedding or b""), zlib.crc32(embedding) if embedding else 0)
+
+
+def row_checksum_crc(
+    rec_id: str, content: str, scope: str, categories: str, metadata: str, importance: float,
+    created: str, accessed: str, source: str | None, private: int, vlen: int, vcrc: int,
+) -> int:
+    """row_checksum of a vector of ``vlen`` bytes with CRC ``vcrc``."""
+    return _crc3(
         (rec_id.encode(), content.encode(), scope.encode(), categories.encode(), metadata.encode(),
-         created.encode(), accessed.encode(), (source or "").encode(), embedding or b""),
-        float(importance), int(private),
+         created.encode(), accessed.encode(), (source or "").encode()),
+        float(importance), int(private), vlen, vcrc,
     )
 
 
-def verify_row(raw: tuple) -> tuple[tuple, str]:
-    """A ``RAW_COLS`` row -> (the row as ``rid, id, content, scope, categories,
-    metadata, importance, created_at, last_accessed, source, private,
-    embedding`` with text decoded, why it fails its checksum or "")."""
-    (rid, rid_b, content, scope, cats, meta, importance, created, accessed, source, private,
-     emb, checksum) = raw
+def verify_row(raw: tuple, vlen: int = 0, vcrc: int = 0, legacy: bool = False) -> tuple[tuple, str]:
+    """A ``RAW_COLS`` row whose vector is ``vlen`` bytes with CRC ``vcrc``
+    (``LEGACY_RAW_COLS`` and the version 2 checksum with ``legacy``) ->
+    (the row as ``rid, id, content, scope, categories, metadata, importance,
+    created_at, last_accessed, source, private, embedding-or-address`` with
+    text decoded, why it fails its checksum or "")."""
+    if legacy:
+        (rid, rid_b, content, scope, cats, meta, importance, created, accessed, source, private,
+         emb, checksum) = raw
+    else:
+        (rid, rid_b, content, scope, cats, meta, importance, created, accessed, source, private,
+         seg, srow, checksum) = raw
+        emb = (seg, srow)
     texts = (rid_b, content, scope, cats, meta, created, accessed)
     why = ""
     if checksum is None:
@@ -111,7 +140,10 @@ def verify_row(raw: tuple) -> tuple[tuple, str]:
             not isinstance(t, bytes) for t in texts):
         why = "a column holds a value of the wrong type"
     else:
-        got = _crc(texts + (source or b"", emb or b""), importance, private)
+        if legacy:
+            got = _crc(texts + (source or b"", emb or b""), importance, private)
+        else:
+            got = _crc3(texts + (source or b"",), importance, private, vlen, vcrc)
         if got != checksum:
             why = f"checksum {got:08x}, stored {checksum & 0xFFFFFFFF:08x}"
     if why:
@@ -189,71 +221,50 @@ def lost_store_error(path: str, what: str) -> StoreCorruptError:
 
 
 # ---------------------------------------------------------------------------
-# version 1 stores (no checksums): upgraded when opened
-
-_FILL_BATCH = 256
-
-
-def ensure_checksum_column(conn: sqlite3.Connection, path: str, version: str) -> None:
-    """Inside the open transaction: add the checksum column to a version 1
-    store (``fill_checksums`` then fills it)."""
-    (n,) = conn.execute(
-        "SELECT count(*) FROM pragma_table_info('records') WHERE name = 'checksum'"
-    ).fetchone()
-    if n:
-        return
-    if version != "1":
-        raise StoreCorruptError(
-            f"open store {path}: not a crewcore memory store: a format version {version} store "
-            "without the checksum column"
-        )
-    conn.execute("ALTER TABLE records ADD COLUMN checksum INTEGER")
-
-
-def fill_checksums(conn: sqlite3.Connection, progress: dict[str, Any], version: str) -> tuple[None, None]:
-    """One write transaction of the upgrade: checksum up to 256 rows that
-    have none (taken as they are); in the transaction that finds none left,
-    record ``version``. ``progress`` carries ``last`` (rid) and ``done``."""
-    rows = conn.execute(
-        f"SELECT {RAW_COLS} FROM records WHERE rid > ? AND checksum IS NULL ORDER BY rid LIMIT ?",
-        (progress["last"], _FILL_BATCH),
-    ).fetchall()
-    for raw in rows:
-        texts = raw[1:6] + raw[7:9]
-        sums = _crc(tuple(t if isinstance(t, bytes) else b"" for t in texts) + (raw[9] or b"", raw[11] or b""),
-                    float(raw[6] or 0.0), int(raw[10] or 0))
-        conn.execute("UPDATE records SET checksum = ? WHERE rid = ? AND checksum IS NULL", (sums, raw[0]))
-        progress["last"] = raw[0]
-    if len(rows) == _FILL_BATCH:
-        return None, None
-    (left,) = conn.execute("SELECT count(*) FROM records WHERE checksum IS NULL").fetchone()
-    if left:  # written meanwhile by an engine of version 1
-        progress["last"] = 0
-        return None, None
-    conn.execute("UPDATE crewcore_meta SET value = ? WHERE key = 'version'", (version,))
-    progress["done"] = True
-    return None, None
-
-
-# ---------------------------------------------------------------------------
 # writes that keep part of a stored row: its checksum is computed anew from
 # the row as stored, after that row passed its own checksum
 
 
-def kept_checksum(conn: sqlite3.Connection, path: str, rec_id: str, params: tuple) -> int:
+def stored_vector(path: str, dim: int, raw: tuple) -> tuple[int, int, str]:
+    """(vector length, vcrc, why) of a ``RAW_COLS`` row's vector: its
+    segment's .bin row (why says what is wrong with it)."""
+    from crewcore.memory.fallback_seg import check_bin_row, row_sizes, rows_at, seg_paths, ELEM_BITS
+
+    seg, srow = raw[11], raw[12]
+    if seg is None:
+        return 0, 0, ""
+    if not dim:
+        return 0, 0, f"rowid {raw[0]}: a vector in a store without a dimension"
+    _, bin_path = seg_paths(path, seg)
+    brow = row_sizes(dim)[1]
+    try:
+        with open(bin_path, "rb") as f:
+            b = os.pread(f.fileno(), brow, rows_at(ELEM_BITS, dim) + srow * brow)
+    except OSError as e:
+        return 0, 0, f"rowid {raw[0]}: segment file {bin_path}: {e}"
+    vcrc = check_bin_row(b, dim)
+    if vcrc is None:
+        return 0, 0, f"rowid {raw[0]}: row {srow} of segment file {bin_path} fails its checksum"
+    return 4 * dim, vcrc, ""
+
+
+def kept_checksum(conn: sqlite3.Connection, path: str, rec_id: str, params: tuple, dim: int = 0) -> int:
     """The checksum of ``rec_id`` rewritten with ``params`` (content, scope,
     categories, metadata, importance, created_at, last_accessed, source,
     private) keeping its stored vector (update without an embedding)."""
     raw = stored_row(conn, rec_id)
     if raw is None:
         return 0  # the UPDATE finds no row and reports it
-    _, why = verify_row(raw)
+    vlen, vcrc, why = stored_vector(path, dim, raw)
+    if not why:
+        _, why = verify_row(raw, vlen, vcrc)
     if why:
         raise corrupt_error("update", path, {rec_id: why})
-    return row_checksum(rec_id, *params, raw[11])
+    return row_checksum_crc(rec_id, *params, vlen, vcrc)
 
 
-def touch_rows(conn: sqlite3.Connection, ids: list[str], now: str) -> tuple[list[str], dict[str, str]]:
+def touch_rows(conn: sqlite3.Connection, ids: list[str], now: str, path: str = "",
+               dim: int = 0) -> tuple[list[str], dict[str, str]]:
     """Set last_accessed to ``now`` with a new checksum on each stored row of
     ``ids`` that passes its own; returns the ids touched and, for rows found
     damaged, id -> why (left as they are)."""
@@ -263,12 +274,15 @@ def touch_rows(conn: sqlite3.Connection, ids: list[str], now: str) -> tuple[list
         raw = stored_row(conn, rec_id)
         if raw is None:
             continue
-        row, why = verify_row(raw)
+        vlen, vcrc, why = stored_vector(path, dim, raw)
+        row: tuple = ()
+        if not why:
+            row, why = verify_row(raw, vlen, vcrc)
         if why:
             damaged[rec_id] = why
             continue
-        sums = row_checksum(row[1], row[2], row[3], row[4], row[5], row[6], row[7], now, row[9],
-                            row[10], row[11])
+        sums = row_checksum_crc(row[1], row[2], row[3], row[4], row[5], row[6], row[7], now, row[9],
+                                row[10], vlen, vcrc)
         conn.execute("UPDATE records SET last_accessed=?, checksum=? WHERE id=?", (now, sums, rec_id))
         touched.append(rec_id)
     return touched, damaged
