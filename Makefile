@@ -87,6 +87,7 @@ pg-down:
 stress: build
 	$(PY) tests/soak_wal.py --seconds 600 --readers 4 --engine native
 	$(PY) tests/stress_runq.py --runs 1000 --kill-runs 500 --kills 10
+	$(PY) tests/segment_crash_trials.py --trials 300 --engine native && $(PY) tests/segment_crash_trials.py --trials 100 --engine python --reader native
 
 ## wheels: the sdist and the manylinux_2_28 x86_64 + aarch64 wheels in dist/ (zig cc against
 ## glibc 2.28 for cgo; each wheel checked with auditwheel; scripts/build_wheels.py)
