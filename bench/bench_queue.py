@@ -207,10 +207,11 @@ def main() -> int:
     ap.add_argument("--ceiling-runs", type=int, default=2000)
     ap.add_argument("--no-pg", action="store_true")
     ap.add_argument("--parts", default="overhead,ceiling,crew",
-                    help="which measurements to run (comma-separated: overhead, ceiling, crew)")
+                    help="which measurements to run (comma-separated: overhead, ceiling, crew; none: only rewrite the report)")
     ap.add_argument("--merge", help="figures of an earlier run (its --json) to keep for the parts not run now")
     ap.add_argument("--write", help="markdown file whose 'queue' section to rewrite")
     ap.add_argument("--json", help="also write the raw figures here")
+    ap.add_argument("--note", default="", help="a paragraph added to the report (e.g. figures of another run)")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_queue_"))
     os.environ.setdefault("CREWAI_STORAGE_DIR", str(tmp / "crewai"))
@@ -218,8 +219,9 @@ def main() -> int:
     out: dict[str, Any] = {}
     if a.merge:
         out.update(json.loads(Path(a.merge).read_text()))
-    out.update({"machine": machine(), "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")})
-    parts = set(a.parts.split(","))
+    parts = set(a.parts.split(",")) - {"none", ""}
+    if parts or not a.merge:
+        out.update({"machine": machine(), "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")})
     queues: list[tuple[str, str]] = [("SQLite", str(tmp / "q-{}.db"))]
     pg = None if a.no_pg else pg_spec("q")
     if pg:
@@ -249,8 +251,9 @@ def main() -> int:
         if pg:
             for s in schemas:
                 drop(pg[0], s)
-    out["load_start"] = load_start
-    out["load_end"] = os.getloadavg()
+    if parts or not a.merge:
+        out["load_start"] = load_start
+        out["load_end"] = os.getloadavg()
     text = report(out, a)
     print(text)
     if a.json:
@@ -365,6 +368,8 @@ def report(o: dict[str, Any], a: argparse.Namespace) -> str:
         " 100 connections; beyond, put PgBouncer in front (River's poll-only mode) or raise max_connections)."
         " On this 2-core machine shared with other work, 2 processes cannot show more than the cores left free.",
     ]
+    if a.note:
+        lines += ["", a.note]
     return "\n".join(lines) + "\n"
 
 
