@@ -347,7 +347,7 @@ class StoreDb:
         if self.write("open store", init, sync_first=False) in ("1", "2"):
             from crewcore.memory.fallback_upgrade import upgrade
 
-            upgrade(self)
+            upgrade(self, VERSION, _SCHEMA[1], classify)
         with self.lock:
             try:
                 with self._rconn() as conn:

@@ -27,9 +27,13 @@ _COPY = ("INSERT INTO records_v3(rid, id, content, scope, categories, metadata, 
          "metadata, importance, created_at, last_accessed, source, private, ?, ?, ? FROM records WHERE rid = ?")
 
 
-def upgrade(db: Any) -> None:
-    """Upgrade the store of ``db`` (a ``fallback_db.StoreDb``) to version 3."""
-    from crewcore.memory.fallback_db import _SCHEMA, classify
+def upgrade(db: Any, version3: str, records_schema: str, classify: Any) -> None:
+    """Upgrade the store of ``db`` (a ``fallback_db.StoreDb``) to ``version3``;
+    ``records_schema`` creates its records table, ``classify`` maps sqlite3
+    errors (fallback_db passes its own)."""
+
+    def db_version() -> str:
+        return version3
 
     path = db.path
     with db._rconn() as conn:
@@ -45,7 +49,7 @@ def upgrade(db: Any) -> None:
         except sqlite3.Error as e:
             raise classify(f"back up store before the upgrade, to {tmp},", path, e) from None
     os.replace(tmp, backup)
-    records_v3 = _SCHEMA[1].replace("CREATE TABLE IF NOT EXISTS records (", "CREATE TABLE records_v3 (")
+    records_v3 = records_schema.replace("CREATE TABLE IF NOT EXISTS records (", "CREATE TABLE records_v3 (")
 
     def fn(conn: sqlite3.Connection) -> tuple[None, None]:
         (v,) = conn.execute("SELECT value FROM crewcore_meta WHERE key='version'").fetchone()
@@ -95,8 +99,3 @@ def upgrade(db: Any) -> None:
     with contextlib.suppress(sqlite3.Error), db._rconn() as conn:
         conn.execute("VACUUM")
 
-
-def db_version() -> str:
-    from crewcore.memory.fallback_db import VERSION
-
-    return VERSION
