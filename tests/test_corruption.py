@@ -14,8 +14,10 @@ Figures: docs/reliability.md, "Memory: corruption".
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import shutil
 import struct
 import subprocess
 
@@ -149,6 +151,9 @@ def test_damage_written_by_one_engine_is_reported_by_both(tmp_path, writer: str)
             cp = str(tmp_path / f"{reader}-{case}.db")
             with open(path, "rb") as f, open(cp, "wb") as g:
                 g.write(f.read())
+            # The vectors live beside the database in segment files (format version 3).
+            for seg in glob.glob(glob.escape(path) + "-seg-*"):
+                shutil.copyfile(seg, cp + seg[len(path):])
             if os.path.exists(path + MARKER_SUFFIX):
                 open(cp + MARKER_SUFFIX, "w").close()
             copies[case] = cp

@@ -6,6 +6,7 @@ subprocesses and real sockets/files.
 
 from __future__ import annotations
 
+import contextvars
 import http.server
 import json
 import logging
@@ -209,18 +210,24 @@ def test_install_wraps_crewai_dispatch_and_uninstall_restores_it(no_policy: None
 
     calls: list[dict[str, Any]] = []
     tool = counting_tool("direct", calls)
-    # outside any CrewAI execution (no task, no event scope): not governed
     crewcore.tools.install_tools(ToolPolicy(max_calls_per_task=1, max_calls_per_run=1, loop_threshold=None))
-    assert [tool.run(query="a") for _ in range(3)] == ["direct: result for a"] * 3
-    from crewai.context import reset_current_task_id, set_current_task_id
 
-    tok = set_current_task_id("task-direct")  # what Task.execute sets around an agent's work
-    try:
-        assert tool.run(query="b") == "direct: result for b"
-        r = tool.run(query="c")
-        assert getattr(r, "code", None) == "crewcore.max_calls_per_task", r
-    finally:
-        reset_current_task_id(tok)
+    def outside_then_in_a_task() -> None:
+        # outside any CrewAI execution (no task, no event scope): not governed
+        assert [tool.run(query="a") for _ in range(3)] == ["direct: result for a"] * 3
+        from crewai.context import reset_current_task_id, set_current_task_id
+
+        tok = set_current_task_id("task-direct")  # what Task.execute sets around an agent's work
+        try:
+            assert tool.run(query="b") == "direct: result for b"
+            r = tool.run(query="c")
+            assert getattr(r, "code", None) == "crewcore.max_calls_per_task", r
+        finally:
+            reset_current_task_id(tok)
+
+    # A fresh context: an earlier test's crew may have left CrewAI's event-scope
+    # stack non-empty in this thread (CrewAI pops it only on the finished event).
+    contextvars.Context().run(outside_then_in_a_task)
     assert len(calls) == 4
     crewcore.tools.install_tools(None)
     for t in targets:
