@@ -215,13 +215,7 @@ _FULL = """
 """
 
 
-@pytest.mark.parametrize("engine", [
-    "native",
-    pytest.param("python", marks=pytest.mark.xfail(strict=True, reason=(
-        "issue 14 regression, not yet found: since format version 3 the fallback's saves after the "
-        "delete fail with SQLITE_FULL (the WAL is not started over after the RESTART checkpoint); "
-        "the native engine passes"))),
-])
+@pytest.mark.parametrize("engine", ENGINES)
 def test_delete_frees_space_on_a_full_disk(tmp_path, engine: str) -> None:
     """On a full disk (a 32 MiB tmpfs filled by another file) a delete goes
     through (the store's reserve in its marker is released for it and for the

@@ -49,8 +49,8 @@ from crewcore.errors import (
 from crewcore.memory.fallback_state import Entry, State, numpy_module
 from crewcore.memory.fallback_seg import SEGMENTS_SQL, truncate_tails, vector_of
 from crewcore.memory.integrity import (FREES_SPACE, RAW_COLS, WAL_LIMIT, bound_wal, check_tables,
-                                       corrupt_error, ensure_reserve, has_marker, is_full, lost_store_error,
-                                       release_reserve, verify_row, write_marker)
+                                       corrupt_error, ensure_reserve, grow_reserve, has_marker, is_full,
+                                       lost_store_error, release_reserve, verify_row, write_marker)
 from crewcore.memory.validate import parse_dt
 
 __all__ = ["FORMAT", "ID_CHUNK", "VERSION", "StoreDb", "classify", "decode_strings", "encode_strings"]
@@ -208,6 +208,7 @@ class StoreDb:
         self.last = 0
         self.force_reload = False
         self.saw_full = False  # a write failed for lack of space (write)
+        self._db_size = 0  # the database file's size at the last grow_reserve
         self.state = State(vector_dim, self.use_numpy)
         self._wconn: sqlite3.Connection | None = None
         # segment id -> (rows read, vectors, code rows, why unreadable)
@@ -582,6 +583,7 @@ class StoreDb:
                 try:
                     result = self._try_write(fn, sync_first)
                     bound_wal(self._wconn, self.path, self._busy_ms)  # type: ignore[arg-type]
+                    self._db_size = grow_reserve(self.path, self._db_size)
                     return result
                 except sqlite3.Error as e:
                     if not _is_busy(e):

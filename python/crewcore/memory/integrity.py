@@ -340,6 +340,18 @@ def ensure_reserve(path: str) -> None:
         os.close(fd)
 
 
+def grow_reserve(path: str, seen: int) -> int:
+    """After a write: when the database file of ``path`` is larger than
+    ``seen`` (a checkpoint moved WAL frames into it; SQLite's automatic
+    checkpoint runs inside commits, so this is where the fallback sees it),
+    grow the reserve with the store (``ensure_reserve``). Returns the size
+    to pass next time. One ``stat`` when nothing grew."""
+    size = _size(path)
+    if size > seen:
+        ensure_reserve(path)
+    return size
+
+
 def release_reserve(path: str) -> bool:
     """Give the reserve back to the file system; False when there was none."""
     text = len(_MARKER_TEXT.encode())
