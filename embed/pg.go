@@ -4,12 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"sort"
-	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/crewcore/crewcore/internal/redact"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -32,16 +31,21 @@ type pgTables struct{ cache, stats, meta string }
 // "crewcore") if needed, under an advisory lock so many processes may open
 // at once. maxBytes <= 0 means 1 GiB.
 func OpenPG(ctx context.Context, dsn, schema string, maxBytes int64) (*PGStore, error) {
+	s, err := openPG(ctx, dsn, schema, maxBytes)
+	return s, redact.Err(err, dsn)
+}
+
+func openPG(ctx context.Context, dsn, schema string, maxBytes int64) (*PGStore, error) {
 	if schema == "" {
 		schema = "crewcore"
 	}
 	if maxBytes <= 0 {
 		maxBytes = 1 << 30
 	}
-	where := redactDSN(dsn) + " schema " + schema
+	where := redact.DSN(dsn) + " schema " + schema
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("%w: embedding cache %s: bad DSN: %v", ErrInvalid, redactDSN(dsn), err)
+		return nil, fmt.Errorf("%w: embedding cache %s: bad DSN: %v", ErrInvalid, redact.DSN(dsn), err)
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
@@ -341,17 +345,3 @@ func (s *PGStore) Clear(ctx context.Context, ns string) (int64, error) {
 	return n, s.classify("clear", err)
 }
 
-// redactDSN hides a DSN's password.
-func redactDSN(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" && u.Host != "" {
-		return u.Redacted()
-	}
-	var parts []string
-	for _, f := range strings.Fields(dsn) {
-		if strings.HasPrefix(strings.ToLower(f), "password=") {
-			f = "password=xxxxx"
-		}
-		parts = append(parts, f)
-	}
-	return strings.Join(parts, " ")
-}

@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/crewcore/crewcore/internal/redact"
 	"github.com/crewcore/crewcore/knowledge"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -56,6 +57,11 @@ var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 // Open connects to dsn and creates the schema's tables (under an advisory
 // lock, so many processes may open at once).
 func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
+	s, err := open(ctx, dsn, opts)
+	return s, redact.Err(err, dsn)
+}
+
+func open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
 	var o Options
 	if opts != nil {
 		o = *opts

@@ -26,12 +26,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/crewcore/crewcore/internal/redact"
 	"github.com/crewcore/crewcore/memory"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -147,6 +147,11 @@ type Store struct {
 // key=value connection string), creates or migrates the store's schema and
 // returns the Store. A server without pgvector fails with ErrNoVector.
 func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
+	s, err := open(ctx, dsn, opts)
+	return s, redact.Err(err, dsn)
+}
+
+func open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
 	var o Options
 	if opts != nil {
 		o = *opts
@@ -154,7 +159,7 @@ func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
 	if err := o.defaults(); err != nil {
 		return nil, fmt.Errorf("open postgres store: %w", err)
 	}
-	shown := redact(dsn)
+	shown := redact.DSN(dsn)
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres store %s: %w: bad DSN: %v", shown, memory.ErrInvalidArgument, err)
@@ -370,24 +375,6 @@ func (s *Store) Schema() string { return s.opts.Schema }
 // Pool exposes the connection pool (for tools and tests).
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
-// redact drops the password from a DSN for messages.
-func redact(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" && u.Host != "" {
-		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-		}
-		return u.Redacted()
-	}
-	var parts []string
-	for _, f := range strings.Fields(dsn) {
-		if strings.HasPrefix(strings.ToLower(f), "password=") {
-			f = "password=xxxxx"
-		}
-		parts = append(parts, f)
-	}
-	return strings.Join(parts, " ")
-}
-
 // DropSchema deletes the store in schema (every table of the schema) at
 // dsn. It is for tests and tools; a store open on it fails afterwards.
 func DropSchema(ctx context.Context, dsn, schema string) error {
@@ -395,11 +382,11 @@ func DropSchema(ctx context.Context, dsn, schema string) error {
 	defer cancel()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
-		return fmt.Errorf("drop schema %s at %s: %w", schema, redact(dsn), err)
+		return redact.Err(fmt.Errorf("drop schema %s at %s: %w", schema, redact.DSN(dsn), err), dsn)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	if _, err := conn.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
-		return fmt.Errorf("drop schema %s at %s: %w", schema, redact(dsn), err)
+		return redact.Err(fmt.Errorf("drop schema %s at %s: %w", schema, redact.DSN(dsn), err), dsn)
 	}
 	return nil
 }

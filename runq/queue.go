@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/crewcore/crewcore/internal/redact"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -162,7 +163,7 @@ func Open(ctx context.Context, spec Spec, opts Options) (*Queue, error) {
 		k, err = openSQLite(ctx, spec, opts)
 	}
 	if err != nil {
-		return nil, err
+		return nil, redact.Err(err, spec.DSN)
 	}
 	return &Queue{spec: spec, kit: k, logger: opts.Logger}, nil
 }

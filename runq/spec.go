@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/crewcore/crewcore/internal/redact"
 )
 
 // DefaultSchema is the PostgreSQL schema River's tables go into when the DSN
@@ -33,16 +35,7 @@ func (s Spec) String() string {
 	if !s.IsPostgres() {
 		return s.Path
 	}
-	u, err := url.Parse(s.DSN)
-	if err != nil {
-		return "postgresql database"
-	}
-	if u.User != nil {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-		}
-	}
-	return u.Redacted() + " (schema " + s.Schema + ")"
+	return redact.DSN(s.DSN) + " (schema " + s.Schema + ")"
 }
 
 var schemaRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]{0,39}$`)
@@ -63,7 +56,7 @@ func ParseSpec(s string) (Spec, error) {
 	if strings.HasPrefix(low, "postgres://") || strings.HasPrefix(low, "postgresql://") {
 		u, err := url.Parse(s)
 		if err != nil {
-			return Spec{}, fmt.Errorf("%w: queue DSN does not parse: %v", ErrInvalid, err)
+			return Spec{}, redact.Err(fmt.Errorf("%w: queue DSN does not parse: %v", ErrInvalid, err), s)
 		}
 		q := u.Query()
 		schema := q.Get("schema")

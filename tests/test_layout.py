@@ -7,6 +7,7 @@ never a higher one; the check reads every import statement, the lazy ones
 inside functions included):
 
     0  crewcore.errors, crewcore._sqlitedb      (import nothing of crewcore)
+       crewcore._redact
     1  crewcore._bridge                         (loads the library, the call)
     2  crewcore._backend                        (the engine choice)
     3  crewcore.memory, crewcore.storage        (capabilities; crewcore.knowledge, crewcore.embeddings, crewcore.llm too)
@@ -48,7 +49,7 @@ MODULES = _modules()
 
 
 def _layer(mod: str) -> int:
-    if mod in ("crewcore.errors", "crewcore._sqlitedb"):
+    if mod in ("crewcore.errors", "crewcore._sqlitedb", "crewcore._redact"):
         return 0
     if mod == "crewcore._bridge":
         return 1

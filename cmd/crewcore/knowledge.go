@@ -23,8 +23,8 @@ const knowledgeUsage = `usage: crewcore knowledge <stats|search|reset> [flags]
            OpenAI-compatible /embeddings endpoint)
   reset    delete one collection (--collection) or every one (--all)
 
-The store is --path (a database file, or a directory holding knowledge.db);
-the default is the one crewcore.install() gives CrewAI's Knowledge:
+The store is --path (a database file, a directory holding knowledge.db, or a
+postgresql:// DSN with an optional #schema, as crewcore.KnowledgeStore takes); the default is the one crewcore.install() gives CrewAI's Knowledge:
 <CREWAI_STORAGE_DIR or CrewAI's data dir>/crewcore/knowledge.db. CrewAI names
 collections knowledge_crew (a crew's sources) and knowledge_<agent role>.
 Ingest documents with python -m crewcore.knowledge ingest (CrewAI's sources,
@@ -79,16 +79,7 @@ func runKnowledge(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		return 2
 	}
-	dbPath, err := resolveKnowledgePath(*path)
-	if err != nil {
-		fmt.Fprintf(stderr, "crewcore knowledge: %v\n", err)
-		return 1
-	}
-	if _, err := os.Stat(dbPath); err != nil {
-		fmt.Fprintf(stderr, "crewcore knowledge: no store at %s\n", dbPath)
-		return 1
-	}
-	s, err := knowledge.Open(dbPath, nil)
+	s, dbPath, err := openKnowledgeSpec(ctx, *path) // memspec.go: a path, a directory or a postgresql:// DSN
 	if err != nil {
 		fmt.Fprintf(stderr, "crewcore knowledge: %v\n", err)
 		return 1
@@ -152,7 +143,7 @@ func resolveKnowledgePath(p string) (string, error) {
 	return filepath.Abs(filepath.Join(p, "knowledge.db"))
 }
 
-func knowledgeStats(ctx context.Context, s *knowledge.Store, w io.Writer, asJSON bool) error {
+func knowledgeStats(ctx context.Context, s knowledgeStore, w io.Writer, asJSON bool) error {
 	infos, err := s.Collections(ctx)
 	if err != nil {
 		return err
@@ -180,7 +171,7 @@ func knowledgeStats(ctx context.Context, s *knowledge.Store, w io.Writer, asJSON
 	return tw.Flush()
 }
 
-func knowledgeSearch(ctx context.Context, s *knowledge.Store, coll, text, modeName, embedURL, embedModel, filter string,
+func knowledgeSearch(ctx context.Context, s knowledgeStore, coll, text, modeName, embedURL, embedModel, filter string,
 	limit int, threshold float64, w io.Writer, asJSON bool) error {
 	if strings.TrimSpace(text) == "" {
 		return errors.New("--text is required")

@@ -28,8 +28,9 @@ const memoryUsage = `usage: crewcore memory <stats|scopes|search|check> [flags]
   search   nearest records to a vector, a stored record, or a text
   check    verify every record's checksum and SQLite's integrity (check.go)
 
-The store is --path (a database file, or a directory holding memory.db); the
-default is the one crewcore.MemoryStorage() uses:
+The store is --path: a database file, a directory holding memory.db, or a
+postgresql:// DSN (an optional #fragment names the schema, default crewcore),
+as crewcore.MemoryStorage() takes them; the default is the one it uses:
 <CREWAI_STORAGE_DIR or CrewAI's data dir>/crewcore/memory.db.
 `
 
@@ -73,16 +74,7 @@ func runMemory(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		return 2
 	}
-	dbPath, err := resolveStorePath(*path)
-	if err != nil {
-		fmt.Fprintf(stderr, "crewcore memory: %v\n", err)
-		return 1
-	}
-	if _, err := os.Stat(dbPath); err != nil {
-		fmt.Fprintf(stderr, "crewcore memory: no store at %s\n", dbPath)
-		return 1
-	}
-	s, err := memory.Open(dbPath, nil)
+	s, err := openInspected(ctx, *path) // memspec.go: a path, a directory or a postgresql:// DSN
 	if err != nil {
 		fmt.Fprintf(stderr, "crewcore memory: %v\n", err)
 		return 1
@@ -152,7 +144,7 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func memoryStats(ctx context.Context, s *memory.Store, w io.Writer, asJSON bool) error {
+func memoryStats(ctx context.Context, s inspectedStore, w io.Writer, asJSON bool) error {
 	st, err := s.Stats(ctx)
 	if err != nil {
 		return err
@@ -199,7 +191,7 @@ type scopeNode struct {
 	Children []*scopeNode `json:"children,omitempty"`
 }
 
-func scopeTree(ctx context.Context, s *memory.Store, path string, depth int) (*scopeNode, error) {
+func scopeTree(ctx context.Context, s inspectedStore, path string, depth int) (*scopeNode, error) {
 	n, err := s.Count(ctx, path)
 	if err != nil {
 		return nil, err
@@ -222,7 +214,7 @@ func scopeTree(ctx context.Context, s *memory.Store, path string, depth int) (*s
 	return node, nil
 }
 
-func memoryScopes(ctx context.Context, s *memory.Store, parent string, w io.Writer, asJSON bool) error {
+func memoryScopes(ctx context.Context, s inspectedStore, parent string, w io.Writer, asJSON bool) error {
 	p, err := memory.NormalizeScope(parent)
 	if err != nil {
 		return err
@@ -249,7 +241,7 @@ func memoryScopes(ctx context.Context, s *memory.Store, parent string, w io.Writ
 	return nil
 }
 
-func queryVector(ctx context.Context, s *memory.Store, like, vector, text, url, model string) ([]float32, error) {
+func queryVector(ctx context.Context, s inspectedStore, like, vector, text, url, model string) ([]float32, error) {
 	set := 0
 	for _, v := range []string{like, vector, text} {
 		if v != "" {
@@ -336,7 +328,7 @@ func embedText(ctx context.Context, base, model, text string, dim int) ([]float3
 	return v, nil
 }
 
-func memorySearch(ctx context.Context, s *memory.Store, q []float32, scope string, limit int, w io.Writer, asJSON bool) error {
+func memorySearch(ctx context.Context, s inspectedStore, q []float32, scope string, limit int, w io.Writer, asJSON bool) error {
 	ms, err := s.Search(ctx, memory.Query{Vector: q, ScopePrefix: scope, Limit: limit})
 	if err != nil {
 		return err

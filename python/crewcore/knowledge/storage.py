@@ -51,7 +51,7 @@ class CrewcoreKnowledgeStorage(BaseKnowledgeStorage):
 
     collection_name: str | None = None
     embedder: Any = Field(default=None, exclude=True)
-    path: str | None = None
+    path: str | None = Field(default=None, repr=False)  # may hold a DSN password
     mode: str = "vector"
     rrf_k: int = v.DEFAULT_RRF_K
     batch_size: int = 256

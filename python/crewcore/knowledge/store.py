@@ -15,6 +15,7 @@ import threading
 from typing import Any, Callable, Sequence
 
 from crewcore import _backend
+from crewcore._redact import redact_dsn
 from crewcore.errors import InvalidArgumentError
 from crewcore.knowledge import validate as v
 
@@ -71,7 +72,7 @@ def _open_engine(path: str, engine: str | None, timeout: float | None) -> Any:
         if eng is not None:
             if engine is not None and engine != eng.kind:
                 raise InvalidArgumentError(
-                    f"{path} is already open on the {eng.kind} engine in this process; one process uses one "
+                    f"{redact_dsn(path)} is already open on the {eng.kind} engine in this process; one process uses one "
                     "engine per file (two SQLite libraries must not share a file)"
                 )
             return eng
@@ -106,8 +107,13 @@ class KnowledgeStore:
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, engine: str | None = None,
                  timeout: float | None = None) -> None:
-        self.path = resolve_path(path)
-        self._engine = _open_engine(self.path, engine, timeout)
+        target = resolve_path(path)
+        #: The store's file, or its DSN without the password.
+        self.path = redact_dsn(target) if is_dsn(target) else target
+        self._engine = _open_engine(target, engine, timeout)
+
+    def __repr__(self) -> str:
+        return f"KnowledgeStore({self.path!r}, engine={self.engine!r})"
 
     @property
     def engine(self) -> str:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from crewcore._bridge import call
+from crewcore._redact import redact_dsn
 from crewcore.errors import InvalidArgumentError
 from crewcore.memory import validate as v
 from crewcore.memory.native import NativeStore
@@ -27,18 +27,9 @@ def is_dsn(value: Any) -> bool:
 
 
 def redact(dsn: str) -> str:
-    """The DSN without its password (for reprs and messages)."""
-    try:
-        parts = urlsplit(dsn)
-        if parts.password is not None:
-            host = parts.hostname or ""
-            if parts.port:
-                host = f"{host}:{parts.port}"
-            netloc = f"{parts.username or ''}:xxxxx@{host}"
-            return urlunsplit(parts._replace(netloc=netloc))
-    except ValueError:
-        pass
-    return dsn
+    """The DSN without its password (for reprs and messages; malformed
+    DSNs too: see crewcore._redact)."""
+    return redact_dsn(dsn)
 
 
 class PgStore(NativeStore):

@@ -1,0 +1,144 @@
+"""Messages a user meets (issue 12, "found by trying bad input").
+
+Each test here failed before its fix: a password echoed back, a message
+naming the wrong cause, a store that could not be opened, a CLI that mangled
+its argument. Real parts only: the PostgreSQL test server, real files, the
+real ``crewcore`` command, CrewAI's own classes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+import subprocess
+from typing import Any, Callable
+
+import pytest
+
+from conftest import REPO, child_env  # type: ignore[import-not-found]
+import crewcore
+from crewcore import errors as E
+from crewcore._redact import redact_dsn, scrub
+
+CLI = REPO / "python" / "crewcore" / "_lib" / "crewcore"
+SECRET = "hunter2"
+
+
+def _pg() -> str:
+    from pg_support import server_dsn  # type: ignore[import-not-found]
+
+    return str(server_dsn())
+
+
+def _with_password(dsn: str, user: str | None = None, password: str = SECRET) -> str:
+    """The test server's DSN with a user and a password (the server trusts
+    127.0.0.1, so any password is accepted: the store opens)."""
+    scheme, rest = dsn.split("://", 1)
+    hostpart = rest.split("@", 1)[-1]
+    name = user or (rest.split("@", 1)[0].split(":")[0] if "@" in rest else "crewcore")
+    return f"{scheme}://{name}:{password}@{hostpart}"
+
+
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(CLI), *args], capture_output=True, text=True, timeout=timeout,
+                          env=child_env(), cwd=str(REPO))
+
+
+# ---------------------------------------------------------------- 1. passwords
+
+#: DSNs that do not parse (or name no server): each used to come back verbatim
+#: in crewcore's own error prefix.
+BAD_DSNS = [
+    "postgresql://bob:hunter2@127.0.0.1:notaport/db",
+    "postgresql://bob:hunter2@[::1/db",
+    "postgresql://bob:hun%ter2@127.0.0.1:15432/db",
+    "postgres://bob:hunter2@127.0.0.1:15432/db?sslmode=bogus",
+]
+
+
+@pytest.mark.parametrize("value", BAD_DSNS + [
+    "postgresql://bob@/db?host=/tmp&password=hunter2",
+    "host=127.0.0.1 user=bob password=hunter2 dbname=x",
+    "host=127.0.0.1 password='hunter2 x'",
+])
+def test_redact_dsn_hides_every_password(value: str) -> None:
+    shown = redact_dsn(value)
+    assert "ter2" not in shown, shown
+    assert "xxxxx" in shown
+    pw = "hun%ter2" if "hun%ter2" in value else ("hunter2 x" if "'hunter2 x'" in value else "hunter2")
+    assert "ter2" not in scrub(f"failed: {value} (password {pw})", value)
+
+
+def _leaks(text: str) -> bool:
+    return "hunter2" in text or "hun%ter2" in text
+
+
+def _raise_text(fn: Callable[[], Any]) -> str:
+    try:
+        obj = fn()
+    except Exception as e:  # noqa: BLE001 - any failure is what we read
+        assert isinstance(e, E.CrewcoreError), f"untyped {type(e).__name__}: {e}"
+        return f"{type(e).__name__}: {e} {e!r}"
+    raise AssertionError(f"accepted a bad DSN: {obj!r}")
+
+
+@pytest.mark.parametrize("dsn", BAD_DSNS)
+def test_bad_dsn_never_echoes_the_password(dsn: str, caplog: pytest.LogCaptureFixture) -> None:
+    from crewcore.knowledge import KnowledgeStore
+    from crewcore.runs import Queue
+
+    caplog.set_level(logging.DEBUG)
+    texts = [
+        _raise_text(lambda: crewcore.MemoryStorage(dsn)),
+        _raise_text(lambda: crewcore.MemoryStorage(dsn=dsn)),
+        _raise_text(lambda: KnowledgeStore(dsn)),
+        _raise_text(lambda: Queue(dsn)),
+    ]
+    for t in texts:
+        assert not _leaks(t), t
+    assert not _leaks(caplog.text), caplog.text
+
+
+def test_unknown_role_never_echoes_the_password(tmp_path: Path) -> None:
+    """A DSN that parses and reaches the server, whose login is refused."""
+    from crewcore.knowledge import KnowledgeStore
+    from crewcore.runs import Queue
+
+    dsn = _with_password(_pg(), user="nobody_here")
+    for fn in (lambda: crewcore.MemoryStorage(dsn), lambda: KnowledgeStore(dsn), lambda: Queue(dsn)):
+        t = _raise_text(fn)
+        assert not _leaks(t), t
+        assert "nobody_here" in t  # the message still says who was refused
+
+
+def test_open_store_repr_and_stats_hide_the_password() -> None:
+    from crewcore.knowledge import KnowledgeStore
+
+    dsn = _with_password(_pg())
+    s = crewcore.MemoryStorage(dsn + "#py_messages_redact")
+    try:
+        shown = " ".join([repr(s), str(s), str(s.path), str(s.get_scope_info("/"))])
+        assert not _leaks(shown), shown
+        assert "xxxxx" in shown
+    finally:
+        s.close()
+    k = KnowledgeStore(dsn + "#py_messages_redact_kn")
+    shown = " ".join([repr(k), str(k.path), str(k.stats())])
+    assert not _leaks(shown), shown
+
+
+def test_cli_never_echoes_the_password() -> None:
+    good = _with_password(_pg())
+    runs = [
+        cli("memory", "stats", "--path", BAD_DSNS[0]),
+        cli("memory", "stats", "--path", good + "#py_messages_cli"),
+        cli("memory", "migrate", "--from", BAD_DSNS[1], "--to", "/nonexistent/x.db"),
+        cli("embeddings", "stats", "--dsn", BAD_DSNS[0]),
+        cli("runs", "list", "--queue", BAD_DSNS[1]),
+        cli("runs", "list", "--queue", _with_password(_pg(), user="nobody_here")),
+        cli("knowledge", "stats", "--path", BAD_DSNS[0]),
+    ]
+    for r in runs:
+        out = r.stdout + r.stderr
+        assert not _leaks(out), out
