@@ -382,10 +382,12 @@ func TestPercentile(t *testing.T) {
 	}
 }
 
-// A simulated CPU-bound workload: one shared resource serves runs one at a
-// time (each needs `work` of it) after an outside wait. Piling up runs only
-// makes each slower, so the adaptive limit settles low; with a long
-// outside wait and little work, it grows.
+// The adaptive limit against a model of run times (no wall clock: the
+// machine's load cannot move the result). A run takes an outside wait plus
+// its share of one resource that serves the runs one at a time: with n runs
+// at once each takes wait + n*work. When the resource dominates (resource
+// bound), piling up runs only makes each slower, so the limit settles low;
+// when the outside wait dominates (wait bound), it grows to the maximum.
 func TestAdaptiveLimit(t *testing.T) {
 	for _, tc := range []struct {
 		name              string
@@ -401,32 +403,37 @@ func TestAdaptiveLimit(t *testing.T) {
 			if l := s.Limit(); l != adaptiveStart {
 				t.Fatalf("initial limit %d, want %d", l, adaptiveStart)
 			}
-			var resource sync.Mutex
-			var peak atomic.Int64
-			var cur atomic.Int64
-			run(t, s, tc.maxLimit, func(i int) State {
-				n := cur.Add(1)
-				for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
-				}
-				time.Sleep(tc.wait)
-				resource.Lock()
-				end := time.Now().Add(tc.work)
-				for time.Now().Before(end) {
-				}
-				resource.Unlock()
-				cur.Add(-1)
-				return Done
-			})
-			l := s.Limit()
-			if l < tc.wantLow || l > tc.wantHigh {
+			for range 300 {
+				n := s.Limit()
+				s.mu.Lock()
+				s.adapt(tc.wait + time.Duration(n)*tc.work)
+				s.mu.Unlock()
+			}
+			if l := s.Limit(); l < tc.wantLow || l > tc.wantHigh {
 				t.Errorf("final limit %d, want in [%d, %d]", l, tc.wantLow, tc.wantHigh)
 			}
-			if p := peak.Load(); p > int64(tc.maxLimit) {
-				t.Errorf("peak %d above the maximum %d", p, tc.maxLimit)
-			}
-			if sum := s.Summary(); sum.Done != 300 || sum.Limit != l {
-				t.Errorf("summary %+v", sum)
-			}
 		})
+	}
+}
+
+// Real runs under an adaptive limit: never more at once than the maximum,
+// every run done, and the summary reports the limit.
+func TestAdaptiveLimitRuns(t *testing.T) {
+	const maxLimit = 16
+	s := mustNew(t, Config{Total: 200, Concurrency: maxLimit, Adaptive: true})
+	var peak, cur atomic.Int64
+	run(t, s, maxLimit+4, func(i int) State {
+		n := cur.Add(1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		time.Sleep(time.Millisecond)
+		cur.Add(-1)
+		return Done
+	})
+	if p := peak.Load(); p > maxLimit {
+		t.Errorf("peak %d above the maximum %d", p, maxLimit)
+	}
+	if sum := s.Summary(); sum.Done != 200 || sum.Limit != s.Limit() {
+		t.Errorf("summary %+v", sum)
 	}
 }
