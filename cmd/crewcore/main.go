@@ -7,7 +7,7 @@
 // Commands:
 //
 //	mockllm   run a local OpenAI-compatible mock server (chat + embeddings)
-//	memory    inspect a crewcore memory store (stats|scopes|search), verify it (check), or copy one (migrate)
+//	memory    inspect a crewcore memory store (stats|scopes|search), verify it (check), copy one (migrate), import a CrewAI LanceDB memory (import)
 //	version   print the version (also: crewcore --version)
 //
 // Run "crewcore <command> -h" for a command's flags.
@@ -41,7 +41,7 @@ var commands = map[string]command{
 		run:     runMockLLM,
 	},
 	"memory": {
-		summary: "inspect a crewcore memory store (stats|scopes|search), verify it (check), or copy one (migrate)",
+		summary: "inspect a crewcore memory store (stats|scopes|search), verify it (check), copy one (migrate), import a CrewAI LanceDB memory (import)",
 		run:     runMemoryCmd,
 	},
 }

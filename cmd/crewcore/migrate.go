@@ -35,9 +35,13 @@ func runMemoryCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if len(args) > 0 && args[0] == "migrate" {
 		return runMigrate(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "import" {
+		return runMemoryImport(ctx, args[1:], stdout, stderr) // memimport.go
+	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		code := runMemory(ctx, args, stdout, stderr)
 		fmt.Fprint(stderr, "\n  migrate  copy a store to another (embedded <-> PostgreSQL); see crewcore memory migrate -h\n")
+		fmt.Fprint(stderr, "  import   copy a CrewAI LanceDB memory into a store (--from-lancedb PATH); see crewcore memory import -h\n")
 		return code
 	}
 	return runMemory(ctx, args, stdout, stderr)

@@ -77,6 +77,17 @@ from crewcore.errors import (
     WorkerStartError,
 )
 
+# Importing a CrewAI LanceDB memory (crewcore/memory/lancedb_import.py; `crewcore memory import`).
+from crewcore.memory.lancedb_import import ImportSummary, import_lancedb
+from crewcore.errors import (
+    ImportDimensionError,
+    LanceDBMemoryWarning,
+    LanceDBNotFoundError,
+    LanceDBUnavailableError,
+    MemoryImportError,
+    NotALanceDBMemoryError,
+)
+
 from crewcore._version import __version__
 
 __all__ = [
@@ -138,6 +149,14 @@ __all__ = [
     "QueueUnavailableError",
     "RunNotFoundError",
     "WorkerStartError",
+    "ImportDimensionError",
+    "ImportSummary",
+    "LanceDBMemoryWarning",
+    "LanceDBNotFoundError",
+    "LanceDBUnavailableError",
+    "MemoryImportError",
+    "NotALanceDBMemoryError",
+    "import_lancedb",
     "__version__",
     "backend",
     "install",

@@ -23,6 +23,8 @@ def main() -> None:
             "install a crewcore wheel for this platform, or build from source with Go >= 1.26 "
             "(`make build` in a checkout)\n")
         raise SystemExit(2)
+    # Commands with a Python half (`crewcore memory import`, `crewcore worker`) use this interpreter.
+    os.environ.setdefault("CREWCORE_PYTHON", sys.executable)
     os.execv(str(exe), [str(exe), *sys.argv[1:]])
 
 

@@ -41,6 +41,7 @@ def install(
     llm_clients: bool = True,
     tools: Any = None,
     knowledge: Any = True,
+    import_existing: bool = False,
 ) -> None:
     """Route CrewAI memory storage to crewcore.
 
@@ -81,6 +82,15 @@ def install(
     ``memory`` names where ``"crewcore"`` and the default go: a store path,
     or a ``postgresql://`` DSN to share one PostgreSQL + pgvector store
     between processes and machines (``install(memory="postgresql://...")``).
+
+    Existing LanceDB memories (crewcore/memory/lancedb_import.py): when
+    CrewAI's default LanceDB memory holds records and the crewcore store that
+    now replaces it is empty, install() warns once per process
+    (``crewcore.LanceDBMemoryWarning``, naming both paths and the command
+    ``crewcore memory import --from-lancedb PATH``). ``import_existing=True``
+    imports those records instead (once: only into an empty store; the
+    summary is in ``installed()["memory_import"]``). Without a LanceDB
+    directory the check costs a few ``stat`` calls.
     """
     from crewai.memory.storage.factory import set_memory_storage_factory
 
@@ -130,6 +140,13 @@ def install(
             _installed.pop("knowledge", None)
         else:
             _installed["knowledge"] = {k: kcfg[k] for k in ("path", "mode", "modes") if kcfg.get(k) is not None}
+    if replace_default_memory:
+        # CrewAI's default LanceDB memory left behind: warn once, or import it (import_existing).
+        from crewcore.memory.lancedb_import import notice_existing
+
+        summary = notice_existing(memory, import_existing=import_existing)
+        if summary is not None:
+            _installed["memory_import"] = str(summary)
 
 
 def uninstall() -> None:

@@ -233,6 +233,43 @@ class WorkerStartError(CrewcoreError):
     start); the message carries the command's own words."""
 
 
+class MemoryImportError(CrewcoreError):
+    """An import of a CrewAI LanceDB memory (``crewcore.import_lancedb``,
+    ``crewcore memory import``) could not run; the subclasses say why. The
+    LanceDB files are only read, and the store keeps every record it held."""
+
+
+class LanceDBNotFoundError(MemoryImportError, FileNotFoundError):
+    """The LanceDB memory to import does not exist (the message names the path)."""
+
+
+class NotALanceDBMemoryError(MemoryImportError, ValueError):
+    """The path to import is not a CrewAI LanceDB memory: a file, a directory
+    without CrewAI's ``memories`` table, a table without CrewAI's columns, or
+    a table LanceDB cannot read."""
+
+
+class ImportDimensionError(MemoryImportError, ValueError):
+    """The LanceDB memory's embeddings have another dimension than the ones
+    the target store holds; nothing was imported. ``.stored_dim``, ``.new_dim``."""
+
+    def __init__(self, message: str, stored_dim: int = 0, new_dim: int = 0) -> None:
+        super().__init__(message)
+        self.stored_dim = stored_dim
+        self.new_dim = new_dim
+
+
+class LanceDBUnavailableError(MemoryImportError, ImportError):
+    """Reading a LanceDB memory needs the ``lancedb`` package, which cannot be
+    imported (CrewAI installs it)."""
+
+
+class LanceDBMemoryWarning(UserWarning):
+    """``crewcore.install()`` found CrewAI's LanceDB memory holding records
+    while the crewcore store that replaces it is empty (said once per process;
+    the message names both paths and the import command)."""
+
+
 def dimension_error(stored: int, new: int) -> Exception:
     """CrewAI's ``EmbeddingDimensionMismatchError(stored, new)`` (a ValueError):
     the error CrewAI's own stores raise, so callers catch one type."""
@@ -242,6 +279,12 @@ def dimension_error(stored: int, new: int) -> Exception:
 
 
 __all__ = [
+    "MemoryImportError",
+    "LanceDBNotFoundError",
+    "NotALanceDBMemoryError",
+    "ImportDimensionError",
+    "LanceDBUnavailableError",
+    "LanceDBMemoryWarning",
     "QueueError",
     "QueueNotFoundError",
     "QueueAccessError",
