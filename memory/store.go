@@ -176,6 +176,9 @@ func Open(path string, opts *Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	s := &Store{path: abs, opts: o, ix: newIndex(o.Dim)}
+	if f := fileInPath(filepath.Dir(abs)); f != "" {
+		return nil, NewAccessError("open store %s: not a directory: %s is a file", abs, f)
+	}
 	// sqlitedb.Open checks the file too, but only after checkForeign, which
 	// must look before anything switches the file to WAL.
 	if err := sqlitedb.CheckFile(abs); err != nil {

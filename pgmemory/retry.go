@@ -133,7 +133,8 @@ func classify(op string, err error) error {
 		case pe.Code == "42501":
 			return fmt.Errorf("%s: %w: %s", op, memory.ErrAccess, pe.Message)
 		case strings.HasPrefix(pe.Code, "28"):
-			return fmt.Errorf("%s: %w: authentication failed: %s", op, memory.ErrAccess, pe.Message)
+			// Not "store not writable": the server refused the login.
+			return memory.NewAccessError("%s: PostgreSQL refused the login: %s (SQLSTATE %s)", op, pe.Message, pe.Code)
 		}
 	}
 	return fmt.Errorf("%s: %w", op, err)

@@ -142,3 +142,44 @@ def test_cli_never_echoes_the_password() -> None:
     for r in runs:
         out = r.stdout + r.stderr
         assert not _leaks(out), out
+
+
+# ---------------------------------------------------------------- 4. real causes
+
+
+def test_path_and_dsn_together_are_refused(tmp_path: Path) -> None:
+    dsn = _with_password(_pg())
+    with pytest.raises(E.InvalidArgumentError, match="path or dsn, not both") as ei:
+        crewcore.MemoryStorage(path=tmp_path, dsn=dsn)
+    assert str(tmp_path) in str(ei.value) and not _leaks(str(ei.value))
+    assert not list(tmp_path.iterdir())  # nothing created at the ignored path
+
+
+@pytest.mark.parametrize("engine", ["native", "python"])
+def test_a_store_under_a_file_says_not_a_directory(tmp_path: Path, engine: str) -> None:
+    f = tmp_path / "file"
+    f.write_text("keep me")
+    for target in (f / "memory.db", f / "sub"):
+        with pytest.raises(E.StoreAccessError) as ei:
+            crewcore.MemoryStorage(target, engine=engine)
+        msg = str(ei.value)
+        assert f"not a directory: {f} is a file" in msg, msg
+        assert "not writable" not in msg, msg
+    assert f.read_text() == "keep me"
+
+
+def test_a_refused_login_says_so(tmp_path: Path) -> None:
+    dsn = _with_password(_pg(), user="nobody_here")
+    with pytest.raises(E.StoreAccessError) as ei:
+        crewcore.MemoryStorage(dsn)
+    msg = str(ei.value)
+    assert "refused the login" in msg and "nobody_here" in msg, msg
+    assert "not writable" not in msg, msg
+    from crewai.memory.types import MemoryRecord
+
+    src = crewcore.MemoryStorage(tmp_path / "src.db", engine="python")  # the CLI's Go opens it next
+    src.save([MemoryRecord(id="r1", content="c", embedding=[1.0, 0.0])])
+    src.close()
+    r = cli("memory", "migrate", "--from", str(tmp_path / "src.db"), "--to", dsn)
+    assert r.returncode == 1 and "refused the login" in r.stderr, r.stderr
+    assert "not writable" not in r.stderr and not _leaks(r.stderr), r.stderr

@@ -176,6 +176,19 @@ def _check_format(path: str, meta: dict[Any, Any], hint: str = "") -> None:
 # the file
 
 
+
+def _file_in_path(d: str) -> str:
+    """The first existing ancestor of ``d`` (``d`` included) that is not a
+    directory, or "": a store cannot be created under it ("not a directory",
+    not "not writable")."""
+    while True:
+        if os.path.exists(d):
+            return "" if os.path.isdir(d) else d
+        up = os.path.dirname(d)
+        if up == d:
+            return ""
+        d = up
+
 class StoreDb:
     """The database file of one ``PyStore``, its connections, and the
     in-memory state read from it.
@@ -211,8 +224,8 @@ class StoreDb:
         self._db_size = 0  # the database file's size at the last grow_reserve
         self.state = State(vector_dim, self.use_numpy)
         self._wconn: sqlite3.Connection | None = None
-        # segment id -> (rows read, vectors, code rows, why unreadable)
-        self._segs: dict[int, tuple[int, Any, bytes, str]] = {}
+        # segment id -> (rows read, vectors, code rows, why unreadable, committed rows)
+        self._segs: dict[int, tuple[int, Any, bytes, str, int]] = {}
 
         self._check_file()
         try:
@@ -229,6 +242,9 @@ class StoreDb:
         """Refuse foreign files and unwritable locations before SQLite touches them."""
         path = self.path
         parent = os.path.dirname(path)
+        blocker = _file_in_path(parent)
+        if blocker:
+            raise StoreAccessError(f"open store {path}: not a directory: {blocker} is a file")
         try:
             os.makedirs(parent, exist_ok=True)
         except OSError as e:

@@ -150,6 +150,13 @@ class MemoryStorage:
         # PostgreSQL: dsn= or a postgresql:// URL as the path (docs/architecture.md).
         if dsn is None and isinstance(path, str) and path.lower().startswith(("postgres://", "postgresql://")):
             dsn, path = path, None
+        elif dsn is not None and path is not None:
+            from crewcore._redact import redact_dsn
+
+            raise InvalidArgumentError(
+                f"give path or dsn, not both: path={redact_dsn(path)!r} would be ignored for "
+                f"dsn={redact_dsn(dsn)!r}"
+            )
         if dsn is not None:
             self._init_postgres(dsn, vector_dim, metric, return_embeddings, engine, exact, schema, ef_search)
             return
