@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"unicode"
 
 	"github.com/crewcore/crewcore/internal/vec"
@@ -86,8 +84,6 @@ const MaxQueryTerms = 64
 // least; 2*limit when that is more).
 const hybridDepth = 50
 
-// exactBelow is the candidate count under which the int8 pass is skipped.
-const exactBelow = 2048
 
 // Query is one search.
 type Query struct {
@@ -383,127 +379,6 @@ func normalize(v []float32) []float32 {
 		out[i] = float32(float64(x) * inv)
 	}
 	return out
-}
-
-// topVector returns the k rows (of rows, or of all when rows is nil) with
-// the highest cosine to the unit query q, best first; exactly the rows a full
-// float32 scan would pick. Above exactBelow candidates an int8 pass scores
-// every row approximately; its error is bounded per row by
-// |q - q'| + |q'| |v - v'| (q', v' the dequantized codes), so every row whose
-// bound reaches the k-th best exact score is re-scored exactly.
-func (c *coll) topVector(q []float32, rows []int32, k int) []scored {
-	m := c.n()
-	if rows != nil {
-		m = len(rows)
-	}
-	if m == 0 || k <= 0 {
-		return nil
-	}
-	rowAt := func(j int) int32 {
-		if rows == nil {
-			return int32(j)
-		}
-		return rows[j]
-	}
-	if m < exactBelow || k >= m {
-		all := make([]int32, m)
-		for j := range all {
-			all[j] = rowAt(j)
-		}
-		return c.exactTop(q, all, k, nil)
-	}
-	qc := make([]int8, c.dim)
-	qs := float64(vec.QuantizeInt8(q, qc))
-	var eq float64
-	for i, x := range q {
-		d := float64(x) - qs*float64(qc[i])
-		eq += d * d
-	}
-	eq = math.Sqrt(eq)
-	dots := make([]int32, m)
-	c.int8Scan(qc, rows, dots)
-	approx := make([]float64, m)
-	if rows == nil {
-		for j, d := range dots {
-			approx[j] = float64(d) * qs * float64(c.scales[j])
-		}
-	} else {
-		for j, d := range dots {
-			approx[j] = float64(d) * qs * float64(c.scales[rows[j]])
-		}
-	}
-	// The k best by the approximate score, scored exactly, give a first
-	// k-th score tau; every row whose upper bound reaches tau is a candidate.
-	first := topIdx(approx, k)
-	cand := make([]int32, len(first))
-	for i, j := range first {
-		cand[i] = rowAt(int(j))
-	}
-	top := c.exactTop(q, cand, k, nil)
-	tau := float64(top[len(top)-1].cos)
-	const slack = 2e-4 // float32 rounding of the exact dot products
-	for _, j := range first {
-		approx[j] = math.Inf(-1) // scored exactly already
-	}
-	// a row can reach tau only if its approximate score is above
-	// tau - eq - (1+eq)*maxErr - slack: most rows fail this one comparison
-	floor := tau - eq - (1+eq)*float64(c.maxErr) - slack
-	var more []int32
-	for j, a := range approx {
-		if a < floor {
-			continue
-		}
-		row := rowAt(j)
-		if a+eq+(1+eq)*float64(c.errs[row])+slack >= tau {
-			more = append(more, row)
-		}
-	}
-	if len(more) == 0 {
-		return top
-	}
-	return c.exactTop(q, more, k, top)
-}
-
-// int8Scan computes the int8 dot products of qc with the candidates,
-// split across the cores when the scan is large.
-func (c *coll) int8Scan(qc []int8, rows []int32, out []int32) {
-	m := len(out)
-	parts := runtime.GOMAXPROCS(0)
-	if m*c.dim < 1<<20 || parts < 2 {
-		parts = 1
-	}
-	step := (m + parts - 1) / parts
-	var wg sync.WaitGroup
-	for lo := 0; lo < m; lo += step {
-		hi := min(m, lo+step)
-		wg.Add(1)
-		go func(lo, hi int) {
-			defer wg.Done()
-			if rows == nil {
-				vec.DotInt8All(c.codes[lo*c.dim:hi*c.dim], c.dim, qc, out[lo:hi])
-			} else {
-				vec.DotInt8Many(c.codes, c.dim, rows[lo:hi], qc, out[lo:hi])
-			}
-		}(lo, hi)
-	}
-	wg.Wait()
-}
-
-// exactTop scores rows exactly and merges them with prev (already exact),
-// returning the k best, best first.
-func (c *coll) exactTop(q []float32, rows []int32, k int, prev []scored) []scored {
-	dots := make([]float32, len(rows))
-	vec.DotMany(c.vecs, c.dim, rows, q, dots)
-	all := make([]scored, 0, len(rows)+len(prev))
-	all = append(all, prev...)
-	for i, r := range rows {
-		all = append(all, scored{row: r, cos: dots[i]})
-	}
-	sort.Slice(all, func(i, j int) bool { return c.better(all[i], all[j]) })
-	if len(all) > k {
-		all = all[:k]
-	}
-	return all
 }
 
 // topIdx returns the indexes of the k largest values (any order).

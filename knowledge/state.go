@@ -31,9 +31,20 @@ type coll struct {
 	scales []float32
 	errs   []float32
 	maxErr float32 // the largest of errs
-	rids   []int64
-	metas  []map[string]any // nil: {}
-	pos    map[int64]int32  // rid -> row
+
+	// the 2-bit codes of the first pass (vec.QuantizeU2, u2Stride bytes a
+	// row), their steps, and per row the norm of the decoded code |v'| and
+	// of its error |v - v'|, both rounded up, with their maxima
+	u2Stride  int
+	u2        []uint8
+	u2Delta   []float32
+	u2Norm    []float32
+	u2Err     []float32
+	u2MaxNorm float32
+	u2MaxErr  float32
+	rids      []int64
+	metas     []map[string]any // nil: {}
+	pos       map[int64]int32  // rid -> row
 }
 
 func (c *coll) n() int { return len(c.rids) }
@@ -199,6 +210,7 @@ func (c *coll) add(rid int64, meta string, emb []byte) error {
 		d := float64(x) - float64(scale)*float64(code[i])
 		e += d * d
 	}
+	c.addU2(v)
 	c.scales = append(c.scales, scale)
 	c.errs = append(c.errs, float32(math.Sqrt(e)))
 	c.maxErr = max(c.maxErr, c.errs[len(c.errs)-1])
@@ -219,6 +231,39 @@ func (c *coll) add(rid int64, meta string, emb []byte) error {
 		c.lastRid = rid
 	}
 	return nil
+}
+
+// addU2 appends the 2-bit code of the unit vector v with its step and the
+// rounded-up norms |v'| and |v - v'| the first pass's bound needs.
+func (c *coll) addU2(v []float32) {
+	if c.u2Stride == 0 {
+		c.u2Stride = vec.U2Stride(c.dim)
+	}
+	c.u2 = append(c.u2, make([]uint8, c.u2Stride)...)
+	code := c.u2[len(c.u2)-c.u2Stride:]
+	d := vec.QuantizeU2(v, code)
+	var nn, ee float64
+	for i, x := range v {
+		y := vec.U2Value(vec.U2Code(code, i), d)
+		nn += y * y
+		r := float64(x) - y
+		ee += r * r
+	}
+	n, e := up32(math.Sqrt(nn)), up32(math.Sqrt(ee))
+	c.u2Delta = append(c.u2Delta, d)
+	c.u2Norm = append(c.u2Norm, n)
+	c.u2Err = append(c.u2Err, e)
+	c.u2MaxNorm = max(c.u2MaxNorm, n)
+	c.u2MaxErr = max(c.u2MaxErr, e)
+}
+
+// up32 is x as a float32 rounded up (a bound stays a bound).
+func up32(x float64) float32 {
+	f := float32(x)
+	if float64(f) < x {
+		f = math.Nextafter32(f, float32(math.Inf(1)))
+	}
+	return f
 }
 
 // decodeObject decodes a JSON object, keeping numbers as json.Number.
