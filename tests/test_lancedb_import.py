@@ -453,3 +453,54 @@ def test_install_without_a_lancedb_memory_does_not_import_lancedb(tmp_path: Path
                           env=child_env(CREWAI_STORAGE_DIR=str(tmp_path / "storage")), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["False", "False"]
+
+
+# --------------------------------------------------------------------------
+# other targets, and the way back (docs/migration.md)
+
+
+def test_import_into_postgres(source: dict[str, Any]) -> None:
+    from pg_support import drop_schema, server_dsn
+
+    dsn = server_dsn()
+    schema = "py_lancedb_import_" + hashlib.sha1(str(source["path"]).encode()).hexdigest()[:12]
+    drop_schema(dsn, schema)
+    try:
+        summary = crewcore.import_lancedb(source["path"], f"{dsn}#{schema}")
+        assert (summary.imported, summary.with_embedding, summary.total) == (239, 238, 239)
+        assert summary.target.endswith(f"#{schema}")
+        store = MemoryStorage(dsn=dsn, schema=schema, exact=True)
+        assert store.backend == "postgres"
+        assert_same_records(store, source["truth"])
+        assert_same_search(source["store"], store, source["rng"], n=3)
+        again = crewcore.import_lancedb(source["path"], store)
+        assert (again.imported, again.already_present) == (0, 239)
+        store.close()
+    finally:
+        drop_schema(dsn, schema)
+
+
+def test_back_to_lancedb_with_crewais_own_storage(source: dict[str, Any], tmp_path: Path) -> None:
+    """The recipe of docs/migration.md ("Back to CrewAI's LanceDB memory"):
+    every record of a crewcore store written with CrewAI's LanceDBStorage."""
+    crewcore.import_lancedb(source["path"], tmp_path / "cc")
+    # --- the recipe, as the guide shows it (paths adapted) ---
+    from crewai.memory.storage.lancedb_storage import LanceDBStorage
+
+    src = MemoryStorage(tmp_path / "cc", return_embeddings=True)
+    dst = LanceDBStorage(path=str(tmp_path / "back"))
+    offset = 0
+    while batch := src.list_records(limit=500, offset=offset):
+        offset += len(batch)
+        new = [r for r in batch if dst.get_record(r.id) is None]
+        if new:
+            dst.save(new)
+    src.close()
+    # ---
+    back = {r.id: r for r in dst.list_records(limit=10_000)}
+    assert set(back) == set(source["truth"])
+    for rid, want in source["truth"].items():
+        got = back[rid]
+        assert (got.content, got.scope, got.categories, got.metadata, got.importance, got.source, got.private) == (
+            want.content, want.scope, want.categories, want.metadata, want.importance, want.source, want.private)
+        assert got.created_at == _expected_dt(want.created_at) and got.embedding == want.embedding
