@@ -13,7 +13,7 @@ from typing import Any, Callable
 from crewcore.errors import ToolPolicyError
 from crewcore.tools import runner
 from crewcore.tools.executor import _Executor
-from crewcore.tools.guarded import _BoundRun, _guarded_tool_cls
+from crewcore.tools.guarded import GUARDED, _BoundRun, _guarded_tool_cls
 from crewcore.tools.policy import ToolPolicy
 
 # --------------------------------------------------------------------------
@@ -300,18 +300,36 @@ def installed_policy() -> ToolPolicy | None:
 def tool_stats(tool: Any = None) -> dict[str, Any]:
     """Counters of the installed policy (or of a guarded tool): calls, allowed,
     cached, refused (and by which limit), timeouts, errors, cache size, and
-    the worker threads (``threads``, ``abandoned_threads``)."""
+    the worker threads (``threads``, ``abandoned_threads``). Without an
+    installed policy, the sums over every ``guard()`` tool alive (all zero
+    when there is none); ``source`` says which: "policy", "tool" or "guards"."""
     if tool is not None:
         ex = getattr(tool, "_executor", None)
         if ex is None:
             raise ToolPolicyError("tool_stats(tool): the tool is not a crewcore.guard() tool")
+        st, source = ex.engine.stats(), "tool"
+    elif _installed is not None:
+        st, source = _installed.executor.engine.stats(), "policy"
     else:
-        inst = _installed
-        if inst is None:
-            raise ToolPolicyError("no tool policy is installed")
-        ex = inst.executor
-    st = ex.engine.stats()
+        st, source = _sum_stats([ex.engine.stats() for ex in list(GUARDED)]), "guards"
+    st["source"] = source
     st["threads"] = runner._runner.threads
     st["abandoned_threads"] = runner._runner.abandoned
     st["abandoned_total"] = runner._runner.abandoned_total
     return st
+
+
+def _sum_stats(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The counters of several executors added up (``guarded_tools``: how many)."""
+    out: dict[str, Any] = {"guarded_tools": len(parts)}
+    for st in parts:
+        for k, v in st.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float, dict)):
+                out.setdefault(k, v)
+            elif isinstance(v, dict):
+                d = out.setdefault(k, {})
+                for kk, vv in v.items():
+                    d[kk] = d.get(kk, 0) + vv
+            else:
+                out[k] = out.get(k, 0) + v
+    return out

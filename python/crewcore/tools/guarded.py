@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any, Callable
+import weakref
 
 from crewcore.errors import ToolPolicyError
 from crewcore.tools.executor import _Executor
@@ -97,6 +98,11 @@ def _inner_callable(inner: Any) -> Callable[..., Any]:
     return lambda **kw: inner.invoke(kw)
 
 
+#: The executors of the guard() tools alive in this process (tool_stats()
+#: without an installed policy sums them).
+GUARDED: "weakref.WeakSet[_Executor]" = weakref.WeakSet()
+
+
 def guard(tool: Any, policy: ToolPolicy | None = None, **overrides: Any) -> Any:
     """Wrap one tool (a CrewAI ``BaseTool`` or a plain function) with its own policy.
 
@@ -141,6 +147,7 @@ def guard(tool: Any, policy: ToolPolicy | None = None, **overrides: Any) -> Any:
     g._fn = _inner_callable(tool)
     g._native = bool(getattr(tool, "_crewcore_native", False))
     g._executor = _Executor(pol)
+    GUARDED.add(g._executor)
     g._isolate_fn = isolate_fn
     return g
 
