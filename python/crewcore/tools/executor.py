@@ -288,7 +288,6 @@ class _Executor:
         tool = call[0]
         if timed_out:
             el, _ = self.engine.end(start, _TIMEDOUT, None, None)
-            t = self._timeout or 0.0
             if how == "isolated":
                 what = "its process was killed"
                 extra: dict[str, Any] = {"killed": True, "pid": val}
@@ -305,7 +304,7 @@ class _Executor:
             return _failure(
                 tool,
                 "timeout",
-                f"the call did not finish within {t:g} s; {what}",
+                what,  # failures.py heads it with "timed out after N s"
                 "try again with a smaller or simpler request, use another tool, or answer without this result",
                 reason="tool_reported",
                 retryable=True,

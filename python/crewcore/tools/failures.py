@@ -26,7 +26,12 @@ def _failure(
     from crewai.tools.tool_failure import ToolFailure, ToolFailureReason
 
     details = {"tool": tool, "limit": limit, "hint": hint, **details}
-    text = f"crewcore refused or stopped tool '{tool}' ({limit}): {message}. What to do: {hint}."
+    if limit == "timeout":
+        # A call that ran out of time was not refused: say what happened.
+        after = round(float(details.get("deadline_ms", 0.0)) / 1000, 3)
+        text = f"crewcore: tool '{tool}' timed out after {after:g} s: {message}. What to do: {hint}."
+    else:
+        text = f"crewcore refused tool '{tool}' ({limit}): {message}. What to do: {hint}."
     if "elapsed_ms" in details:
         text += f" [elapsed {details['elapsed_ms']:.0f} ms]"
     return ToolFailure(
