@@ -183,3 +183,81 @@ def test_a_refused_login_says_so(tmp_path: Path) -> None:
     r = cli("memory", "migrate", "--from", str(tmp_path / "src.db"), "--to", dsn)
     assert r.returncode == 1 and "refused the login" in r.stderr, r.stderr
     assert "not writable" not in r.stderr and not _leaks(r.stderr), r.stderr
+
+
+# ---------------------------------------------------------------- tools and runs
+
+
+def _slow(seconds: float) -> str:
+    """Sleep a while."""
+    import time
+
+    time.sleep(seconds)
+    return "done"
+
+
+def test_a_timed_out_tool_says_timed_out() -> None:
+    g = crewcore.guard(_slow, timeout=0.2)
+    out = g.run(seconds=2.0)
+    text = str(getattr(out, "message", out))
+    assert "timed out after 0.2 s" in text, text
+    assert "refused" not in text, text
+
+
+def test_a_refused_tool_says_refused() -> None:
+    def _echo(x: str) -> str:
+        """Echo."""
+        return x
+
+    g = crewcore.guard(_echo, timeout=5, max_arg_bytes=64)
+    assert g.run(x="short") == "short"
+    text = str(getattr(g.run(x="y" * 200), "message", ""))
+    assert "refused tool '_echo' (max_arg_bytes)" in text, text
+    assert "timed out" not in text
+
+
+@pytest.mark.parametrize("field", ["max_calls_per_task", "max_calls_per_run", "max_depth",
+                                   "max_arg_bytes", "max_result_chars"])
+def test_a_zero_limit_is_refused(field: str) -> None:
+    with pytest.raises(E.ToolPolicyError, match=f"{field}=0 is refused.*None for no limit"):
+        crewcore.ToolPolicy(**{field: 0})
+    with pytest.raises(E.ToolPolicyError, match=f"{field}=0"):
+        crewcore.guard(_slow, **{field: 0})
+    crewcore.ToolPolicy(**{field: None})  # None stays the way to say "no limit"
+
+
+def test_tool_stats_with_only_guard_tools() -> None:
+    from crewcore.tools import dispatch
+
+    if dispatch._installed is not None:
+        pytest.fail("a tool policy is installed by an earlier test: this test needs none")
+    before = crewcore.tool_stats()  # used to raise ToolPolicyError("no tool policy is installed")
+    assert before["source"] == "guards"
+
+    def _cat(a: str, b: str) -> str:
+        """Concatenate."""
+        return a + b
+
+    g1 = crewcore.guard(_cat, timeout=5)
+    g2 = crewcore.guard(_cat, timeout=5, max_arg_bytes=64)
+    assert g1.run(a="1", b="2") == "12"
+    assert g2.run(a="2", b="2") == "22"
+    g2.run(a="3" * 200, b="2")  # refused
+    st = crewcore.tool_stats()
+    assert st["source"] == "guards"
+    assert st["guarded_tools"] >= 2
+    assert st["calls"] - before.get("calls", 0) == 3
+    assert st["refused"] - before.get("refused", 0) == 1
+    assert sum(st["refused_by"].values()) - sum(before.get("refused_by", {}).values()) == 1
+    assert crewcore.tool_stats(g2)["source"] == "tool"
+
+
+def test_kickoff_many_refuses_an_agent_at_once() -> None:
+    from crewai import Agent, Crew, Task
+
+    agent = Agent(role="r", goal="g", backstory="b", llm="gpt-4o-mini")
+    with pytest.raises(E.InvalidArgumentError, match="crew must be a crewai.Crew.*got Agent.*Crew\\(agents=\\[agent\\]"):
+        crewcore.kickoff_many(agent, [{"x": 1}])
+    # A real Crew passes the check (the run itself is not made here: no inputs).
+    crew = Crew(agents=[agent], tasks=[Task(description="d", expected_output="o", agent=agent)])
+    assert len(crewcore.kickoff_many(crew, [])) == 0

@@ -56,6 +56,13 @@ def _check_args(
 ) -> list[dict[str, Any]]:
     if not (hasattr(crew, "copy") and (hasattr(crew, "kickoff") or hasattr(crew, "akickoff"))):
         raise InvalidArgumentError(f"crew must be a crewai.Crew, got {type(crew).__name__}")
+    if not (hasattr(crew, "agents") and hasattr(crew, "tasks")):
+        # An Agent (or a Flow) has copy() and kickoff() too, but every run of
+        # it would fail: kickoff_many runs crews.
+        raise InvalidArgumentError(
+            f"crew must be a crewai.Crew (with agents and tasks), got {type(crew).__name__}: "
+            "to run one agent many times, wrap it in Crew(agents=[agent], tasks=[task])"
+        )
     if isinstance(inputs, (str, bytes, dict)) or not isinstance(inputs, Iterable):
         raise InvalidArgumentError(
             f"inputs must be a list of dicts (one per run), got {type(inputs).__name__}"

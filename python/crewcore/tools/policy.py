@@ -15,9 +15,17 @@ from crewcore.errors import ToolPolicyError
 _MiB = 1 << 20
 
 
+#: Limits whose 0 is refused (see ToolPolicy).
+_NO_ZERO = frozenset({"max_calls_per_task", "max_calls_per_run", "max_depth", "max_arg_bytes", "max_result_chars"})
+
 @dataclass(frozen=True)
 class ToolPolicy:
-    """Limits applied to tool calls. ``None`` (or 0) disables a limit.
+    """Limits applied to tool calls. ``None`` disables a limit. A count or a
+    size (``max_calls_per_task``, ``max_calls_per_run``, ``max_depth``,
+    ``max_arg_bytes``, ``max_result_chars``) of 0 is refused with
+    ``ToolPolicyError``: it would read as "nothing allowed" (use None for no
+    limit). For ``timeout``, ``rate_limit`` and ``cache_ttl``, 0 means off,
+    as None does.
 
     Attributes:
         timeout: seconds one call may take. A Python tool runs on a worker
@@ -94,6 +102,11 @@ class ToolPolicy:
                 raise ToolPolicyError(f"ToolPolicy.{f.name} must be finite, got {v!r}")
             if v < 0:
                 raise ToolPolicyError(f"ToolPolicy.{f.name} must be >= 0, got {v!r}")
+            if v == 0 and f.name in _NO_ZERO:
+                raise ToolPolicyError(
+                    f"ToolPolicy.{f.name}=0 is refused: 0 would read as 'none allowed', but the engine"
+                    " takes 0 as 'no limit'; give None for no limit, or a number >= 1"
+                )
             if f.name not in ("timeout", "rate_limit", "cache_ttl") and v != int(v):
                 raise ToolPolicyError(f"ToolPolicy.{f.name} must be a whole number, got {v!r}")
         if self.timeout is not None and 0 < self.timeout < 0.001:
