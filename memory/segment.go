@@ -270,7 +270,8 @@ func (s *segment) unmap() {
 
 // rowsInside reports whether rows [0, n) lie inside both files (a file cut
 // short under a mapping would fault on access); it stats the files only
-// when n grows past what was checked before.
+// when n grows past what was checked before, and then remembers every row
+// the files hold (one pair of stats per segment at load, not per row).
 func (s *segment) rowsInside(n int) bool {
 	if n <= s.sizeOK {
 		return true
@@ -278,18 +279,22 @@ func (s *segment) rowsInside(n int) bool {
 	if n > s.cap {
 		return false
 	}
+	fit := s.cap
 	for _, f := range [...]struct {
 		path string
 		at   int
 		row  int
 	}{{s.vecPath, s.vecAt, segVecRow(s.dim)}, {s.binPath, s.binAt, segBinRow(s.dim)}} {
 		st, err := os.Stat(f.path)
-		if err != nil || st.Size() < int64(f.at+n*f.row) {
+		if err != nil || st.Size() < int64(f.at) {
 			return false
 		}
+		fit = min(fit, int((st.Size()-int64(f.at))/int64(f.row)))
 	}
-	s.sizeOK = n
-	return true
+	if fit > s.sizeOK {
+		s.sizeOK = fit
+	}
+	return n <= s.sizeOK
 }
 
 // vector returns row r of the segment (a view of the mapping).

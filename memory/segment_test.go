@@ -178,6 +178,17 @@ func TestSegmentFaults(t *testing.T) {
 			if r, ok, err := s.Get(ctx, "novec"); err != nil || !ok || r.Content != "no vector" {
 				t.Fatalf("get novec: %v %v %v", r, ok, err)
 			}
+			// The store takes new vectors after the repair (a damaged
+			// active segment is left for a new one).
+			if err := s.Save(ctx, []Record{rec("after", "/", 9, 1, 2, 3)}); err != nil {
+				t.Fatalf("save after repair: %v", err)
+			}
+			if r, ok, err := s.Get(ctx, "after"); err != nil || !ok || len(r.Embedding) != 4 || r.Embedding[0] != 9 {
+				t.Fatalf("get after: %v %v %v", r, ok, err)
+			}
+			if rep, err := Check(ctx, path); err != nil || !rep.OK() {
+				t.Fatalf("check after repair: %+v, %v", rep, err)
+			}
 		})
 	}
 }

@@ -221,16 +221,21 @@ func (s *Store) appendTo(ctx context.Context, tx *sql.Tx, ix *index, dim int, ve
 		if sg, why, err = s.segmentOf(ctx, tx, ix, id); err != nil {
 			return nil, err
 		}
-		if why != "" {
-			return nil, fmt.Errorf("save to %s: %w: %s", s.path, ErrSegment, why)
+		if why != "" || !sg.rowsInside(rows) {
+			// A damaged active segment (missing, bad header, other
+			// dimension, cut short): its records are reported as damaged
+			// until deleted; new rows go to a new segment, never next to
+			// rows that cannot be read.
+			sg = nil
 		}
-	} else {
+	}
+	if sg == nil {
 		var total int
 		if err := tx.QueryRowContext(ctx, `SELECT coalesce(sum(rows), 0) FROM segments`).Scan(&total); err != nil {
 			return nil, err
 		}
 		center := meanOf(vecs, dim)
-		if prev := ix.segByID[id]; prev != nil && prev.dim == dim && prev.used > 0 {
+		if prev := ix.segByID[id]; prev != nil && prev.dim == dim && prev.used > 0 && prev.rowsInside(prev.used) {
 			center = segmentMean(prev)
 		}
 		capRows = max(segMinCap, total, len(vecs))

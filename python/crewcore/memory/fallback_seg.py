@@ -145,13 +145,15 @@ def _os_error(op: str, path: str, e: OSError) -> Exception:
     return StoreCorruptError(f"{op} segment file {path}: {e}")
 
 
-def read_segment(db_path: str, seg_id: int, dim: int, rows: int) -> tuple[Any, bytes, str]:
-    """Read segment ``seg_id``'s committed rows: (vectors, bin rows, why).
+def read_segment(db_path: str, seg_id: int, dim: int, rows: int) -> tuple[Any, bytes, str, int]:
+    """Read segment ``seg_id``'s committed rows: (vectors, bin rows, why, fit).
 
-    ``vectors`` is a numpy memmap of shape (rows, dim) when numpy is
-    importable, else the .vec file's bytes of those rows; ``why`` is empty,
-    or says what is wrong with the files (the caller marks the records on
-    them as damaged)."""
+    ``vectors`` is a numpy memmap of shape (fit, dim) when numpy is
+    importable, else the .vec file's bytes of those rows; ``fit`` is the
+    number of rows read: ``rows``, or fewer when a file was cut short (the
+    rows past its end are damaged, the ones before it readable, as in the Go
+    engine); ``why`` is empty, or says what is wrong with the files (the
+    caller marks the records on them as damaged)."""
     vec_path, bin_path = seg_paths(db_path, seg_id)
     try:
         for path, elem in ((vec_path, ELEM_F32), (bin_path, ELEM_BITS)):
@@ -160,15 +162,14 @@ def read_segment(db_path: str, seg_id: int, dim: int, rows: int) -> tuple[Any, b
             try:
                 e, d, sid, _, _center = decode_header(hdr)
             except ValueError as ex:
-                return None, b"", f"segment file {path}: {ex}"
+                return None, b"", f"segment file {path}: {ex}", 0
             if e != elem or sid != seg_id:
-                return None, b"", f"segment file {path}: it holds segment {sid} (element type {e}), not {seg_id}"
+                return None, b"", f"segment file {path}: it holds segment {sid} (element type {e}), not {seg_id}", 0
             if d != dim:
-                return None, b"", f"segment file {path}: its vectors have {d} dimensions, the store's {dim}"
+                return None, b"", f"segment file {path}: its vectors have {d} dimensions, the store's {dim}", 0
         vrow, brow = row_sizes(dim)
         for path, at, size in ((vec_path, HEADER, vrow), (bin_path, rows_at(ELEM_BITS, dim), brow)):
-            if os.path.getsize(path) < at + rows * size:
-                return None, b"", f"segment file {path} is truncated: {rows} committed rows do not fit"
+            rows = min(rows, max(0, (os.path.getsize(path) - at) // size))
         with open(bin_path, "rb") as f:
             f.seek(rows_at(ELEM_BITS, dim))
             bins = f.read(rows * brow)
@@ -181,17 +182,30 @@ def read_segment(db_path: str, seg_id: int, dim: int, rows: int) -> tuple[Any, b
             with open(vec_path, "rb") as f:
                 f.seek(HEADER)
                 vecs = f.read(rows * vrow)
-        return vecs, bins, ""
+        return vecs, bins, "", rows
     except FileNotFoundError as e:
-        return None, b"", f"segment file {e.filename} is missing"
+        return None, b"", f"segment file {e.filename} is missing", 0
     except OSError as e:
-        return None, b"", f"segment file {vec_path}: {e}"
+        return None, b"", f"segment file {vec_path}: {e}", 0
 
 
-def segment_center(db_path: str, seg_id: int, dim: int) -> bytes:
-    _, bin_path = seg_paths(db_path, seg_id)
-    with open(bin_path, "rb") as f:
-        return decode_header(f.read(rows_at(ELEM_BITS, dim)))[4]
+def active_center(db_path: str, seg_id: int, dim: int, rows: int) -> bytes | None:
+    """The center of segment ``seg_id`` when new rows can go after its
+    ``rows`` committed ones: both files there, their headers intact and of
+    this segment and dimension, neither cut short. None otherwise (a damaged
+    segment: its records are reported until deleted, new rows go to a new
+    segment)."""
+    center = b""
+    try:
+        for path, elem, size in zip(seg_paths(db_path, seg_id), (ELEM_F32, ELEM_BITS), row_sizes(dim)):
+            with open(path, "rb") as f:
+                e, d, sid, at, c = decode_header(f.read(rows_at(ELEM_BITS, dim)))
+                if (e, d, sid) != (elem, dim, seg_id) or os.fstat(f.fileno()).st_size < at + rows * size:
+                    return None
+            center = c or center
+    except (OSError, ValueError):
+        return None
+    return center
 
 
 def _mean(vecs: list[bytes], dim: int) -> bytes:
@@ -245,23 +259,24 @@ def append_vectors(conn: sqlite3.Connection, db_path: str, dim: int, vecs: list[
     if not vecs:
         return []
     last = conn.execute("SELECT id, rows, cap, dim FROM segments ORDER BY id DESC LIMIT 1").fetchone()
+    seg_center = None
     if new_cap == 0 and last is not None and last[1] + len(vecs) <= last[2] and last[3] == dim:
         seg_id, rows = last[0], last[1]
-        seg_center = segment_center(db_path, seg_id, dim)
-    else:
+        seg_center = active_center(db_path, seg_id, dim, rows)
+    if seg_center is None:
         (total,) = conn.execute("SELECT coalesce(sum(rows), 0) FROM segments").fetchone()
         cap = max(MIN_CAP, total, len(vecs))
         seg_center = _mean(vecs, dim)
         if new_cap:
             cap, seg_center = max(new_cap, len(vecs)), center or seg_center
         elif last is not None and last[3] == dim and last[1] > 0:
-            prev, _, why = read_segment(db_path, last[0], dim, last[1])
-            if not why:
+            prev, _, why, fit = read_segment(db_path, last[0], dim, last[1])
+            if not why and fit:
                 np = numpy_module()
                 if np is not None:
                     seg_center = prev.astype(np.float64).mean(axis=0).astype("<f4").tobytes()
                 else:
-                    seg_center = _mean([prev[i * dim * 4:(i + 1) * dim * 4] for i in range(last[1])], dim)
+                    seg_center = _mean([prev[i * dim * 4:(i + 1) * dim * 4] for i in range(fit)], dim)
         seg_id, rows = _next_id(conn), 0
         vp, bp = seg_paths(db_path, seg_id)
         _write(vp, encode_header(ELEM_F32, dim, seg_id), 0, create=True)
@@ -308,34 +323,38 @@ def remove_segments(db_path: str, ids: list[int]) -> None:
                 pass
 
 
-def vector_of(conn: sqlite3.Connection, db_path: str, segs: dict[int, tuple[int, Any, bytes, str]],
+def vector_of(conn: sqlite3.Connection, db_path: str, segs: dict[int, tuple[int, Any, bytes, str, int]],
               raw: tuple, dim: int) -> tuple[bytes | None, int, int, str]:
     """(vector bytes, length, vcrc, why) of a ``RAW_COLS`` row's vector,
-    read from its segment (``segs`` caches what was read) and checked
-    against its CRCs; why names the damage."""
+    read from its segment (``segs`` caches what was read: rows read,
+    vectors, code rows, why unreadable, committed rows) and checked against
+    its CRCs; why names the damage."""
     seg, srow = raw[11], raw[12]
     if seg is None:
         return None, 0, 0, ""
     if not dim:
         return None, 0, 0, f"rowid {raw[0]}: a vector in a store without a dimension"
     ent = segs.get(seg)
-    if ent is None or srow >= ent[0]:
+    if ent is None or srow >= ent[4]:
         info = conn.execute("SELECT dim, rows FROM segments WHERE id = ?", (seg,)).fetchone()
         if info is None:
-            ent = (0, None, b"", f"segment {seg} is not in the store's segments table")
+            ent = (0, None, b"", f"segment {seg} is not in the store's segments table", 0)
         elif info[0] != dim:
-            ent = (0, None, b"", f"segment {seg} has {info[0]} dimensions, the store {dim}")
+            ent = (0, None, b"", f"segment {seg} has {info[0]} dimensions, the store {dim}", 0)
         else:
-            vecs, bins, why = read_segment(db_path, seg, dim, info[1])
-            ent = (info[1] if not why else 0, vecs, bins, why)
+            vecs, bins, why, fit = read_segment(db_path, seg, dim, info[1])
+            ent = (fit, vecs, bins, why, info[1])
         segs[seg] = ent
-    rows, vecs, bins, why = ent
+    fit, vecs, bins, why, rows = ent
     if why:
         return None, 0, 0, f"rowid {raw[0]}: {why}"
     if not 0 <= srow < rows:
         return None, 0, 0, f"rowid {raw[0]}: row {srow} of segment {seg} was never committed ({rows} rows)"
     vrow, brow = row_sizes(dim)
     vec_path, bin_path = seg_paths(db_path, seg)
+    if srow >= fit:
+        return None, 0, 0, (f"rowid {raw[0]}: segment file {vec_path} or {bin_path} is truncated: "
+                            f"row {srow} is past its end")
     vcrc = check_bin_row(bins[srow * brow:(srow + 1) * brow], dim)
     if vcrc is None:
         return None, 0, 0, f"rowid {raw[0]}: row {srow} of segment file {bin_path} fails its checksum"
