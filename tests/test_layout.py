@@ -280,6 +280,16 @@ DOCUMENTED = [
     ("crewcore.errors", "RunNotFoundError"),
     ("crewcore.errors", "CrewFactoryError"),
     ("crewcore.errors", "WorkerStartError"),
+    # importing a CrewAI LanceDB memory (docs/migration.md)
+    ("crewcore", "import_lancedb"),
+    ("crewcore", "ImportSummary"),
+    ("crewcore", "LanceDBMemoryWarning"),
+    ("crewcore.errors", "MemoryImportError"),
+    ("crewcore.errors", "LanceDBNotFoundError"),
+    ("crewcore.errors", "NotALanceDBMemoryError"),
+    ("crewcore.errors", "ImportDimensionError"),
+    ("crewcore.errors", "LanceDBUnavailableError"),
+    ("crewcore.memory.lancedb_import", "default_lancedb_path"),
 ]
 
 
