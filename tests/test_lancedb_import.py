@@ -504,3 +504,19 @@ def test_back_to_lancedb_with_crewais_own_storage(source: dict[str, Any], tmp_pa
         assert (got.content, got.scope, got.categories, got.metadata, got.importance, got.source, got.private) == (
             want.content, want.scope, want.categories, want.metadata, want.importance, want.source, want.private)
         assert got.created_at == _expected_dt(want.created_at) and got.embedding == want.embedding
+
+
+def test_default_lancedb_path_is_where_crewai_puts_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without CREWAI_STORAGE_DIR: CrewAI's data dir of the project directory
+    (found without creating it), as CrewAI's own LanceDBStorage() computes it."""
+    from crewai.memory.storage.lancedb_storage import LanceDBStorage
+
+    monkeypatch.delenv("CREWAI_STORAGE_DIR", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    (tmp_path / "myproj").mkdir()
+    monkeypatch.chdir(tmp_path / "myproj")
+    ours = lancedb_import.default_lancedb_path()
+    assert not (tmp_path / "xdg").exists()  # nothing created
+    assert Path(LanceDBStorage(compact_every=0)._path) == ours == tmp_path / "xdg" / "myproj" / "memory"
+    monkeypatch.setenv("CREWAI_STORAGE_DIR", str(tmp_path / "sd"))
+    assert Path(LanceDBStorage(compact_every=0)._path) == lancedb_import.default_lancedb_path()

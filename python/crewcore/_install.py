@@ -39,6 +39,7 @@ def install(
     flows: bool = True,
     embeddings: Any = True,
     llm_clients: bool = True,
+    lean_runs: bool = True,
     tools: Any = None,
     knowledge: Any = True,
     import_existing: bool = False,
@@ -78,6 +79,11 @@ def install(
     ``llm_clients`` (default True) gives CrewAI's OpenAI LLMs one shared
     HTTP client per process (and one SSL context) instead of two new clients
     per ``LLM`` (see crewcore/llm/).
+
+    ``lean_runs`` (default True) removes work CrewAI repeats on every run
+    with the same result (a new pydantic class per agent executor and memory
+    flow, parametrized pydantic generics rebuilt in every copied context),
+    through CrewAI's default-state hook (see crewcore/runs/lean.py).
 
     ``memory`` names where ``"crewcore"`` and the default go: a store path,
     or a ``postgresql://`` DSN to share one PostgreSQL + pgvector store
@@ -131,6 +137,14 @@ def install(
         else:
             uninstall_llm_clients()
             _installed.pop("llm_clients", None)
+        from crewcore.runs.lean import install_lean, uninstall_lean
+
+        if lean_runs:
+            install_lean()
+            _installed["lean_runs"] = True
+        else:
+            uninstall_lean()
+            _installed.pop("lean_runs", None)
         from crewcore.knowledge.install import install_knowledge
 
         # knowledge (default on): every CrewAI Knowledge stores in crewcore
@@ -169,6 +183,10 @@ def uninstall() -> None:
 
         uninstall_llm_clients()
         _installed.pop("llm_clients", None)
+        from crewcore.runs.lean import uninstall_lean
+
+        uninstall_lean()
+        _installed.pop("lean_runs", None)
         from crewcore.knowledge.install import uninstall_knowledge
 
         uninstall_knowledge()

@@ -101,9 +101,15 @@ def default_lancedb_path() -> Path:
     env = os.environ.get("CREWAI_STORAGE_DIR")
     if env:
         return Path(env) / "memory"
-    from crewai_core.paths import db_storage_path
+    try:  # db_storage_path() without its mkdir: install() creates no directory
+        import appdirs
+        from crewai_core.paths import get_project_directory_name
 
-    return Path(db_storage_path()) / "memory"
+        return Path(appdirs.user_data_dir(get_project_directory_name(), "CrewAI")) / "memory"
+    except ImportError:
+        from crewai_core.paths import db_storage_path
+
+        return Path(db_storage_path()) / "memory"
 
 
 def _lancedb() -> Any:

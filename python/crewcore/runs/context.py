@@ -17,6 +17,8 @@ import ctypes
 import threading
 from typing import Any, Protocol
 
+from crewcore.runs.lean import share_generic_types
+
 
 class _RunBatch(Protocol):
     """What a run needs of its batch (a ``_Batch``, or a worker process's
@@ -154,6 +156,7 @@ def _kickoff_copy(r: _Run, crew: Any, inputs: dict[str, Any], kw: dict[str, Any]
     (True, the output) or (False, the exception)."""
     r.thread_id = threading.get_ident()
     _tls.run = r
+    share_generic_types()
     try:
         try:
             c = crew.copy()
