@@ -26,8 +26,8 @@ summary line is printed at the end.
   crewcore memory import --from-lancedb ./memory --to postgresql://host/db#team
 
 --to is a path (a database file, or a directory holding memory.db) or a
-postgresql:// DSN (default: the store crewcore.install() gives CrewAI's default
-memory). Reading LanceDB needs Python with crewcore, CrewAI and lancedb: the
+postgresql:// DSN (default: crewcore's default store, the one crewcore.install()
+uses when not given memory=). Reading LanceDB needs Python with crewcore, CrewAI and lancedb: the
 import runs in python -m crewcore.memory import, with the interpreter of
 --python, else $CREWCORE_PYTHON (the crewcore command of an installed package
 sets it to its own), else the virtual environment this binary is in (or a

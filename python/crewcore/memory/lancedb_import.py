@@ -186,8 +186,8 @@ def _parse_dt(value: Any, now: datetime) -> datetime:
 
 
 def _read(tbl: Any, src: Path, table: str) -> tuple[dict[str, list[Any]], Any, int]:
-    """The table's columns as lists, its vectors as a float32 matrix (rows
-    whose vector is null are NaN-free zero rows flagged in the mask), and the dimension."""
+    """The table's scalar columns as lists, its vectors as an ``n x dim``
+    float32 matrix (a null vector as a zero row: no embedding), and ``dim``."""
     import numpy as np
 
     try:
@@ -312,8 +312,8 @@ def import_lancedb(
             :func:`default_lancedb_path`.
         to: the crewcore store: a path (database file or directory), a
             ``postgresql://`` DSN (``#schema`` allowed), or a ``MemoryStorage``
-            (left open). Default: the store ``crewcore.install()`` gives
-            CrewAI's default memory.
+            (left open). Default: crewcore's default store (the one
+            ``crewcore.install()`` uses when not given ``memory=``).
         table: the LanceDB table (CrewAI's default ``"memories"``).
         batch_size: records per write (each batch is one transaction).
         progress: called as ``progress(done, total)`` after each batch.
