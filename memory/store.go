@@ -62,12 +62,13 @@ type Options struct {
 	BusyTimeout time.Duration
 	// ExactBelow is the number of candidate vectors under which search scans
 	// exact float32 vectors only. At or above it, search is a cascade: a
-	// Hamming scan of 1-bit codes keeps the best Stage1 candidates, int8 dot
-	// products keep the best Stage2 of those, and exact float32 scores pick
-	// the results. Default 512; a negative value always scans exactly.
+	// Hamming scan of the segments' 1-bit codes keeps the best
+	// max(3000, Stage1 * candidates, Stage2 * limit) candidates, and exact
+	// float32 scores of those pick the results (search.go). Default 512; a
+	// negative value always scans exactly.
 	ExactBelow int
 	// Stage1 is the fraction of candidates the binary scan keeps for exact
-	// scores (default 0.01, never fewer than 1000).
+	// scores (default 0.01, never fewer than 3000).
 	Stage1 float64
 	// Stage2 is the number of candidates per requested result the binary
 	// scan keeps at least (default 10).
