@@ -407,6 +407,11 @@ def test_install_warns_once_then_the_import_brings_the_memories_back(crewai_dir:
     assert f"crewcore memory import --from-lancedb {lance_path}" in msg
     assert caught[0].filename == __file__  # points at the caller of install()
     assert _install() == []  # once per process
+    other = crewai_dir.parent / "team-store"
+    caught = _install(memory=str(other))  # another target: its own notice, naming it in the command
+    assert len(caught) == 1 and f"--from-lancedb {lance_path} --to {other / 'memory.db'}" in str(caught[0].message)
+    assert not other.exists()  # the check created nothing
+    crewcore.install()
     assert _recall(None) == []  # what the issue found: the old memories are not seen
     summary = crewcore.import_lancedb()  # the defaults: CrewAI's LanceDB memory -> crewcore's default store
     assert (summary.source, summary.target, summary.imported) == (str(lance_path), str(store_path), 5)
