@@ -81,8 +81,8 @@ def install(
     per ``LLM`` (see crewcore/llm/).
 
     ``lean_runs`` (default True) removes work CrewAI repeats on every run
-    with the same result (a new pydantic class per agent executor and memory
-    flow, parametrized pydantic generics rebuilt in every copied context),
+    with the same result (a new pydantic class per agent executor,
+    parametrized pydantic generics rebuilt in every copied context),
     through CrewAI's default-state hook (see crewcore/runs/lean.py).
 
     ``memory`` names where ``"crewcore"`` and the default go: a store path,

@@ -18,17 +18,18 @@ run computes:
   threads before 2.11; kickoff_many's run threads call it before every run
   and ``install()`` calls it for the installing thread.
 
-- **The initial flow state's class, once per state type.** CrewAI's
+- **The agent executor's initial state class, once.** CrewAI's
   ``Flow._create_initial_state`` makes a new pydantic class (``StateWithId``:
-  ``FlowState`` + the flow's state model) every time a flow whose state
-  model lacks ``FlowState`` is built: every agent executor (two per task),
-  every memory encoding and recall flow, ~20 ms of schema building each.
-  Before doing so CrewAI asks ``_create_default_extension_state()``, its
-  hook for runtime extensions to supply the default state. For CrewAI's own
-  internal flows (``AgentExecutor``, ``EncodingFlow``, ``RecallFlow``)
-  crewcore answers it with an instance of the same composition built once
-  per state model (same fields, defaults, validation and a fresh ``id``).
-  Users' flows are left to CrewAI.
+  ``FlowState`` + the flow's state model) every time a flow without an
+  initial state whose state model lacks ``FlowState`` is built: every
+  ``AgentExecutor`` (CrewAI builds two per task), ~20 ms of schema building
+  each, for a state the executor then replaces with its own
+  ``AgentExecutorState()``. Before building it CrewAI asks
+  ``_create_default_extension_state()``, its hook for runtime extensions
+  to supply the default state; for CrewAI's internal flows crewcore answers
+  it with an instance of the same composition built once per state model
+  (same fields, defaults, validation, and a fresh ``id``). Users' flows are
+  left to CrewAI (a class per flow, as without crewcore).
 
 ``uninstall_lean()`` (and ``crewcore.uninstall()``) removes the hook.
 """
@@ -46,12 +47,9 @@ _state_classes: dict[type, type] = {}
 _patched: list[type] = []
 _generics: dict[str, Any] = {}
 
-#: CrewAI's internal flows whose default state crewcore supplies.
-INTERNAL_FLOWS = (
-    ("crewai.agents.agent_executor", "AgentExecutor"),
-    ("crewai.memory.encoding_flow", "EncodingFlow"),
-    ("crewai.memory.recall_flow", "RecallFlow"),
-)
+#: CrewAI's internal flows whose default state crewcore supplies (its memory
+#: flows, EncodingFlow and RecallFlow, are always given their initial state).
+INTERNAL_FLOWS = (("crewai.agents.agent_executor", "AgentExecutor"),)
 
 
 def share_generic_types() -> None:
