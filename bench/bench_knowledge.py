@@ -169,6 +169,8 @@ def main() -> int:
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: speed,big,quality,procs,size")
     ap.add_argument("--write", metavar="MD", help="write the 'knowledge' section of this markdown file")
     ap.add_argument("--json", metavar="PATH", help="also write raw results as JSON")
+    ap.add_argument("--merge", metavar="JSON", help="take the parts skipped here from an earlier --json run")
+    ap.add_argument("--note", default="", help="a paragraph added to the report (how to read this run)")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     from bench_knowledge_parts import install_size, procs, quality, render
@@ -177,10 +179,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["CREWAI_STORAGE_DIR"] = os.path.join(tmp, "crewai")
         if "speed" not in skip:
+            res["load_speed_start"] = os.getloadavg()[0]
             res["speed"] = speed(args.n, args.dim, args.queries, tmp)
             res["load_speed"] = os.getloadavg()[0]
             print(json.dumps(res["speed"]), flush=True)
         if "big" not in skip:
+            res["load_big_start"] = os.getloadavg()[0]
             res["big"] = crewcore_only(args.big, args.dim, args.queries, tmp)
             res["load_big"] = os.getloadavg()[0]
             print(json.dumps(res["big"]), flush=True)
@@ -196,7 +200,20 @@ def main() -> int:
     res["machine"] = (f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}, "
                       f"Python {platform.python_version()}")
     res["date"] = datetime.date.today().isoformat()
+    if args.merge:
+        earlier = json.loads(Path(args.merge).read_text())
+        for part, loads in (("speed", ("load_speed", "load_speed_start")), ("big", ("load_big", "load_big_start")), ("quality", ()), ("procs", ()), ("size", ())):
+            if part not in res and part in earlier:
+                res[part] = earlier[part]
+                for key in loads:
+                    res[key] = earlier.get(key, 0)
+        res["merged_from"] = {"date": earlier.get("date"), "load_before": earlier.get("load_before"),
+                              "load_after": earlier.get("load_after")}
+        if not set(("speed", "big", "quality", "procs", "size")) - skip:  # nothing run here: the earlier run's
+            for key in ("load_before", "load_after", "machine", "date"):
+                res[key] = earlier.get(key, res.get(key))
     res["args"] = vars(args)
+    res["note"] = args.note
     text = render(res)
     print(text)
     if args.json:

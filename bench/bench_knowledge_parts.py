@@ -253,7 +253,8 @@ def render(res: dict[str, Any]) -> str:
     if sp:
         c, k = sp["chromadb"], sp["crewcore"]
         n, dim = res["args"]["n"], res["args"]["dim"]
-        L += [f"### {n:,} chunks x {dim} dims (load average {res.get('load_speed', 0):.1f})", "",
+        L += [f"### {n:,} chunks x {dim} dims (load average {res.get('load_speed_start', 0):.1f} at start, "
+              f"{res.get('load_speed', 0):.1f} at end)", "",
               "| | ChromaDB (CrewAI default) | crewcore | ratio | target |", "|---|---|---|---|---|",
               f"| ingest {n:,} chunks (`storage.save`, 1,000 per call) | {c['ingest_s']:.2f} s | {k['ingest_s']:.2f} s "
               f"| {c['ingest_s'] / k['ingest_s']:.1f}x | >= 3x: {'met' if c['ingest_s'] / k['ingest_s'] >= 3 else 'NOT met'} |",
@@ -264,7 +265,7 @@ def render(res: dict[str, Any]) -> str:
     big = res.get("big")
     if big:
         L += [f"### crewcore at {res['args']['big']:,} chunks x {res['args']['dim']} dims "
-              f"(load average {res.get('load_big', 0):.1f})", "",
+              f"(load average {res.get('load_big_start', 0):.1f} at start, {res.get('load_big', 0):.1f} at end)", "",
               "| | p50 | p95 | target |", "|---|---|---|---|",
               f"| `storage.search` vector (default) | {big['vector_p50_ms']:.2f} ms | {big['vector_p95_ms']:.2f} ms "
               f"| p95 < 20 ms: {'met' if big['vector_p95_ms'] < 20 else 'NOT met'} |",
@@ -308,6 +309,8 @@ def render(res: dict[str, Any]) -> str:
               "imports `chromadb` (`crewai.knowledge` imports `crewai.rag.chromadb.config`, and its embedding "
               "providers wrap ChromaDB's embedding functions), so it cannot be uninstalled from a CrewAI install "
               "today: this is what a user saves once CrewAI makes it optional.", ""]
+    if res.get("note"):
+        L += [res["note"], ""]
     L.append(f"Machine: {res['machine']}. Date: {res['date']}. Load average before / after: "
              f"{res['load_before']:.1f} / {res['load_after']:.1f} (a 2-core machine shared with other jobs).")
     L.append("")
