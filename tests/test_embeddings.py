@@ -419,6 +419,54 @@ print(os.read(r, 1000).decode())
     assert out == {"engine": "python", "same": True}
 
 
+def test_fork_child_uses_the_cache_the_parent_opened(server: str, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A child forked after the parent opened the cache with the Go engine
+    (kickoff_many's worker processes) reads and writes the same cache with
+    the Python engine: before, it refused to open it ("open with the native
+    engine in this process") and every worker embedded without the cache."""
+    monkeypatch.delenv("CREWCORE_FORCE_PYTHON", raising=False)
+    cache = tmp_path / "fork-cache.db"
+    code = f"""
+import json, os, urllib.request, warnings
+warnings.simplefilter("always")
+from crewcore.embeddings import shared_embedder
+def api_calls():
+    with urllib.request.urlopen("{server[:-len('/v1')]}/stats", timeout=10) as r:
+        return json.load(r)["embeddings"]
+e = shared_embedder({{"provider": "openai", "config": {{"model_name": "{MODEL}"}}}}, cache={str(cache)!r})
+parent = e(["cached by the parent"])[0]
+assert e.engine == "native"
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        c0 = api_calls()
+        v = e(["cached by the parent"])[0]
+        hit_calls = api_calls() - c0
+        e(["stored by the child"])
+        e.close()
+        from crewcore.embeddings.embedder import close_caches
+        close_caches()
+    os.write(w, json.dumps({{"engine": e.engine, "same": bool((v == parent).all()), "hit_calls": hit_calls,
+                            "warnings": [str(x.message) for x in seen if "cache" in str(x.message)]}}).encode())
+    os._exit(0)
+os.waitpid(pid, 0)
+out = json.loads(os.read(r, 100000).decode())
+c0 = api_calls()
+e(["stored by the child"])
+out["parent_calls_for_child_text"] = api_calls() - c0
+print(json.dumps(out))
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=str(REPO),
+                       env=child_env(OPENAI_BASE_URL=server, OPENAI_API_KEY="sk-mockllm"))
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out == {"engine": "python", "same": True, "hit_calls": 0, "warnings": [],
+                   "parent_calls_for_child_text": 0}
+
+
 # --------------------------------------------------------------------------
 # PostgreSQL cache (when memory is on PostgreSQL)
 

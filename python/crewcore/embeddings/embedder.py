@@ -170,6 +170,11 @@ def open_cache(target: str, opts: EmbeddingOptions, native: bool) -> Any:
         if c is not None:
             return c
         other = _caches.get(("python" if native else "native", target))
+        if other is not None and other.engine == "native" and _backend.forked():
+            # The parent's native cache, inherited by fork: the Go runtime
+            # (and its SQLite) never runs in this child, so the Python engine
+            # is the only one here (its locks are this process's own).
+            other = None
     if other is not None and other.off == "":
         # Two SQLite libraries must never open one file in one process.
         raise InvalidArgumentError(f"embedding cache {target} is open with the {other.engine} engine in this "
