@@ -12,6 +12,7 @@ import logging
 import os
 from pathlib import Path
 import subprocess
+import sys
 from typing import Any, Callable
 
 import pytest
@@ -261,3 +262,83 @@ def test_kickoff_many_refuses_an_agent_at_once() -> None:
     # A real Crew passes the check (the run itself is not made here: no inputs).
     crew = Crew(agents=[agent], tasks=[Task(description="d", expected_output="o", agent=agent)])
     assert len(crewcore.kickoff_many(crew, [])) == 0
+
+
+# ---------------------------------------------------------------- 9. kickoff_many's output
+
+_HANG_SCRIPT = [{"match": "HANG_C", "in": "last_user", "tool_calls": [{"name": "hang_in_c", "arguments": {}}]}]
+
+_ABANDON = r"""
+import atexit, os, sys, threading, time
+import crewcore
+from crewai import LLM, Agent, Crew, Task
+from crewai.tools import tool
+
+release = threading.Event()
+
+@tool("hang_in_c")
+def hang_in_c() -> str:
+    '''Blocks in one C call (a lock wait) until released.'''
+    release.wait()
+    return "released"
+
+llm = LLM(model="gpt-4o-mini", base_url=sys.argv[1], api_key="sk-mockllm")
+agent = Agent(role="Researcher", goal="Research {topic}", backstory="You research.", llm=llm,
+              tools=[hang_in_c], verbose=False, max_iter=3)
+crew = Crew(agents=[agent], tasks=[Task(description="Write one line about {topic}.", expected_output="One line.",
+                                        agent=agent)], verbose=False)
+res = crewcore.kickoff_many(crew, [{"topic": "HANG_C now"}, {"topic": "a"}, {"topic": "b"}],
+                            concurrency=1, timeout=1, stop_grace=0.2)
+print("RESULT", res.summary.done, res.summary.abandoned, flush=True)
+if sys.argv[2] == "now":
+    # The abandoned run ends after its batch closed (it used to raise
+    # SchedulerClosedError in its worker thread).
+    release.set()
+    deadline = time.monotonic() + 20
+    while any(t.name == "crewcore-sched-worker" and t.is_alive() for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the abandoned thread did not end"
+        time.sleep(0.05)
+    print("ENDED", flush=True)
+else:
+    # Released while the interpreter exits (it waits for CrewAI's tool
+    # thread, which is not a daemon): the run ends during shutdown.
+    t = threading.Timer(0.3, release.set)
+    t.daemon = True
+    t.start()
+"""
+
+
+@pytest.fixture(scope="module")
+def hang_llm(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    import json
+
+    d = tmp_path_factory.mktemp("mockllm_hang")
+    (d / "script.json").write_text(json.dumps(_HANG_SCRIPT))
+    proc = subprocess.Popen([str(CLI), "mockllm", "--addr", "127.0.0.1:0", "--latency", "5ms", "--script",
+                             str(d / "script.json")], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("mockllm listening on "), line
+    try:
+        yield line.split("mockllm listening on ", 1)[1].strip(), d
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+@pytest.mark.parametrize("when", ["now", "at_exit"])
+def test_kickoff_many_off_a_tty_summary_and_no_leaked_traceback(hang_llm: Any, when: str) -> None:
+    url, d = hang_llm
+    env = child_env(CREWAI_STORAGE_DIR=str(d / f"crewai_{when}"), OPENAI_API_KEY="sk-mockllm",
+                    CREWAI_DISABLE_TRACKING="true", CREWAI_DISABLE_VERSION_CHECK="true")
+    r = subprocess.run([sys.executable, "-c", _ABANDON, url, when], capture_output=True, text=True,
+                       timeout=120, env=env, cwd=str(REPO))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "RESULT 2 1" in r.stdout, r.stdout + r.stderr
+    if when == "now":
+        assert "ENDED" in r.stdout
+    # Off a terminal: the one summary line, no progress bar.
+    assert "crewcore: 2/3 done, 0 failed, 1 timed out, 0 cancelled" in r.stderr, r.stderr
+    assert "[####" not in r.stderr
+    for bad in ("Traceback", "SchedulerClosedError", "Exception in thread", "Exception ignored"):
+        assert bad not in r.stderr, r.stderr

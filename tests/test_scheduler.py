@@ -357,7 +357,14 @@ def test_akickoff_many_in_order_and_cancel(server: str) -> None:
 
 def test_progress_bar_only_on_a_terminal(server: str, capsys: pytest.CaptureFixture[str]) -> None:
     crewcore.kickoff_many(make_crew(server), topics(3, "quiet"), progress=True)
-    assert "crewcore" not in capsys.readouterr().err  # stderr is not a TTY here
+    err = capsys.readouterr().err  # stderr is not a TTY here
+    assert "crewcore [" not in err and "\r" not in err  # no bar
+    # ... but one final summary line (issue 12: off a TTY it printed nothing).
+    assert [ln for ln in err.splitlines() if ln.startswith("crewcore:")] == [
+        ln for ln in err.splitlines() if ln.startswith("crewcore: 3/3 done, 0 failed")
+    ] and err.count("crewcore: 3/3 done") == 1, err
+    crewcore.kickoff_many(make_crew(server), topics(2, "silent"), progress=False)
+    assert "crewcore" not in capsys.readouterr().err
 
 
 def _embed(texts: list[str]) -> list[list[float]]:

@@ -186,6 +186,9 @@ class AsyncManyHandle:
             self._progress.cancel()
             sys.stderr.write(_final_line(res.summary))
             sys.stderr.flush()
+        elif b.summary_only:  # not a terminal: no bar, one summary line
+            sys.stderr.write(_final_line(res.summary).lstrip("\r"))
+            sys.stderr.flush()
         self._results = res
 
 

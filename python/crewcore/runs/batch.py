@@ -13,7 +13,7 @@ import sys
 import threading
 from typing import Any, Callable, Iterable, Sequence, TypeVar
 
-from crewcore.errors import InvalidArgumentError
+from crewcore.errors import InvalidArgumentError, SchedulerClosedError
 from crewcore.runs.context import (
     _by_crew,
     _hooks_acquire,
@@ -115,6 +115,8 @@ class _Batch:
         self.first_failure: RunFailure | None = None
         self.closed = False
         self.progress_on = bool(progress) and _isatty(sys.stderr)
+        #: Off a terminal, progress=True still prints the final summary line.
+        self.summary_only = bool(progress) and not self.progress_on
         _hooks_acquire()
 
     def start(self, front: Callable[..., _Front], *args: Any) -> _Front:
@@ -169,12 +171,19 @@ class _Batch:
             self.engine.cancel()
 
     def settle(self, r: _Run, ok: bool, value: Any) -> None:
-        """Record a run that returned value (ok) or raised it."""
-        if ok:
-            self.end(r, "done", value, None)
-            return
-        outcome = self.classify(r, value)
-        self.end(r, outcome, None, None if outcome in ("cancelled", "timed_out") else value)
+        """Record a run that returned value (ok) or raised it. A run that
+        ends after its batch closed (an abandoned run, released at last) has
+        nowhere to report: it is dropped quietly, never raised in its thread
+        (the watchdog already recorded it as abandoned)."""
+        try:
+            if ok:
+                self.end(r, "done", value, None)
+                return
+            outcome = self.classify(r, value)
+            self.end(r, outcome, None, None if outcome in ("cancelled", "timed_out") else value)
+        except SchedulerClosedError:
+            if not self.closed:
+                raise
 
     def classify(self, r: _Run, e: BaseException) -> str:
         """The outcome of a run that raised e."""

@@ -64,7 +64,13 @@ def _stop_class(reason: str) -> type[BaseException]:
         name = {"timeout": "RunTimeout", "deadline": "RunDeadline"}.get(reason, "RunCancelled")
         # Named after the public module (crewcore.runs.scheduler, where they
         # were made before it was split): the name CrewAI and tools report.
-        cls = type(name, (HookAborted,), {"__module__": "crewcore.runs.scheduler", "reason_code": reason})
+        def init(self: Any, reason: str = f"crewcore: run stopped ({name})", source: Any = "crewcore.scheduler") -> None:
+            # Defaults: an exception raised in a thread by class (PyThreadState_
+            # SetAsyncExc) is built with no arguments; HookAborted needs a reason.
+            HookAborted.__init__(self, reason, source)
+
+        cls = type(name, (HookAborted,), {"__module__": "crewcore.runs.scheduler", "reason_code": reason,
+                                          "__init__": init})
         _stop_classes[reason] = cls
     return cls
 

@@ -11,6 +11,7 @@ import time
 from typing import Any, Iterable
 
 from crewcore.errors import RunFailedError
+from crewcore.runs import quiet
 from crewcore.runs.batch import _POLL, _Batch, _check_args, _check_processes, _final_line
 from crewcore.runs.context import _by_crew, _interrupt, _kickoff_copy, _stop_exc
 from crewcore.runs.results import ManyResults, RunFailure, RunSummary
@@ -129,6 +130,7 @@ class ManyHandle:
                     ok, el = b.engine.finish(idx, outcome)
                     if ok:
                         b.abandoned += 1
+                        quiet.abandoned(r.thread_id, *r.tool_threads)
                         kind_ = reason if reason in ("timeout", "deadline") else "cancelled"
                         e = _stop_exc(kind_, idx)
                         b.results[idx] = RunFailure(
@@ -201,6 +203,9 @@ class ManyHandle:
             if self._progress is not None:
                 self._progress.join(timeout=1)
                 sys.stderr.write(_final_line(res.summary))
+                sys.stderr.flush()
+            elif b.summary_only:  # not a terminal: no bar, one summary line
+                sys.stderr.write(_final_line(res.summary).lstrip("\r"))
                 sys.stderr.flush()
             self._results = res
 
@@ -315,7 +320,9 @@ def kickoff_many(
       "cancel" cancels the rest after the first failure and returns; "raise"
       does the same, then raises :class:`crewcore.errors.RunFailedError`
       (``.failure``, ``.results``).
-    - ``progress``: a progress line on stderr when it is a terminal.
+    - ``progress``: a progress line on stderr when it is a terminal; off a
+      terminal (a log file, CI) one summary line at the end instead.
+      ``progress=False``: nothing is printed.
     - ``stop_grace``: seconds a run told to stop may take before its thread
       is interrupted, and again before it is abandoned.
     - ``processes`` (default 1): with N > 1, runs execute in N worker
