@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -102,5 +103,49 @@ func TestKnowledgeCommandTakesADSN(t *testing.T) {
 		if strings.Contains(all, "hunter2") || strings.Contains(all, "no store at") {
 			t.Errorf("%s: password shown or DSN taken for a path:\n%s", tt.spec, all)
 		}
+	}
+}
+
+// TestMigrateSaysWhatWasDoneAboutTheIndex: a PostgreSQL destination of
+// vectors larger than pgvector's HNSW limit gets no index, and migrate says
+// so (it printed "HNSW index built" for 3,072 dimensions); a small one gets
+// the index and says that.
+func TestMigrateSaysWhatWasDoneAboutTheIndex(t *testing.T) {
+	ctx := context.Background()
+	dsn := testPG(t)
+	for _, tc := range []struct {
+		dim          int
+		want, unwant string
+	}{
+		{pgmemory.MaxIndexDim + 100, "no HNSW index: pgvector indexes vectors of up to 2000 dimensions, these have 2100", "index built"},
+		{8, "HNSW index built in", "no HNSW index"},
+	} {
+		t.Run(fmt.Sprint(tc.dim), func(t *testing.T) {
+			src := filepath.Join(t.TempDir(), "src.db")
+			s, err := memory.Open(src, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var recs []memory.Record
+			for i := 0; i < 20; i++ {
+				v := make([]float32, tc.dim)
+				v[i%tc.dim] = 1
+				recs = append(recs, memory.Record{ID: fmt.Sprint("r", i), Content: "c", Embedding: v})
+			}
+			err = s.Save(ctx, recs)
+			s.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			schema := fmt.Sprintf("cli_idx_%d_%d", tc.dim, time.Now().UnixNano())
+			defer pgmemory.DropSchema(ctx, dsn, schema)
+			var out, errb bytes.Buffer
+			if code := run(ctx, []string{"memory", "migrate", "--from", src, "--to", dsn + "#" + schema}, &out, &errb); code != 0 {
+				t.Fatalf("exit %d: %s", code, errb.String())
+			}
+			if !strings.Contains(out.String(), tc.want) || strings.Contains(out.String(), tc.unwant) {
+				t.Fatalf("output %q: want %q, not %q", out.String(), tc.want, tc.unwant)
+			}
+		})
 	}
 }

@@ -76,8 +76,8 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return 1
 	}
 	fmt.Fprintf(stdout, "copied %d records (%d with vectors) from %s to %s in %s", res.records, res.vectors, res.from, res.to, res.copy.Round(time.Millisecond))
-	if res.index > 0 {
-		fmt.Fprintf(stdout, "; HNSW index built in %s", res.index.Round(time.Millisecond))
+	if res.indexNote != "" {
+		fmt.Fprintf(stdout, "; %s", res.indexNote)
 	}
 	fmt.Fprintf(stdout, "; the destination holds %d records\n", res.total)
 	return 0
@@ -88,6 +88,9 @@ type migrateResult struct {
 	records, vectors int
 	total            int
 	copy, index      time.Duration
+	// indexNote says what was done about the destination's HNSW index (empty
+	// for an embedded destination).
+	indexNote string
 }
 
 // openStore opens a path or a DSN. mustExist refuses a missing embedded store.
@@ -161,6 +164,17 @@ func migrateStores(ctx context.Context, from, to string, batch int, m memory.Met
 			return res, fmt.Errorf("build the destination's index: %w", err)
 		}
 		res.index = time.Since(t)
+		switch ok, err := pg.Indexed(ctx); {
+		case err != nil:
+			return res, fmt.Errorf("check the destination's index: %w", err)
+		case ok:
+			res.indexNote = fmt.Sprintf("HNSW index built in %s", res.index.Round(time.Millisecond))
+		case pg.Dim() > pgmemory.MaxIndexDim:
+			res.indexNote = fmt.Sprintf("no HNSW index: pgvector indexes vectors of up to %d dimensions, these have %d,"+
+				" so every search scores the vectors exactly", pgmemory.MaxIndexDim, pg.Dim())
+		default:
+			res.indexNote = "no HNSW index built"
+		}
 	}
 	if res.total, err = dst.Count(ctx, ""); err != nil {
 		return res, err
