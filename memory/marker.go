@@ -3,6 +3,8 @@ package memory
 import (
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 )
 
 // MarkerSuffix names the file beside a store's database that records that a
@@ -47,8 +49,8 @@ func lostStoreError(path, what string) error {
 }
 
 // The marker also holds the store's space reserve: zeros after its text,
-// as many bytes as the database and its WAL (at least 256 KiB, at most
-// 8 MiB). On a full disk nothing can be written, not even a delete (it
+// as many bytes as the database, its WAL and its segment files (at least
+// 256 KiB, at most 8 MiB). On a full disk nothing can be written, not even a delete (it
 // appends to the WAL), and the WAL cannot be checkpointed (the database file
 // must grow to take its pages). A delete or reset that fails for lack of
 // space (or any delete or reset after a write failed for lack of space)
@@ -61,6 +63,11 @@ const (
 	reserveMax = 8 << 20
 )
 
+// globEscape escapes the characters filepath.Glob treats as patterns.
+func globEscape(p string) string {
+	return strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`).Replace(p)
+}
+
 func fileSize(path string) int64 {
 	st, err := os.Stat(path)
 	if err != nil {
@@ -72,7 +79,14 @@ func fileSize(path string) int64 {
 // ensureReserve grows the marker of dbPath to its text plus the reserve
 // (best effort: without space it stays as it is).
 func ensureReserve(dbPath string) {
-	want := int64(len(markerText)) + min(reserveMax, max(reserveMin, fileSize(dbPath)+fileSize(dbPath+"-wal")))
+	size := fileSize(dbPath) + fileSize(dbPath+"-wal")
+	if size < reserveMax { // a store whose vectors fill the disk needs the reserve as much
+		segs, _ := filepath.Glob(globEscape(dbPath) + "-seg-*")
+		for _, p := range segs {
+			size += fileSize(p)
+		}
+	}
+	want := int64(len(markerText)) + min(reserveMax, max(reserveMin, size))
 	f, err := os.OpenFile(dbPath+MarkerSuffix, os.O_WRONLY, 0)
 	if err != nil {
 		return

@@ -300,8 +300,16 @@ func (s *Store) Delete(ctx context.Context, f Filter) (int, error) {
 			return nil, err
 		}
 		return func() {
+			var freed []int32 // on a full disk, the rows of the deleted vectors (freeRows)
+			punch := s.sawFull.Load()
 			for _, id := range ids {
+				if i, ok := ix.pos[id]; punch && ok && ix.entries[i].slot >= 0 {
+					freed = append(freed, ix.entries[i].slot)
+				}
 				ix.remove(id)
+			}
+			if len(freed) > 0 {
+				s.freeRows(ix, freed)
 			}
 			n = len(ids)
 			s.lastSeq = seq

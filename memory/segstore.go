@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"os"
+	"slices"
 	"strconv"
 	"syscall"
 
@@ -169,6 +170,7 @@ func (s *Store) createSegment(ctx context.Context, tx *sql.Tx, dim, capRows int,
 	if _, err := tx.ExecContext(ctx, `INSERT INTO segments(id, dim, rows, cap) VALUES (?, ?, 0, ?)`, id, dim, capRows); err != nil {
 		return nil, err
 	}
+	s.reserveDue.Store(true)
 	return mapSegment(s.path, id, dim, capRows)
 }
 
@@ -436,4 +438,27 @@ func (s *Store) markBadSlots(slots []int32) error {
 		return err
 	}
 	return fmt.Errorf("read %s: %w: a vector failed its checksum", s.path, ErrRecordCorrupt)
+}
+
+// freeRows punches holes in the .vec rows of slots, the vectors of records
+// a delete just removed (committed), so that on a full disk the delete frees
+// their space for new rows at once instead of at the next compaction.
+// Runs of consecutive rows go in one call; a row's bytes that share a block
+// with a row still in use are only zeroed, never that row's. Withdrawn
+// rows are never read again by this process; another process that has not
+// seen the delete yet could read zeros for such a row and report it as
+// damaged until its next refresh, which is why only a store that ran out
+// of space does this (withWrite). Caller holds s.mu.
+func (s *Store) freeRows(ix *index, slots []int32) {
+	slices.Sort(slots)
+	for i := 0; i < len(slots); {
+		sg, r := ix.locate(slots[i])
+		j := i + 1
+		for j < len(slots) && slots[j] == slots[j-1]+1 && slots[j]-sg.base < int32(sg.cap) {
+			j++
+		}
+		row := int64(segVecRow(sg.dim))
+		punchHole(sg.vecPath, int64(sg.vecAt)+int64(r)*row, int64(j-i)*row) //nolint:errcheck // best effort
+		i = j
+	}
 }

@@ -147,6 +147,10 @@ type Store struct {
 	walk walKeeper
 	// sawFull is set when a write failed for lack of space (withWrite).
 	sawFull atomic.Bool
+	// reserveDue is set when a write created a segment: the space reserve
+	// is grown after it commits (a store whose vectors fill the disk
+	// writes too little to its WAL to reach a checkpoint).
+	reserveDue atomic.Bool
 }
 
 // Open opens or creates the store at path (a database file). The parent
@@ -631,6 +635,9 @@ func (s *Store) apply(ctx context.Context, q querier) error {
 // after the commit, before s.mu is released).
 func (s *Store) withWrite(ctx context.Context, op string, fn func(tx *sql.Tx) (func(), error), syncFirst bool) error {
 	err := s.writeOnce(ctx, op, fn, syncFirst)
+	if err == nil && s.reserveDue.Swap(false) {
+		ensureReserve(s.path) // a new segment: the store grew (marker.go)
+	}
 	full := err != nil && errors.Is(err, sqlitedb.ErrFull)
 	if full {
 		s.sawFull.Store(true)

@@ -47,7 +47,7 @@ from crewcore.errors import (
 from crewcore.memory.fallback_db import ID_CHUNK, StoreDb, decode_strings, encode_strings
 from crewcore.memory.fallback_scan import search_lists, search_numpy, select
 from crewcore.memory.fallback_state import Entry, NumpyArena, State
-from crewcore.memory.fallback_seg import append_vectors, remove_segments
+from crewcore.memory.fallback_seg import append_vectors, punch_rows, remove_segments
 from crewcore.memory.integrity import corrupt_error, kept_checksum, row_checksum_crc, touch_rows
 from crewcore.memory.validate import (
     check_delete,
@@ -341,11 +341,14 @@ class PyStore:
     def _delete_ids(self, conn: sqlite3.Connection, victims: list[str]) -> tuple[int, Any]:
         if not victims:
             return 0, None
+        freed: list[tuple[int, int]] = []  # after a full disk: the rows to give back (punch_rows)
         for i in range(0, len(victims), ID_CHUNK):
             chunk = victims[i:i + ID_CHUNK]
-            conn.execute(
-                f"DELETE FROM records WHERE id IN ({','.join('?' * len(chunk))})", chunk
-            )
+            marks = ",".join("?" * len(chunk))
+            if self._db.saw_full:
+                freed += conn.execute(f"SELECT seg, row FROM records WHERE id IN ({marks}) AND seg IS NOT NULL",
+                                      chunk).fetchall()
+            conn.execute(f"DELETE FROM records WHERE id IN ({marks})", chunk)
         seq = self._db.log_changes(conn, victims)
         st = self._db.state
 
@@ -353,6 +356,8 @@ class PyStore:
             for rec_id in victims:
                 st.remove(rec_id)
             self._db.last = seq
+            if freed and st.dim:
+                punch_rows(self._db.path, st.dim, freed)
 
         return len(victims), on_commit
 

@@ -314,6 +314,51 @@ def truncate_tails(conn: sqlite3.Connection, db_path: str) -> None:
                     raise _os_error("truncate", path, e) from None
 
 
+_libc: Any = None
+
+
+def _punch(path: str, off: int, n: int) -> None:
+    """fallocate(PUNCH_HOLE | KEEP_SIZE) over [off, off+n) of path; best effort
+    (Linux; elsewhere, or on a file system without it, the blocks stay)."""
+    global _libc
+    if _libc is None:
+        try:
+            import ctypes
+            import ctypes.util
+
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+        except (OSError, AttributeError):
+            _libc = False
+    if not _libc or not sys.platform.startswith("linux"):
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        _libc.fallocate(fd, 0x01 | 0x02, off, n)  # FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE
+    finally:
+        os.close(fd)
+
+
+def punch_rows(db_path: str, dim: int, addrs: list[tuple[int, int]]) -> None:
+    """Give the file system back the .vec rows at ``addrs`` ((segment, row)
+    of vectors whose records a committed delete removed), as the Go engine's
+    freeRows: only after the store ran out of space (another process that
+    has not seen the delete could read zeros there and report the record as
+    damaged until its next refresh). Runs of consecutive rows go in one call."""
+    vrow = row_sizes(dim)[0]
+    addrs = sorted(addrs)
+    i = 0
+    while i < len(addrs):
+        j = i + 1
+        while j < len(addrs) and addrs[j] == (addrs[i][0], addrs[i][1] + (j - i)):
+            j += 1
+        _punch(seg_paths(db_path, addrs[i][0])[0], HEADER + addrs[i][1] * vrow, (j - i) * vrow)
+        i = j
+
+
 def remove_segments(db_path: str, ids: list[int]) -> None:
     for seg_id in ids:
         for p in seg_paths(db_path, seg_id):

@@ -319,11 +319,23 @@ def _size(path: str) -> int:
         return 0
 
 
+def store_size(path: str) -> int:
+    """Bytes of the database of ``path``, its WAL and (while that is under
+    the largest reserve) its segment files."""
+    size = _size(path) + _size(path + "-wal")
+    if size < _RESERVE_MAX:
+        import glob
+
+        size += sum(_size(p) for p in glob.glob(glob.escape(path) + "-seg-*"))
+    return size
+
+
 def ensure_reserve(path: str) -> None:
     """Grow the marker of ``path`` to its text plus zeros as large as the
-    database and its WAL (256 KiB to 8 MiB); best effort."""
+    database, its WAL and its segment files (256 KiB to 8 MiB; a store whose
+    vectors fill the disk needs it as much); best effort."""
     text = len(_MARKER_TEXT.encode())
-    want = text + min(_RESERVE_MAX, max(_RESERVE_MIN, _size(path) + _size(path + "-wal")))
+    want = text + min(_RESERVE_MAX, max(_RESERVE_MIN, store_size(path)))
     try:
         fd = os.open(path + MARKER_SUFFIX, os.O_WRONLY)
     except OSError:
@@ -341,14 +353,18 @@ def ensure_reserve(path: str) -> None:
 
 
 def grow_reserve(path: str, seen: int) -> int:
-    """After a write: when the database file of ``path`` is larger than
-    ``seen`` (a checkpoint moved WAL frames into it; SQLite's automatic
-    checkpoint runs inside commits, so this is where the fallback sees it),
-    grow the reserve with the store (``ensure_reserve``). Returns the size
-    to pass next time. One ``stat`` when nothing grew."""
-    size = _size(path)
-    if size > seen:
-        ensure_reserve(path)
+    """After a write: while the reserve is under its largest size, grow it
+    with the store (``ensure_reserve``) once the store (``store_size``: the
+    database, which SQLite's automatic checkpoints inside commits make grow,
+    its WAL and segments) is 1 MiB larger than ``seen``, the size at the last
+    attempt (on a nearly full disk each attempt writes zeros until it fails).
+    Returns the size to pass next time. One ``stat`` once the reserve is full."""
+    if _size(path + MARKER_SUFFIX) >= len(_MARKER_TEXT.encode()) + _RESERVE_MAX:
+        return seen
+    size = store_size(path)
+    if size < seen + (1 << 20):
+        return seen
+    ensure_reserve(path)
     return size
 
 
