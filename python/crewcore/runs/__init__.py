@@ -10,6 +10,8 @@ twins, in threads or forked worker processes.
 - :mod:`~crewcore.runs.context`: the run context, CrewAI hooks, stop exceptions.
 - :mod:`~crewcore.runs.results`: ``RunFailure``, ``RunSummary``, ``ManyResults``.
 - :mod:`~crewcore.runs.procs`: worker processes (``processes=N``).
+- :mod:`~crewcore.runs.lean`: per-run work CrewAI repeats with the same result,
+  removed (``install(lean_runs=True)``).
 - :mod:`~crewcore.runs.queue`, :mod:`~crewcore.runs.queued`,
   :mod:`~crewcore.runs.worker`, :mod:`~crewcore.runs.crews`: durable runs on
   a River queue (Go package ``runq``): ``submit``, ``Queue``, ``Worker``,
