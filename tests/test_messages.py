@@ -342,3 +342,34 @@ def test_kickoff_many_off_a_tty_summary_and_no_leaked_traceback(hang_llm: Any, w
     assert "[####" not in r.stderr
     for bad in ("Traceback", "SchedulerClosedError", "Exception in thread", "Exception ignored"):
         assert bad not in r.stderr, r.stderr
+
+
+# ---------------------------------------------------------------- 11. documents
+
+
+def test_readme_links_are_relative_and_resolve() -> None:
+    import re
+
+    text = (REPO / "README.md").read_text()
+    targets = re.findall(r"\]\(([^)\s]+)\)", text)
+    assert targets
+    for t in targets:
+        if t.startswith(("http://", "https://")):
+            assert "github.com/crewcore" not in t, f"a link into this repository must be relative: {t}"
+            continue
+        assert not t.startswith("/"), t
+        assert (REPO / t.split("#", 1)[0]).exists(), f"README links to {t}, which does not exist"
+    # Every document the README names is a link.
+    for m in re.finditer(r"(?<![\[(/])\b(docs/[a-z_]+\.md)(?![\])])", text):
+        raise AssertionError(f"README names {m.group(1)} without linking it")
+
+
+def test_contributing_is_a_guide_and_keeps_the_parallel_rules() -> None:
+    text = (REPO / "CONTRIBUTING.md").read_text()
+    for heading in ("## Build", "## Test", "## Benchmark", "## Where things are", "## Adding a bridge op",
+                    "## Adding a capability", "## Working with others in the same tree"):
+        assert heading in text, heading
+    rules = text.split("## Working with others in the same tree", 1)[1]
+    for rule in ("never `git add -A`", "small additive str_replace edits", "stage only your own paths",
+                 "Commit early and often"):
+        assert rule in rules, rule
