@@ -1079,8 +1079,8 @@ def config_tables(cfg: dict[str, Any], backends: list[str]) -> str:
     row2("N processes searching it at once: sum of PSS (x one) / sum of USS",
          lambda r: f"{r['procs']['nproc']}: {mib(r['procs']['many']['pss'])} ({r['procs']['ratio_pss']:.2f}x) / "
                    f"{mib(r['procs']['many']['uss'])}")
-    row2("the store's part (each process's USS growth from open to after its searches + PSS of the "
-         "store's mapped files): 1 process / N (x one)",
+    row2("the store's part (each process's anonymous memory growth from open to after its searches + "
+         "PSS of the store's mapped files): 1 process / N (x one)",
          lambda r: f"{mib(r['procs']['one']['store'])} / {mib(r['procs']['many']['store'])} "
                    f"({r['procs']['ratio_store']:.2f}x)")
     row2("CPU used by other processes during the processes probe",
@@ -1239,6 +1239,8 @@ def render_markdown(results: dict[str, Any]) -> str:
     L.append("")
     L.append("```sh")
     L.append(results["command"])
+    if results.get("procs_redone"):
+        L.append(f".venv/bin/python {results['procs_redone']}   # the processes rows measured again on the kept stores")
     L.append("```")
     L.append("")
     a = results["args"]
@@ -1552,6 +1554,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                     help=f"raw results (default with --write: {DEFAULT_JSON.relative_to(ROOT)})")
     ap.add_argument("--profile", metavar="NxDIM",
                     help="instead of the benchmark: cProfile the native path at this size, e.g. 10000x3072")
+    ap.add_argument("--redo-procs", metavar="JSON",
+                    help="instead of the benchmark: measure --procs again on the stores a run with --keep "
+                         "left (their paths are in its raw results), put the figures into those results and "
+                         "write them (--json, --write) with the targets evaluated again")
     ap.add_argument("--_probe", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.quick:
@@ -1624,10 +1630,42 @@ def main(argv: list[str]) -> int:
         if args.profile:
             profile_native(args.profile, args, workdir)
             return 0
+        if args.redo_procs:
+            return redo_procs(args, argv, workdir)
         return run_all(args, argv, workdir, lib_info)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def redo_procs(args: argparse.Namespace, argv: list[str], workdir: Path) -> int:
+    """--redo-procs: the processes probe again on kept stores, the rest of the results as they were."""
+    from bench_memory_procs import procs_probe
+
+    results = json.loads(Path(args.redo_procs).read_text())
+    for cfg in results["configs"]:
+        queries = Dataset(cfg["n"], cfg["dim"], results["args"]["seed"]).queries[: args.procs_searches]
+        for kind, res in cfg["backends"].items():
+            if kind == "python" or res.get("status") != "ok" or not Path(res["path"]).is_dir():
+                continue
+            progress(f"{cfg['n']}x{cfg['dim']} {kind}: memory of 1 and {args.procs} processes searching the store")
+            c0 = cpu_snapshot()
+            res["procs"] = procs_probe(kind, Path(res["path"]), queries, args.procs, workdir)
+            res["procs"]["cpu_other"] = cpu_other(c0, cpu_snapshot())
+            res["procs"]["redone"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    results["procs_redone"] = " ".join(shlex.quote(x) for x in ["bench/bench_memory.py", *argv])
+    results["targets"] = evaluate_targets(results)
+    json_path = Path(args.json) if args.json else (DEFAULT_JSON if args.write else None)
+    if json_path:
+        json_path.write_text(json.dumps(results, indent=1) + "\n")
+    if args.write:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from report import write_section
+
+        write_section(Path(args.write), "memory", render_markdown(results))
+    for t in results["targets"]:
+        print(f"- {t['result']}: {t['target']} -- {t['detail']}")
+    return 0
 
 
 def run_all(args: argparse.Namespace, argv: list[str], workdir: Path, lib_info: dict[str, Any]) -> int:

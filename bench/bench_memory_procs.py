@@ -7,9 +7,9 @@ processes searching one store, and the comparison with a previous run.
   them, so a sum counts them once) and USS (private pages). Run once with 1
   process and once with N at the same time; the ratio sum-PSS(N) / PSS(1) is
   what "N processes add together" means. The store's own part is reported
-  too: each process's private memory (USS) growth from just before it
-  opened the store (after its imports) to after its searches, plus the PSS
-  of the store's files mapped in it.
+  too: each process's anonymous memory growth from just before it opened
+  the store (after its imports) to after its searches, plus the PSS of the
+  store's files mapped in it.
 * ``compare_baseline``: every p50 of a previous ``bench_memory.py`` JSON
   (``--baseline``) beside this run's, for the rows both have.
 
@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 
 def smaps(pid: int) -> dict[str, int]:
     """RSS, PSS and USS (bytes) of a process, from smaps_rollup."""
-    out = {"rss": 0, "pss": 0, "uss": 0}
+    out = {"rss": 0, "pss": 0, "uss": 0, "anon": 0}
     with open(f"/proc/{pid}/smaps_rollup") as f:
         for line in f:
             parts = line.split()
@@ -45,6 +45,8 @@ def smaps(pid: int) -> dict[str, int]:
                 out["pss"] = kb
             elif parts[0] in ("Private_Clean:", "Private_Dirty:"):
                 out["uss"] += kb
+            elif parts[0] == "Anonymous:":
+                out["anon"] = kb
     return out
 
 
@@ -103,12 +105,14 @@ def _group(kind: str, path: Path, queries: Path, n: int, timeout: float) -> dict
     return {
         "n": n,
         "rss": sum(m["rss"] for m in mem), "pss": sum(m["pss"] for m in mem), "uss": sum(m["uss"] for m in mem),
-        # the store's part: what each process's private memory grew by from
-        # just before the open to after the searches, plus the store's
-        # mapped files (shared pages counted once, through PSS)
-        "store_private": sum(r["uss_after"] - r["uss_before"] for r in ready),
+        # the store's part: what each process's anonymous memory grew by
+        # from just before the open to after the searches (heaps, index,
+        # copies), plus the store's mapped files (shared pages counted once,
+        # through PSS; USS would count a page mapped by one process only as
+        # private, twice with the mapping)
+        "store_private": sum(r["anon_after"] - r["anon_before"] for r in ready),
         "store_mapped_pss": sum(mapped),
-        "store": sum(r["uss_after"] - r["uss_before"] for r in ready) + sum(mapped),
+        "store": sum(r["anon_after"] - r["anon_before"] for r in ready) + sum(mapped),
         "per_process": mem, "workers": ready,
     }
 
@@ -152,13 +156,13 @@ def worker_main(kind: str, path: str, queries: str) -> None:
     else:
         from crewcore import MemoryStorage
     qs = np.load(queries).tolist()
-    before = smaps(os.getpid())["uss"]
+    before = smaps(os.getpid())["anon"]
     t0 = time.perf_counter()
     st = LanceDBStorage(path=path) if kind == "lancedb" else MemoryStorage(path, engine=kind)
     got = [len(st.search(q, limit=10)) for q in qs]
     took = time.perf_counter() - t0
-    after = smaps(os.getpid())["uss"]
-    print("READY " + json.dumps({"uss_before": before, "uss_after": after, "results": sum(got),
+    after = smaps(os.getpid())["anon"]
+    print("READY " + json.dumps({"anon_before": before, "anon_after": after, "results": sum(got),
                                  "searches": len(qs), "open_and_search_s": took}), flush=True)
     sys.stdin.readline()
     close = getattr(st, "close", None)
