@@ -373,3 +373,65 @@ def test_contributing_is_a_guide_and_keeps_the_parallel_rules() -> None:
     for rule in ("never `git add -A`", "small additive str_replace edits", "stage only your own paths",
                  "Commit early and often"):
         assert rule in rules, rule
+
+
+# ---------------------------------------------------------------- 5. isolation of CrewAI's tool kinds
+
+_ISO_MODULE = '''
+from crewai.tools import BaseTool, tool
+
+
+@tool("adder")
+def adder(a: int, b: int) -> int:
+    """Add two numbers."""
+    return a + b
+
+
+class Mul(BaseTool):
+    name: str = "mul"
+    description: str = "Multiply two numbers."
+
+    def _run(self, a: int, b: int) -> int:
+        import os
+        return a * b * (1 if os.getpid() else 0)
+
+
+class NeedsArgs(BaseTool):
+    name: str = "needs"
+    description: str = "Needs a factor."
+    factor: int
+
+    def _run(self, a: int) -> int:
+        return a * self.factor
+'''
+
+_ISO_MAIN = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+import crewcore, isotools
+from crewcore import errors as E
+print("ADD", crewcore.guard(isotools.adder, timeout=20, isolate=True).run(a=2, b=3))
+print("MUL", crewcore.guard(isotools.Mul(), timeout=20, isolate=True).run(a=2, b=3))
+
+def local(a: int) -> int:
+    '''Local.'''
+    return a
+
+for label, t in (("MAIN", local), ("ARGS", isotools.NeedsArgs(factor=2))):
+    try:
+        crewcore.guard(t, timeout=20, isolate=True)
+        print(label, "ACCEPTED")
+    except E.ToolPolicyError as e:
+        print(label, "REFUSED", e)
+"""
+
+
+def test_isolate_works_for_crewai_tool_kinds_and_refuses_at_guard_time(tmp_path: Path) -> None:
+    (tmp_path / "isotools.py").write_text(_ISO_MODULE)
+    r = subprocess.run([sys.executable, "-c", _ISO_MAIN, str(tmp_path)], capture_output=True, text=True,
+                       timeout=180, env=child_env(PYTHONPATH=str(tmp_path)), cwd=str(tmp_path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    assert "ADD 5" in out and "MUL 6" in out, out + r.stderr  # were "Can't pickle ..." at call time
+    assert "MAIN REFUSED" in out and "__main__" in out, out
+    assert "ARGS REFUSED" in out and "without arguments" in out, out

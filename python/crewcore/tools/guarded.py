@@ -132,9 +132,9 @@ def guard(tool: Any, policy: ToolPolicy | None = None, **overrides: Any) -> Any:
         tool = tool_decorator(fn)
     isolate_fn = None
     if pol.isolate:
-        isolate_fn = getattr(tool, "func", None)
-        if isolate_fn is None:
-            isolate_fn = _BoundRun(tool)
+        from crewcore.tools.isolate import isolate_target
+
+        isolate_fn = isolate_target(tool, _BoundRun)  # refuses here what cannot be isolated
     g = guarded_cls(
         name=tool.name,
         description=tool.description,
