@@ -288,7 +288,7 @@ agent = Agent(role="Researcher", goal="Research {topic}", backstory="You researc
 crew = Crew(agents=[agent], tasks=[Task(description="Write one line about {topic}.", expected_output="One line.",
                                         agent=agent)], verbose=False)
 res = crewcore.kickoff_many(crew, [{"topic": "HANG_C now"}, {"topic": "a"}, {"topic": "b"}],
-                            concurrency=1, timeout=1, stop_grace=0.2)
+                            concurrency=1, timeout=5, stop_grace=0.2)
 print("RESULT", res.summary.done, res.summary.abandoned, flush=True)
 if sys.argv[2] == "now":
     # The abandoned run ends after its batch closed (it used to raise
