@@ -33,7 +33,7 @@ $(LIB): $(GO_SOURCES) pyproject.toml
 
 $(CLI): $(GO_SOURCES) pyproject.toml
 	@mkdir -p $(LIBDIR) bin
-	$(GO) build -trimpath -ldflags "$(VERSION_X)" -o $@ ./cmd/crewcore
+	$(GO) build -trimpath -buildmode=pie -ldflags "$(VERSION_X)" -o $@ ./cmd/crewcore
 	@ln -sf ../$(CLI) bin/crewcore
 
 venv: $(VENV)/.stamp
@@ -57,7 +57,7 @@ test-go:
 	$(GO) test -count=1 -tags purego ./internal/vec/ ./memory/
 
 test-py: build
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=25 tests
 
 ## demo: a real CrewAI crew with memory, twice, against the local mock LLM server
 demo: build

@@ -116,16 +116,19 @@ def build_go(out_dir: Path) -> None:
     # --strip-all also drops the C debug info a non-GNU linker (zig's) keeps.
     common = [go, "build", "-trimpath", "-tags", ",".join(tags)]
     out_dir.mkdir(parents=True, exist_ok=True)
-    subprocess.check_call(
+    # The CLI is a PIE: then its cgo packages (SQLite's amalgamation, most of
+    # the build's time) have the same build cache key as the c-shared
+    # library's and are compiled once, not twice.
+    builds = [
         [*common, "-buildmode=c-shared",
          "-ldflags", f"{ld} -extldflags '-Wl,--version-script={script} -Wl,--strip-all'",
          "-o", str(out_dir / "libcrewcore.so"), "./cabi"],
-        cwd=ROOT, env=env)
-    (out_dir / "libcrewcore.h").unlink(missing_ok=True)
-    subprocess.check_call(
-        [*common, "-ldflags", f"{ld} -extldflags '-Wl,--strip-all'",
+        [*common, "-buildmode=pie", "-ldflags", f"{ld} -extldflags '-Wl,--strip-all'",
          "-o", str(out_dir / "crewcore"), "./cmd/crewcore"],
-        cwd=ROOT, env=env)
+    ]
+    for cmd in builds:
+        subprocess.check_call(cmd, cwd=ROOT, env=env)
+    (out_dir / "libcrewcore.h").unlink(missing_ok=True)
     _built_goarch = goarch
 
 

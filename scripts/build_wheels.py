@@ -26,6 +26,7 @@ requirements-dev.txt (see docs/architecture.md, Dependencies).
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 from pathlib import Path
@@ -109,8 +110,11 @@ def build_wheel(sdist: Path, arch: str, out: Path, logs: Path) -> Path:
     wheel = out / f"crewcore-{ver}-py3-none-{plat}.whl"
     wheel.unlink(missing_ok=True)
     cc = f"{zig()} cc -target {triple}.{GLIBC[0]}.{GLIBC[1]} -mcpu=baseline"
+    # No -g (cgo's default CGO_CFLAGS is "-O2 -g"): the binaries are stripped,
+    # and debug info for SQLite's amalgamation is a large part of its compile.
     env = dict(os.environ, GOARCH=goarch, CGO_ENABLED="1", CC=cc,
-               CXX=cc.replace(" cc ", " c++ "), CREWCORE_WHEEL_PLAT=plat)
+               CXX=cc.replace(" cc ", " c++ "), CREWCORE_WHEEL_PLAT=plat,
+               CGO_CFLAGS=os.environ.get("CREWCORE_WHEEL_CFLAGS", "-O2"))
     with tempfile.TemporaryDirectory(prefix=f"crewcore-wheel-{arch}-") as tmp:
         with tarfile.open(sdist) as tf:
             tf.extractall(tmp, filter="data")
@@ -228,12 +232,21 @@ def main() -> None:
     if args.sdist_only:
         return
     report: dict[str, list[str]] = {}
-    for arch in args.arch or list(ARCHES):
+
+    def one(arch: str) -> tuple[str, list[str], float]:
         t = time.monotonic()
         wheel = build_wheel(sdist, arch, out, logs)
-        report[arch] = check_wheel(wheel, arch)
-        log(f"{arch}: built and checked in {time.monotonic() - t:.0f} s")
-        for line in report[arch]:
+        return arch, check_wheel(wheel, arch), time.monotonic() - t
+
+    # The architectures build at once (each build is mostly one single-threaded
+    # C compile of SQLite); their reports are printed in a fixed order.
+    arches = args.arch or list(ARCHES)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(arches)) as pool:
+        results = list(pool.map(one, arches))
+    for arch, lines, took in results:
+        report[arch] = lines
+        log(f"{arch}: built and checked in {took:.0f} s")
+        for line in lines:
             print("  " + line, flush=True)
     (logs / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     log(f"done in {time.monotonic() - t0:.0f} s: {out}")

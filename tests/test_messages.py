@@ -344,6 +344,39 @@ def test_kickoff_many_off_a_tty_summary_and_no_leaked_traceback(hang_llm: Any, w
         assert bad not in r.stderr, r.stderr
 
 
+_EXIT_WAIT = r"""
+import threading, time
+from crewcore.runs import quiet
+
+came_back = threading.Event()
+
+def run():
+    came_back.wait()          # "stuck in C" until the main thread ends
+    time.sleep(0.5)           # the run's last steps, in Python
+    print("RUN ENDED", flush=True)
+
+t = threading.Thread(target=run, name="crewcore-sched-worker", daemon=True)
+t.start()
+quiet.abandoned(t.ident)
+threading.Timer(0.1, came_back.set).start()
+print("MAIN DONE", flush=True)
+"""
+
+
+@pytest.mark.parametrize("wait,ended", [("", True), ("0", False)])
+def test_exit_waits_for_an_abandoned_run_that_came_back(wait: str, ended: bool) -> None:
+    # An abandoned daemon thread still running Python when the interpreter
+    # finalizes is killed by pthread_exit, which aborts the process (SIGABRT)
+    # when it is inside pydantic-core's Rust frames: crewcore waits for it at
+    # exit (CREWCORE_EXIT_WAIT, default 5 s; 0 turns the wait off).
+    env = child_env(CREWCORE_EXIT_WAIT=wait)
+    r = subprocess.run([sys.executable, "-c", _EXIT_WAIT], capture_output=True, text=True, timeout=60, env=env,
+                       cwd=str(REPO))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "MAIN DONE" in r.stdout
+    assert ("RUN ENDED" in r.stdout) is ended, r.stdout + r.stderr
+
+
 # ---------------------------------------------------------------- 11. documents
 
 
