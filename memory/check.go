@@ -63,9 +63,10 @@ func Check(ctx context.Context, path string) (*CheckReport, error) {
 	if st.Size() == 0 {
 		return rep, nil // a new store that was never written
 	}
-	db, err := sql.Open("sqlite3", "file:"+sqlitedb.EscapePath(abs)+"?mode=ro&_busy_timeout=10000")
+	// mode=ro, or immutable=1 in a read-only directory (readonly.go).
+	db, _, err := openReadOnlyDB(abs, "&_busy_timeout=10000")
 	if err != nil {
-		return nil, fmt.Errorf("check store %s: %w", abs, err)
+		return nil, sqlitedb.Classify("check store", abs, err)
 	}
 	defer db.Close()
 	fail := func(err error) (*CheckReport, error) {

@@ -78,6 +78,10 @@ type Options struct {
 	// synchronous=FULL). Without it the rows are written before the commit,
 	// as durable as the store's synchronous=NORMAL commit (segstore.go).
 	SyncSegments bool
+	// ReadOnly opens an existing store read-only even when it could be
+	// written: reads are served, writes return ErrAccess (readonly.go). A
+	// store that cannot be written is opened read-only without it.
+	ReadOnly bool
 }
 
 const schemaSQL = `
@@ -151,6 +155,11 @@ type Store struct {
 	// is grown after it commits (a store whose vectors fill the disk
 	// writes too little to its WAL to reach a checkpoint).
 	reserveDue atomic.Bool
+
+	// readOnly: opened read-only, roWhy says why; immutable: with SQLite's
+	// immutable=1 (readonly.go).
+	readOnly, immutable bool
+	roWhy               string
 }
 
 // Open opens or creates the store at path (a database file). The parent
@@ -184,6 +193,29 @@ func Open(path string, opts *Options) (*Store, error) {
 	if f := fileInPath(filepath.Dir(abs)); f != "" {
 		return nil, NewAccessError("open store %s: not a directory: %s is a file", abs, f)
 	}
+	if o.ReadOnly {
+		s.roWhy = "as asked: Options.ReadOnly"
+		return s.openReadOnly() // readonly.go
+	}
+	if why := unwritable(abs); why != "" {
+		s.roWhy = why
+		return s.openReadOnly()
+	}
+	ws, err := s.openWritable()
+	if err != nil && errors.Is(err, ErrAccess) && fileSize(abs) > 0 {
+		// An existing store this process cannot write after all (SQLite
+		// said so): serve it read-only, or report why the writable open failed.
+		ro := &Store{path: abs, opts: o, ix: newIndex(o.Dim), roWhy: "opening it writable failed: " + err.Error()}
+		if rs, rerr := ro.openReadOnly(); rerr == nil {
+			return rs, nil
+		}
+	}
+	return ws, err
+}
+
+// openWritable is Open for a store this process may write.
+func (s *Store) openWritable() (*Store, error) {
+	abs, o := s.path, s.opts
 	// sqlitedb.Open checks the file too, but only after checkForeign, which
 	// must look before anything switches the file to WAL.
 	if err := sqlitedb.CheckFile(abs); err != nil {
@@ -244,13 +276,16 @@ func checkForeign(path string) error {
 		}
 		return nil
 	}
-	db, err := sql.Open("sqlite3", "file:"+sqlitedb.EscapePath(path)+"?mode=ro")
-	if err != nil {
-		return fmt.Errorf("open store %s: %w", path, err)
+	// mode=ro, or immutable=1 where no -shm can be made (readonly.go).
+	db, _, err := openReadOnlyDB(path, "")
+	if err == nil {
+		defer db.Close()
 	}
-	defer db.Close()
 	var tables int
-	if err := db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type='table'`).Scan(&tables); err != nil {
+	if err == nil {
+		err = db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type='table'`).Scan(&tables)
+	}
+	if err != nil {
 		var se sqlite3.Error
 		if errors.As(err, &se) && (se.Code == sqlite3.ErrNotADB || se.Code == sqlite3.ErrCorrupt) {
 			return fmt.Errorf("open store %s: %w: %v", path, ErrCorrupt, err)
@@ -634,6 +669,15 @@ func (s *Store) apply(ctx context.Context, q querier) error {
 // fn may update the index after its writes (the onCommit it returns runs
 // after the commit, before s.mu is released).
 func (s *Store) withWrite(ctx context.Context, op string, fn func(tx *sql.Tx) (func(), error), syncFirst bool) error {
+	if s.readOnly {
+		s.mu.RLock()
+		closed := s.closed
+		s.mu.RUnlock()
+		if closed {
+			return ErrClosed
+		}
+		return s.readOnlyError(op) // readonly.go
+	}
 	err := s.writeOnce(ctx, op, fn, syncFirst)
 	if err == nil && s.reserveDue.Swap(false) {
 		ensureReserve(s.path) // a new segment: the store grew (marker.go)
@@ -751,7 +795,12 @@ func (s *Store) Close() error {
 	if s.stmtMaxSeq != nil {
 		s.stmtMaxSeq.Close()
 	}
-	err := s.sdb.Close()
+	var err error
+	if s.sdb != nil {
+		err = s.sdb.Close()
+	} else {
+		err = s.db.Close() // read-only: a plain pool (readonly.go)
+	}
 	// After the connections: the watch's descriptor must outlive SQLite's
 	// locks on -shm (see shmMap).
 	s.wal.close()
