@@ -149,6 +149,12 @@ class PyStore:
         return self._db.path
 
     @property
+    def read_only(self) -> bool:
+        """Whether the store was opened read-only (fallback_ro.py): writes
+        raise StoreAccessError."""
+        return self._db.read_only
+
+    @property
     def metric(self) -> str:
         return "cosine" if self._cosine else "l2"
 

@@ -21,7 +21,6 @@ import sqlite3
 import threading
 import time
 from typing import Any, Iterable, Iterator
-import urllib.parse
 
 # SQLite primary result codes.
 from crewcore._sqlitedb import (
@@ -46,6 +45,7 @@ from crewcore.errors import (
     StorageFullError,
     dimension_error,
 )
+from crewcore.memory import fallback_ro as ro
 from crewcore.memory.fallback_state import Entry, State, numpy_module
 from crewcore.memory.fallback_seg import SEGMENTS_SQL, truncate_tails, vector_of
 from crewcore.memory.integrity import (FREES_SPACE, RAW_COLS, WAL_LIMIT, bound_wal, check_tables,
@@ -226,15 +226,24 @@ class StoreDb:
         self._wconn: sqlite3.Connection | None = None
         # segment id -> (rows read, vectors, code rows, why unreadable, committed rows)
         self._segs: dict[int, tuple[int, Any, bytes, str, int]] = {}
+        self.read_only, self.ro_why, self._immutable = False, "", False  # fallback_ro.py
 
         self._check_file()
         try:
-            self._open()
+            try:
+                self._open()
+            except StoreAccessError as e:  # SQLite would not write an existing store: read-only
+                if self.read_only or not ro.has_store(self.path):
+                    raise
+                self._close_connections()
+                self.read_only, self.ro_why = True, f"opening it writable failed: {e}"
+                self._open()
         except BaseException:
             self._close_connections()
             raise
-        write_marker(self.path)
-        ensure_reserve(self.path)
+        if not self.read_only:
+            write_marker(self.path)
+            ensure_reserve(self.path)
 
     # -- opening --
 
@@ -264,13 +273,10 @@ class StoreDb:
             raise StoreCorruptError(
                 f"open store {path}: not a crewcore memory store: the path is a directory"
             )
-        if not os.access(path, os.R_OK | os.W_OK):
-            raise StoreAccessError(f"open store {path}: store not writable: the file is read-only")
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise StoreAccessError(
-                f"open store {path}: store not writable: directory {parent} is read-only "
-                "(SQLite needs to create the -wal and -shm files next to the database)"
-            )
+        why = ro.unwritable(path, parent)  # an existing store is then opened read-only
+        if why and (st.st_size == 0 or not os.access(path, os.R_OK)):
+            raise StoreAccessError(f"open store {path}: store not writable: {why}")
+        self.read_only, self.ro_why = bool(why), why
         if st.st_size == 0:
             if has_marker(path):
                 raise lost_store_error(path, "is empty (0 bytes)")
@@ -296,14 +302,11 @@ class StoreDb:
     def _check_foreign(self) -> None:
         """Read-only look at an existing SQLite file: is it a crewcore store?"""
         path = self.path
-        uri = "file:" + urllib.parse.quote(path) + "?mode=ro"
-        try:
-            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False,
-                                   timeout=self._busy_ms / 1000)
+        try:  # mode=ro, or immutable=1 in a read-only directory (fallback_ro.py)
+            conn, _ = ro.connect_ro(path, self._busy_ms)
         except sqlite3.Error as e:
             raise classify("open store", path, e) from None
         try:
-            conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
             (tables,) = conn.execute(
                 "SELECT count(*) FROM sqlite_master WHERE type='table'"
             ).fetchone()
@@ -323,6 +326,8 @@ class StoreDb:
             conn.close()
 
     def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            return ro.connect_ro(self.path, self._busy_ms, self._immutable)[0]
         conn = sqlite3.connect(
             self.path,
             timeout=self._busy_ms / 1000,
@@ -342,6 +347,18 @@ class StoreDb:
         return conn
 
     def _open(self) -> None:
+        if self.read_only:  # no schema, truncation or upgrade (fallback_ro.py)
+            self._immutable = ro.check_store(self.path, self.ro_why, self._busy_ms)
+        else:
+            self._open_writable()
+        with self.lock:
+            try:
+                with self._rconn() as conn:
+                    self._in_read_tx(conn, self._reload)
+            except sqlite3.Error as e:  # a damaged file: StoreCorruptError, as in Go
+                raise classify("open store", self.path, e) from None
+
+    def _open_writable(self) -> None:
         try:
             self._wconn = self._connect()
         except sqlite3.Error as e:
@@ -365,12 +382,6 @@ class StoreDb:
             from crewcore.memory.fallback_upgrade import upgrade
 
             upgrade(self, VERSION, _SCHEMA[1], classify)
-        with self.lock:
-            try:
-                with self._rconn() as conn:
-                    self._in_read_tx(conn, self._reload)
-            except sqlite3.Error as e:  # a damaged file: StoreCorruptError, as in Go
-                raise classify("open store", self.path, e) from None
 
     # -- connections --
 
@@ -565,6 +576,9 @@ class StoreDb:
         while other processes hold the lock, up to the busy deadline. A
         delete or reset refused for lack of space is tried again after the
         store's reserve is released and the WAL checkpointed (integrity.py)."""
+        if self.read_only:
+            self.check_open()
+            raise ro.refused(op, self.path, self.ro_why)
         full = False
         try:
             result = self._write(op, fn, sync_first)

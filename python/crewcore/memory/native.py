@@ -73,6 +73,12 @@ class NativeStore:
     def dim(self) -> int:
         return int(call([self._P + "dim", self._handle()]))
 
+    @property
+    def read_only(self) -> bool:
+        """Whether the engine opened the store read-only (its file or
+        directory cannot be written): writes raise StoreAccessError."""
+        return bool(call(["memory_read_only", self._handle()]))
+
     def _handle(self) -> int:
         if self._h is None:
             raise StoreClosedError(f"memory store {self.path} is closed")

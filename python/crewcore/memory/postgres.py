@@ -65,6 +65,11 @@ class PgStore(NativeStore):
         self._h: int | None = h
         self._dim = dim
 
+    @property
+    def read_only(self) -> bool:
+        """Never: a PostgreSQL store is not opened read-only."""
+        return False
+
     def count(self, scope_prefix: str | None = None) -> int:
         # No crewcore_count fast path: that entry serves the embedded store.
         return int(call([self._P + "count", self._handle(), v.normalize_prefix(scope_prefix)]))

@@ -215,6 +215,13 @@ class MemoryStorage:
         return sh.kind if sh is not None else self._kind
 
     @property
+    def read_only(self) -> bool:
+        """Whether the store was opened read-only: its file or directory
+        cannot be written, so reads are served and writes raise
+        ``StoreAccessError`` naming the file (docs/troubleshooting.md)."""
+        return bool(getattr(self._e(), "read_only", False))
+
+    @property
     def crewcore_fork_safe(self) -> bool:
         """Whether a forked child may go on using this object (kickoff_many's
         worker processes): a file store reopens on the pure-Python engine
