@@ -154,7 +154,7 @@ def test_cli_on_read_only_store(tmp_path: Path) -> None:
     with read_only(existing):
         r = cli("stats", "--json", "--path", str(existing))
         assert r.returncode == 0, r.stderr
-        assert '"records": 5' in r.stdout, r.stdout
+        assert '"records": 5' in r.stdout and '"read_only": true' in r.stdout, r.stdout
         r = cli("search", "--path", str(existing), "--vector", "[3, 1]", "--limit", "2", "--json")
         assert r.returncode == 0, r.stderr
         assert '"id": "r3"' in r.stdout and '"id": "r4"' in r.stdout, r.stdout

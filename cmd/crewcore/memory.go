@@ -163,15 +163,21 @@ func memoryStats(ctx context.Context, s inspectedStore, w io.Writer, asJSON bool
 	if err != nil {
 		return err
 	}
+	// A store this process cannot write is opened read-only (memory/readonly.go).
+	ro, _ := s.(interface{ ReadOnly() bool })
+	readOnly := ro != nil && ro.ReadOnly()
 	if asJSON {
 		return printJSON(w, map[string]any{
 			"path": st.Path, "records": st.Records, "vectors": st.Vectors, "dim": st.Dim,
 			"scopes": st.Scopes, "categories": len(cats), "bytes": size,
-			"oldest": info.Oldest, "newest": info.Newest,
+			"oldest": info.Oldest, "newest": info.Newest, "read_only": readOnly,
 		})
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "path\t%s\n", st.Path)
+	if readOnly {
+		fmt.Fprintf(tw, "opened\tread-only (the file or its directory cannot be written)\n")
+	}
 	fmt.Fprintf(tw, "records\t%d\n", st.Records)
 	fmt.Fprintf(tw, "with vectors\t%d\n", st.Vectors)
 	fmt.Fprintf(tw, "dimension\t%d\n", st.Dim)
