@@ -84,7 +84,6 @@ const MaxQueryTerms = 64
 // least; 2*limit when that is more).
 const hybridDepth = 50
 
-
 // Query is one search.
 type Query struct {
 	Mode Mode

@@ -220,3 +220,51 @@ func TestU2BoundsStored(t *testing.T) {
 		}
 	}
 }
+
+// TestScanCoversEveryRowOnce checks the chunked parallel scan: every
+// candidate is handed to f exactly once, at its own position of out, for
+// all rows and for a row list, around the chunk boundaries.
+func TestScanCoversEveryRowOnce(t *testing.T) {
+	c := &coll{}
+	for _, m := range []int{0, 1, scanChunk - 1, scanChunk, scanChunk + 1, 3*scanChunk + 7} {
+		for _, withRows := range []bool{false, true} {
+			for _, parallel := range []bool{false, true} {
+				var rows []int32
+				if withRows {
+					rows = make([]int32, m)
+					for i := range rows {
+						rows[i] = int32(1000 + 3*i)
+					}
+				}
+				out := make([]int32, m)
+				for i := range out {
+					out[i] = -1
+				}
+				c.scan(rows, out, parallel, func(rs []int32, lo, hi int, o []int32) {
+					if len(o) != hi-lo {
+						t.Errorf("m=%d: out part of %d for [%d, %d)", m, len(o), lo, hi)
+					}
+					for i := range o {
+						want := int32(lo + i)
+						if rs != nil {
+							want = rs[i]
+						}
+						if o[i] != -1 {
+							t.Errorf("m=%d: position %d scanned twice", m, lo+i)
+						}
+						o[i] = want
+					}
+				})
+				for i, v := range out {
+					want := int32(i)
+					if withRows {
+						want = rows[i]
+					}
+					if v != want {
+						t.Fatalf("m=%d rows=%v parallel=%v: out[%d] = %d, want %d", m, withRows, parallel, i, v, want)
+					}
+				}
+			}
+		}
+	}
+}
