@@ -694,3 +694,26 @@ func TestAWorkerThatNeverPollsStillGetsNewRuns(t *testing.T) {
 		_ = i
 	}
 }
+
+// TestWakePollBacksOffWhenIdle checks the wake listener's look interval:
+// every WakePoll within WakeIdleAfter of the last change seen, WakeIdlePoll
+// after it and before any change.
+func TestWakePollBacksOffWhenIdle(t *testing.T) {
+	now := time.Unix(1000, 0)
+	cases := []struct {
+		name string
+		last int64
+		want time.Duration
+	}{
+		{"never changed", 0, WakeIdlePoll},
+		{"just changed", now.Add(-time.Millisecond).UnixNano(), WakePoll},
+		{"changed within the idle time", now.Add(-WakeIdleAfter / 2).UnixNano(), WakePoll},
+		{"quiet for the idle time", now.Add(-WakeIdleAfter).UnixNano(), WakeIdlePoll},
+		{"quiet for long", now.Add(-time.Hour).UnixNano(), WakeIdlePoll},
+	}
+	for _, c := range cases {
+		if got := pollAfter(c.last, now); got != c.want {
+			t.Errorf("%s: pollAfter = %s, want %s", c.name, got, c.want)
+		}
+	}
+}

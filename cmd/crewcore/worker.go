@@ -73,7 +73,7 @@ func parseWorkerFlags(args []string, stderr io.Writer) (*workerFlags, int) {
 	shutdown := fs.Duration("shutdown-grace", 30*time.Second, "on SIGTERM, how long running crews may finish")
 	stopGrace := fs.Duration("stop-grace", 2*time.Second, "a run told to stop: time before its thread is interrupted, and again before its process is killed")
 	riverQueue := fs.String("river-queue", runq.DefaultRiverQueue, "the River queue to work")
-	poll := fs.Duration("poll", 0, "how often to look for new runs without a notification (default 20ms on SQLite, 1s on PostgreSQL)")
+	poll := fs.Duration("poll", 0, "how often to look for new runs without a notification (default 1s: a fallback, inserts notify the workers)")
 	keep := fs.Duration("keep", 24*time.Hour, "how long completed and cancelled runs (and their results) stay before River's cleaner deletes them")
 	noInstall := fs.Bool("no-install", false, "do not call crewcore.install() in the processes")
 	stdinEOF := fs.Bool("stop-on-stdin-eof", false, "stop gracefully when stdin reaches end of file (crewcore.runs.Worker: its Python owner is gone)")
