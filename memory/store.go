@@ -108,6 +108,7 @@ CREATE TABLE IF NOT EXISTS changes (
 );
 ` + segmentsSQL + `
 INSERT OR IGNORE INTO crewcore_meta(key, value) VALUES ('format', 'crewcore-memory'), ('version', '3');
+INSERT OR IGNORE INTO crewcore_meta(key, value) VALUES ('store_id', lower(hex(randomblob(16))));
 `
 
 // minMaxSeqSQL reads both ends of the change log. Two subqueries, because
@@ -160,6 +161,15 @@ type Store struct {
 	// immutable=1 (readonly.go).
 	readOnly, immutable bool
 	roWhy               string
+
+	// fromSnapshot: the index came from the snapshot file at open.
+	fromSnapshot bool
+	// snapSeq is the change seq of the newest snapshot this store loaded or
+	// wrote (-1: none).
+	snapSeq atomic.Int64
+	// bg counts background work (the index snapshot, snapshot.go) that
+	// Close waits for.
+	bg sync.WaitGroup
 }
 
 // Open opens or creates the store at path (a database file). The parent
@@ -374,7 +384,24 @@ func (s *Store) init() error {
 	s.wal = openWALWatch(s.path)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.reload(ctx, s.db)
+	// The index snapshot (snapshot.go) when it is there and still matches
+	// the database; it is written again when the load came from SQLite or
+	// replayed many changes.
+	s.snapSeq.Store(-1)
+	ready, used, err := s.loadSnapshot(ctx)
+	if err != nil {
+		return err
+	}
+	s.fromSnapshot = used
+	if !ready {
+		if err := s.reload(ctx, s.db); err != nil {
+			return err
+		}
+	}
+	if s.snapshotStale() {
+		s.snapshotLater()
+	}
+	return nil
 }
 
 type querier interface {
@@ -780,6 +807,13 @@ func (s *Store) Dim() int {
 
 // Close releases the database. Further calls return ErrClosed.
 func (s *Store) Close() error {
+	s.bg.Wait() // a snapshot being written (snapshot.go)
+	s.mu.RLock()
+	stale := !s.closed && s.snapshotStale()
+	s.mu.RUnlock()
+	if stale {
+		s.saveSnapshot(context.Background())
+	}
 	s.stopCheckpointer() // before writeMu: a checkpoint holds it
 	s.truncateOnClose()
 	s.writeMu.Lock()
