@@ -369,6 +369,20 @@ func dispatch(in []byte) ([]byte, error) {
 		}
 		return msgp.AppendNil(nil), nil
 	}
+	if op == "memory_save_index_all" {
+		// [op, 0]: every open store writes its index snapshot if stale (the
+		// Python package calls it at exit: stores are seldom closed).
+		handlesMu.Lock()
+		open := make([]*memory.Store, 0, len(handles))
+		for _, s := range handles {
+			open = append(open, s)
+		}
+		handlesMu.Unlock()
+		for _, s := range open {
+			s.SaveIndex(ctx)
+		}
+		return msgp.AppendNil(nil), nil
+	}
 	if fn, ok := lookupExt(op); ok {
 		return fn(ctx, h, r)
 	}

@@ -186,6 +186,44 @@ func (ix *index) put(e *entry, slot int32, keep bool) {
 	}
 }
 
+// add inserts a record that is not in the index yet, with its category
+// bits, as put does, except for the scope's category counts (the caller
+// adds them): the bulk path of an open from the snapshot (snapshot.go).
+func (ix *index) add(e *entry, slot int32, bits uint64) {
+	e.slot = -1
+	if slot >= 0 && e.bad == "" {
+		if ix.slotEntry[slot] >= 0 {
+			sg, r := ix.locate(slot)
+			e.bad = fmt.Sprintf("rowid %d: row %d of %s is the vector of another record", e.rid, r, sg.vecPath)
+		} else {
+			e.slot = slot
+			ix.slotEntry[slot] = int32(len(ix.entries))
+			ix.slotScope[slot] = e.scopeID
+			ix.slotCats[slot] = bits
+			ix.live++
+			if sg, r := ix.locate(slot); r >= sg.used {
+				sg.used = r + 1
+			}
+		}
+	}
+	ix.pos[e.id] = len(ix.entries)
+	ix.entries = append(ix.entries, e)
+	if e.bad != "" {
+		if ix.corrupt == nil {
+			ix.corrupt = map[string]string{}
+		}
+		ix.corrupt[e.id] = e.bad
+	}
+	st := ix.scopes[e.scopeID]
+	st.count++
+	if st.count == 1 {
+		st.oldest, st.newest = e.created, e.created
+	} else {
+		st.oldest = min(st.oldest, e.created)
+		st.newest = max(st.newest, e.created)
+	}
+}
+
 // vector returns the vector of a slot (a view of the mapped segment).
 func (ix *index) vector(slot int32) []float32 {
 	sg, r := ix.locate(slot)

@@ -10,7 +10,10 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 	"unsafe"
 )
@@ -40,12 +43,19 @@ import (
 //	24  records  uint32
 //	28  store    string  the store's id (crewcore_meta 'store_id')
 //	    atSeq    string  record_id of change seq ("" when seq is 0)
+//	    scopes   uint32, then each scope path (a string)
+//	    cats     uint32, then each category (a string)
 //	    records, each: rid int64, seg int64 (-1: no vector), row int64,
-//	    importance float64, private uint8, then the strings id, content,
-//	    scope, categories (JSON), metadata, created, accessed, source, bad,
-//	    then the number of categories (uint32) and each category.
+//	    importance float64, private uint8, scope uint32 (index in scopes),
+//	    then the strings id, content, categories (JSON), metadata, created,
+//	    accessed, source, bad, then the number of categories (uint32) and
+//	    each one's index in cats (uint32).
+//	    chunks   uint32, then the offset (uint64) of every snapshotChunk-th
+//	             record, from record 0
+//	    at       uint64  the offset of chunks
 //
-// A string is a uint32 length and its bytes.
+// A string is a uint32 length and its bytes. The chunk offsets let the
+// records be decoded on every core.
 const (
 	snapshotSuffix  = "-index"
 	snapshotMagic   = "CCMEMIDX"
@@ -61,6 +71,10 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // snapshot: below it a load from SQLite takes a few milliseconds. A
 // variable for tests.
 var snapshotMin = 2000
+
+// snapshotChunk is the number of records one goroutine decodes (a variable
+// for tests).
+var snapshotChunk = 8192
 
 // snapshotPath is the snapshot file of the store at dbPath.
 func snapshotPath(dbPath string) string { return dbPath + snapshotSuffix }
@@ -101,12 +115,21 @@ func (w *snapshotWriter) str(s string) {
 
 // encodeSnapshot encodes ix as of change seq. Caller holds s.mu (read).
 func encodeSnapshot(ix *index, store string, seq int64, atSeq string) []byte {
-	size := 64 + len(store) + len(atSeq)
+	catIdx := map[string]uint32{}
+	var cats []string
+	size := 64 + len(store) + len(atSeq) + 8*(len(ix.entries)/snapshotChunk+2)
+	for _, st := range ix.scopes {
+		size += 4 + len(st.path)
+	}
 	for _, e := range ix.entries {
-		size += 8*4 + 1 + 4*10 + len(e.id) + len(e.content) + len(e.catsJSON) + len(e.meta) +
-			len(e.created) + len(e.accessed) + len(e.source) + len(e.bad) + len(ix.scopes[e.scopeID].path)
+		size += 8*4 + 1 + 4 + 4*9 + len(e.id) + len(e.content) + len(e.catsJSON) + len(e.meta) +
+			len(e.created) + len(e.accessed) + len(e.source) + len(e.bad) + 4*len(e.cats)
 		for _, c := range e.cats {
-			size += 4 + len(c)
+			if _, ok := catIdx[c]; !ok {
+				catIdx[c] = uint32(len(cats))
+				cats = append(cats, c)
+				size += 4 + len(c)
+			}
 		}
 	}
 	w := &snapshotWriter{b: make([]byte, 0, size+4)}
@@ -117,7 +140,19 @@ func encodeSnapshot(ix *index, store string, seq int64, atSeq string) []byte {
 	w.u32(uint32(len(ix.entries)))
 	w.str(store)
 	w.str(atSeq)
-	for _, e := range ix.entries {
+	w.u32(uint32(len(ix.scopes)))
+	for _, st := range ix.scopes {
+		w.str(st.path)
+	}
+	w.u32(uint32(len(cats)))
+	for _, c := range cats {
+		w.str(c)
+	}
+	var chunks []uint64
+	for i, e := range ix.entries {
+		if i%snapshotChunk == 0 {
+			chunks = append(chunks, uint64(len(w.b)))
+		}
 		seg, row := int64(-1), int64(0)
 		if e.slot >= 0 {
 			sg, r := ix.locate(e.slot)
@@ -132,14 +167,21 @@ func encodeSnapshot(ix *index, store string, seq int64, atSeq string) []byte {
 		} else {
 			w.b = append(w.b, 0)
 		}
-		for _, s := range [...]string{e.id, e.content, ix.scopes[e.scopeID].path, e.catsJSON, e.meta, e.created, e.accessed, e.source, e.bad} {
+		w.u32(uint32(e.scopeID))
+		for _, s := range [...]string{e.id, e.content, e.catsJSON, e.meta, e.created, e.accessed, e.source, e.bad} {
 			w.str(s)
 		}
 		w.u32(uint32(len(e.cats)))
 		for _, c := range e.cats {
-			w.str(c)
+			w.u32(catIdx[c])
 		}
 	}
+	at := uint64(len(w.b))
+	w.u32(uint32(len(chunks)))
+	for _, off := range chunks {
+		w.u64(off)
+	}
+	w.u64(at)
 	w.u32(crc32.Checksum(w.b, castagnoli))
 	return w.b
 }
@@ -207,6 +249,25 @@ type snapshotHeader struct {
 	records int
 	store   string
 	atSeq   string
+	scopes  []string
+	cats    []string
+	// chunks are the offsets of every snapshotChunk-th record; end is
+	// where the records end.
+	chunks []int
+	end    int
+}
+
+// strings reads a count and that many strings.
+func (r *snapshotReader) strings() []string {
+	n := int(r.u32())
+	if !r.need(4 * n) {
+		return nil
+	}
+	out := make([]string, n)
+	for i := range out {
+		out[i] = r.str()
+	}
+	return out
 }
 
 // decodeSnapshotHeader checks the file's checksum and reads its header;
@@ -229,8 +290,26 @@ func decodeSnapshotHeader(b []byte) (*snapshotReader, snapshotHeader, error) {
 	h.records = int(r.u32())
 	h.store = r.str()
 	h.atSeq = r.str()
-	if r.bad || h.seq < 0 || h.records > len(body)/45 {
+	h.scopes = r.strings()
+	h.cats = r.strings()
+	if r.bad || h.seq < 0 || h.records > len(body)/45 || len(body) < r.off+12 {
 		return nil, h, fmt.Errorf("%w: bad header", errSnapshot)
+	}
+	// The chunk table, at the offset the body ends with.
+	at := binary.LittleEndian.Uint64(body[len(body)-8:])
+	n := (h.records + snapshotChunk - 1) / snapshotChunk
+	if at < uint64(r.off) || at > uint64(len(body)-12) || uint64(len(body))-8-at != 4+8*uint64(n) ||
+		binary.LittleEndian.Uint32(body[at:]) != uint32(n) {
+		return nil, h, fmt.Errorf("%w: bad chunk table", errSnapshot)
+	}
+	h.end = int(at)
+	h.chunks = make([]int, n)
+	for i := range h.chunks {
+		off := binary.LittleEndian.Uint64(body[int(at)+4+8*i:])
+		if off < uint64(r.off) || off > at || (i == 0 && off != uint64(r.off)) || (i > 0 && off < uint64(h.chunks[i-1])) {
+			return nil, h, fmt.Errorf("%w: bad chunk table", errSnapshot)
+		}
+		h.chunks[i] = int(off)
 	}
 	return r, h, nil
 }
@@ -302,7 +381,8 @@ func (s *Store) trySnapshot(ctx context.Context) (bool, bool, error) {
 	if dim != h.dim {
 		return false, false, nil
 	}
-	ix, err := s.decodeEntries(ctx, tx, r, h)
+	var ix *index
+	withoutGC(func() { ix, err = s.decodeEntries(ctx, tx, r, h) })
 	if err != nil || ix == nil {
 		return false, false, err
 	}
@@ -344,6 +424,35 @@ func (s *Store) trySnapshot(ctx context.Context) (bool, bool, error) {
 	return true, true, nil
 }
 
+// gcPause counts the decodes running with the collector off.
+var gcPause struct {
+	sync.Mutex
+	n   int
+	old int
+}
+
+// withoutGC runs fn with the garbage collector off: a decode allocates
+// what it keeps (100k records: ~60 MB in a few large blocks, next to no
+// garbage), so the collections its growth would start, two of them from
+// an empty heap, only mark what stays live (18 ms of 90 at 100k). The
+// setting is process-wide; concurrent decodes share one pause.
+func withoutGC(fn func()) {
+	gcPause.Lock()
+	if gcPause.n == 0 {
+		gcPause.old = debug.SetGCPercent(-1)
+	}
+	gcPause.n++
+	gcPause.Unlock()
+	defer func() {
+		gcPause.Lock()
+		if gcPause.n--; gcPause.n == 0 {
+			debug.SetGCPercent(gcPause.old)
+		}
+		gcPause.Unlock()
+	}()
+	fn()
+}
+
 // decodeEntries reads the records of a snapshot into a new index, mapping
 // the segments they address. It returns nil (no error) when the snapshot
 // does not match the database.
@@ -351,44 +460,132 @@ func (s *Store) decodeEntries(ctx context.Context, q querier, r *snapshotReader,
 	ix := newIndex(h.dim)
 	ix.entries = make([]*entry, 0, h.records)
 	ix.pos = make(map[string]int, h.records)
-	slab := make([]entry, h.records)
+	// The tables' ids in the new index, and each category's bit.
+	scopeIDs := make([]int32, len(h.scopes))
+	for i, p := range h.scopes {
+		scopeIDs[i] = ix.scopeFor(p)
+	}
+	catBit := make([]uint64, len(h.cats))
+	for i, c := range h.cats {
+		catBit[i] = ix.catBits([]string{c})
+	}
+	slab, aux, ok := decodeRecords(r.b, &h)
+	if !ok {
+		ix.unmapAll()
+		return nil, nil
+	}
+	// Category counts per scope, added to the scope statistics at the end.
+	perScope := make([][]int32, len(ix.scopes))
 	for i := range slab {
-		e := &slab[i]
-		seg, row, scope, ok := readSnapshotEntry(r, e)
-		if !ok {
-			break
-		}
-		e.scopeID = ix.scopeFor(scope)
+		e, a := &slab[i], &aux[i]
+		e.scopeID = scopeIDs[a.scope]
 		slot := int32(-1)
-		if seg >= 0 && e.bad == "" {
-			sg, why, err := s.segmentOf(ctx, q, ix, seg)
+		if a.seg >= 0 && e.bad == "" {
+			sg, why, err := s.segmentOf(ctx, q, ix, a.seg)
 			if err != nil {
 				ix.unmapAll()
 				return nil, s.classify("load store", err)
 			}
-			switch {
-			case why != "" || row < 0 || row >= int64(sg.committed) || !sg.rowsInside(int(row)+1):
+			if why != "" || a.row < 0 || a.row >= int64(sg.committed) || !sg.rowsInside(int(a.row)+1) {
 				// A segment the database no longer has or cannot be mapped,
 				// or a row it never committed: load from the database,
 				// which says why.
 				ix.unmapAll()
 				return nil, nil
-			default:
-				slot = sg.base + int32(row)
+			}
+			slot = sg.base + int32(a.row)
+		}
+		if _, dup := ix.pos[e.id]; dup {
+			break // not a snapshot this engine wrote
+		}
+		var bits uint64
+		for _, c := range a.cats {
+			bits |= catBit[c]
+		}
+		ix.add(e, slot, bits)
+		if perScope[e.scopeID] == nil {
+			perScope[e.scopeID] = make([]int32, len(h.cats))
+		}
+		counts := perScope[e.scopeID]
+		for k, c := range a.cats {
+			if !slices.Contains(a.cats[:k], c) {
+				counts[c]++
 			}
 		}
-		ix.put(e, slot, false)
 	}
-	if r.bad || r.off != len(r.b) {
+	if len(ix.entries) != h.records {
 		ix.unmapAll()
 		return nil, nil
+	}
+	for sid, counts := range perScope {
+		for c, n := range counts {
+			if n > 0 {
+				ix.scopes[sid].cats[h.cats[c]] += int(n)
+			}
+		}
 	}
 	return ix, nil
 }
 
-// readSnapshotEntry reads one record into e and returns its vector's
-// address (seg -1: none) and its scope; ok is false when the bytes run out.
-func readSnapshotEntry(r *snapshotReader, e *entry) (seg, row int64, scope string, ok bool) {
+// recordAux is what a record's decode leaves for the index to resolve: its
+// vector's address, its scope's and its categories' indexes in the tables.
+type recordAux struct {
+	seg, row int64
+	scope    uint32
+	cats     []uint32
+}
+
+// decodeRecords decodes the records of a snapshot (body: without its
+// checksum), one chunk per goroutine; ok is false when they do not decode
+// exactly into the chunks the table gives.
+func decodeRecords(body []byte, h *snapshotHeader) (slab []entry, aux []recordAux, ok bool) {
+	slab = make([]entry, h.records)
+	aux = make([]recordAux, h.records)
+	bad := make([]bool, len(h.chunks))
+	parallel(len(h.chunks), h.end, func(lo, hi int) {
+		for c := lo; c < hi; c++ {
+			end := h.end
+			if c+1 < len(h.chunks) {
+				end = h.chunks[c+1]
+			}
+			d := &entryDecoder{r: &snapshotReader{b: body[:end], off: h.chunks[c]}, h: h}
+			var cats []uint32 // the chunk's category indexes, each record's a slice of it
+			for i := c * snapshotChunk; i < min(h.records, (c+1)*snapshotChunk); i++ {
+				a := &aux[i]
+				var ok bool
+				if a.seg, a.row, a.scope, ok = d.next(&slab[i]); !ok {
+					bad[c] = true
+					break
+				}
+				if cap(cats)-len(cats) < len(d.idx) {
+					cats = make([]uint32, 0, max(4*snapshotChunk, len(d.idx)))
+				}
+				n := len(cats)
+				cats = append(cats, d.idx...)
+				a.cats = cats[n:len(cats):len(cats)]
+			}
+			if d.r.off != end {
+				bad[c] = true
+			}
+		}
+	})
+	return slab, aux, !slices.Contains(bad, true)
+}
+
+// entryDecoder reads the records of a snapshot after its header.
+type entryDecoder struct {
+	r    *snapshotReader
+	h    *snapshotHeader
+	pool []string // backing of the records' category slices
+	// idx holds the category indexes (in h.cats) of the last record read.
+	idx []uint32
+}
+
+// next reads one record into e and returns its vector's address (seg -1:
+// none) and its scope's index in h.scopes; ok is false when the bytes run
+// out or an index is out of range.
+func (d *entryDecoder) next(e *entry) (seg, row int64, scope uint32, ok bool) {
+	r := d.r
 	e.rid = int64(r.u64())
 	seg, row = int64(r.u64()), int64(r.u64())
 	e.importance = math.Float64frombits(r.u64())
@@ -399,16 +596,27 @@ func readSnapshotEntry(r *snapshotReader, e *entry) (seg, row int64, scope strin
 	default:
 		r.bad = true
 	}
-	e.id, e.content, scope = r.str(), r.str(), r.str()
-	e.catsJSON, e.meta, e.created, e.accessed = r.str(), r.str(), r.str(), r.str()
-	e.source, e.bad = r.str(), r.str()
+	scope = r.u32()
+	e.id, e.content, e.catsJSON, e.meta = r.str(), r.str(), r.str(), r.str()
+	e.created, e.accessed, e.source, e.bad = r.str(), r.str(), r.str(), r.str()
 	nc := int(r.u32())
-	if !r.need(4 * nc) {
-		return 0, 0, "", false
+	if !r.need(4*nc) || int(scope) >= len(d.h.scopes) {
+		r.bad = true
+		return 0, 0, 0, false
 	}
-	e.cats = make([]string, nc)
+	if len(d.pool) < nc {
+		d.pool = make([]string, max(4096, nc))
+	}
+	e.cats, d.pool = d.pool[:nc:nc], d.pool[nc:]
+	d.idx = d.idx[:0]
 	for k := range e.cats {
-		e.cats[k] = r.str()
+		c := r.u32()
+		if int(c) >= len(d.h.cats) {
+			r.bad = true
+			return 0, 0, 0, false
+		}
+		e.cats[k] = d.h.cats[c]
+		d.idx = append(d.idx, c)
 	}
 	return seg, row, scope, !r.bad
 }
@@ -459,6 +667,22 @@ func removeStaleSnapshotTemps(path string) {
 		if st, err := os.Stat(p); err == nil && time.Since(st.ModTime()) > time.Minute {
 			os.Remove(p)
 		}
+	}
+}
+
+// SaveIndex writes the store's index snapshot (memory.db-index) now if it
+// has none or it is more than a thousand changes behind, after any write of
+// it in the background ends; Close does the same. It is for programs that
+// exit without closing their stores (the Python package calls it at exit),
+// so their next open is fast. Errors are not reported: the snapshot is only
+// a cache.
+func (s *Store) SaveIndex(ctx context.Context) {
+	s.bg.Wait()
+	s.mu.RLock()
+	stale := !s.closed && s.snapshotStale()
+	s.mu.RUnlock()
+	if stale {
+		s.saveSnapshot(ctx)
 	}
 }
 

@@ -807,14 +807,8 @@ func (s *Store) Dim() int {
 
 // Close releases the database. Further calls return ErrClosed.
 func (s *Store) Close() error {
-	s.bg.Wait() // a snapshot being written (snapshot.go)
-	s.mu.RLock()
-	stale := !s.closed && s.snapshotStale()
-	s.mu.RUnlock()
-	if stale {
-		s.saveSnapshot(context.Background())
-	}
-	s.stopCheckpointer() // before writeMu: a checkpoint holds it
+	s.SaveIndex(context.Background()) // snapshot.go
+	s.stopCheckpointer()              // before writeMu: a checkpoint holds it
 	s.truncateOnClose()
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()

@@ -8,13 +8,39 @@ float32 bytes; validation and the stored form are shared with the fallback
 
 from __future__ import annotations
 
+import atexit
 import os
+import threading
 from typing import Any
 
 from crewcore import _bridge
 from crewcore._bridge import call
 from crewcore.errors import InvalidArgumentError, StoreClosedError
 from crewcore.memory import validate as v
+
+
+_exit_lock = threading.Lock()
+_exit_registered = False
+
+
+def _register_exit() -> None:
+    """At exit, open stores write their index snapshot if it is stale
+    (memory.db-index: the next open reads it instead of every record; stores
+    are seldom closed, so Close alone would rarely write it)."""
+    global _exit_registered
+    with _exit_lock:
+        if not _exit_registered:
+            atexit.register(_save_indexes)
+            _exit_registered = True
+
+
+def _save_indexes() -> None:
+    if _bridge.forked():
+        return
+    try:
+        call(["memory_save_index_all", 0])
+    except Exception:  # noqa: BLE001  (exit path: the snapshot is only a cache)
+        pass
 
 
 # scope_prefix argument -> canonical prefix as UTF-8 (b"" for no filter),
@@ -66,6 +92,8 @@ class NativeStore:
         self._return_embeddings = return_embeddings
         self._pid = os.getpid()
         h, dim = call(["open", 0, db_path, vector_dim or 0, metric, exact_below])
+        if not self._P:
+            _register_exit()
         self._h: int | None = h
         self._dim = dim
 
