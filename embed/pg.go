@@ -344,4 +344,3 @@ func (s *PGStore) Clear(ctx context.Context, ns string) (int64, error) {
 	})
 	return n, s.classify("clear", err)
 }
-

@@ -146,49 +146,21 @@ func (ix *index) put(e *entry, slot int32, keep bool) {
 		}
 		ix.removeAt(i)
 	}
-	e.slot = -1
-	if slot >= 0 && e.bad == "" {
-		if ix.slotEntry[slot] >= 0 {
-			sg, r := ix.locate(slot)
-			e.bad = fmt.Sprintf("rowid %d: row %d of %s is the vector of another record", e.rid, r, sg.vecPath)
-		} else {
-			e.slot = slot
-			ix.slotEntry[slot] = int32(len(ix.entries))
-			ix.slotScope[slot] = e.scopeID
-			ix.slotCats[slot] = ix.catBits(e.cats)
-			ix.live++
-			if sg, r := ix.locate(slot); r >= sg.used {
-				sg.used = r + 1
-			}
-		}
+	var bits uint64
+	if slot >= 0 && e.bad == "" && ix.slotEntry[slot] < 0 {
+		bits = ix.catBits(e.cats)
 	}
-	ix.pos[e.id] = len(ix.entries)
-	ix.entries = append(ix.entries, e)
-	if e.bad != "" {
-		if ix.corrupt == nil {
-			ix.corrupt = map[string]string{}
-		}
-		ix.corrupt[e.id] = e.bad
-	}
+	ix.add(e, slot, bits)
 	st := ix.scopes[e.scopeID]
-	st.count++
 	for _, c := range uniq(e.cats) {
 		st.cats[c]++
-	}
-	switch {
-	case st.count == 1:
-		st.oldest, st.newest, st.stale = e.created, e.created, false
-	case st.stale:
-		// fixStale recomputes both ends from scratch.
-	default:
-		st.oldest = min(st.oldest, e.created)
-		st.newest = max(st.newest, e.created)
 	}
 }
 
 // add inserts a record that is not in the index yet, with its category
-// bits, as put does, except for the scope's category counts (the caller
-// adds them): the bulk path of an open from the snapshot (snapshot.go).
+// bits, and counts it in its scope, all but the scope's category counts
+// (the caller adds them): put's second half, and the bulk path of an open
+// from the snapshot (snapshot.go).
 func (ix *index) add(e *entry, slot int32, bits uint64) {
 	e.slot = -1
 	if slot >= 0 && e.bad == "" {
@@ -216,9 +188,12 @@ func (ix *index) add(e *entry, slot int32, bits uint64) {
 	}
 	st := ix.scopes[e.scopeID]
 	st.count++
-	if st.count == 1 {
-		st.oldest, st.newest = e.created, e.created
-	} else {
+	switch {
+	case st.count == 1:
+		st.oldest, st.newest, st.stale = e.created, e.created, false
+	case st.stale:
+		// fixStale recomputes both ends from scratch.
+	default:
 		st.oldest = min(st.oldest, e.created)
 		st.newest = max(st.newest, e.created)
 	}
