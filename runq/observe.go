@@ -174,9 +174,15 @@ func (q *Queue) Finished(ctx context.Context, ids []int64) ([]Run, error) {
 	return out, nil
 }
 
-// WaitPoll is how often Wait looks for results on SQLite, where a look that
-// finds no commit by another connection since the last one costs a pragma.
+// WaitPoll is how often Wait looks for results on SQLite when it cannot
+// watch the queue's -wal file, where a look that finds no commit by another
+// connection since the last one costs a pragma.
 const WaitPoll = time.Millisecond
+
+// WaitNotifiedPoll is how often Wait looks on SQLite while it watches the
+// -wal file (Linux): a commit wakes it at once, this timer only covers what
+// the watch cannot see.
+const WaitNotifiedPoll = 50 * time.Millisecond
 
 // pgPoll is Wait's interval on PostgreSQL, where every look is a query over
 // the ids: 2 ms for a few runs, growing with their number up to 50 ms.
@@ -185,9 +191,18 @@ func pgPoll(ids int) time.Duration {
 }
 
 // Wait returns the final runs among ids, waiting up to maxWait for at
-// least one (an empty result when none finished in time).
+// least one (an empty result when none finished in time). On SQLite it
+// sleeps until the queue's -wal file is written (inotify, on Linux) and
+// reads the runs only when another connection committed.
 func (q *Queue) Wait(ctx context.Context, ids []int64, maxWait time.Duration) ([]Run, error) {
 	deadline := time.Now().Add(maxWait)
+	var wal *walNotifier
+	if !q.spec.IsPostgres() {
+		// Made before the first look: a commit after it wakes the wait.
+		if wal = newWALNotifier(q.spec.Path); wal != nil {
+			defer wal.close()
+		}
+	}
 	seen, looked := int64(0), false
 	for {
 		v, ok, err := q.kit.dataVersion(ctx)
@@ -205,17 +220,30 @@ func (q *Queue) Wait(ctx context.Context, ids []int64, maxWait time.Duration) ([
 		if left <= 0 {
 			return nil, nil
 		}
-		poll := WaitPoll
-		if !ok {
-			poll = pgPoll(len(ids))
+		switch {
+		case !ok:
+			err = sleep(ctx, min(pgPoll(len(ids)), left))
+		case wal != nil:
+			wal.wait(ctx, min(WaitNotifiedPoll, left))
+			err = ctx.Err()
+		default:
+			err = sleep(ctx, min(WaitPoll, left))
 		}
-		t := time.NewTimer(min(poll, left))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
+		if err != nil {
+			return nil, err
 		}
+	}
+}
+
+// sleep waits d or until ctx ends (its error).
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 

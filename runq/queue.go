@@ -230,7 +230,7 @@ func openSQLite(ctx context.Context, spec Spec, opts Options) (kit, error) {
 	if _, err := db.ExecContext(ctx, "PRAGMA journal_mode=WAL"); err != nil {
 		return fail(fmt.Errorf("runq: WAL mode on %s: %w", spec.Path, classify(spec, err)))
 	}
-	driver := &sqliteDriver{Driver: riversqlite.New(db), uri: sqliteURI(spec.Path)}
+	driver := &sqliteDriver{Driver: riversqlite.New(db), uri: sqliteURI(spec.Path), path: spec.Path}
 	if err := migrateSQLite(ctx, db, driver.Driver, spec, opts); err != nil {
 		return fail(err)
 	}

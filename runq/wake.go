@@ -31,10 +31,17 @@ const WakeIdlePoll = 10 * time.Millisecond
 // WakeIdleAfter is how long without a change makes the listener idle.
 const WakeIdleAfter = time.Second
 
+// WakeNotifiedPoll is how often the wake listener looks while it watches
+// the -wal file (Linux): a commit wakes it at once, this timer only covers
+// what the watch cannot see. River's listener reads its table every 50 ms
+// on its own.
+const WakeNotifiedPoll = 50 * time.Millisecond
+
 // sqliteDriver is River's SQLite driver whose listener wakes on commits.
 type sqliteDriver struct {
 	*riversqlite.Driver
-	uri string
+	uri  string
+	path string // the database file, whose -wal file is watched
 
 	mu    sync.Mutex
 	watch *sql.DB
@@ -89,18 +96,26 @@ func (l *wakeListener) WaitForNotification(ctx context.Context) (*riverdriver.No
 		return l.Listener.WaitForNotification(ctx)
 	}
 	for {
-		// The baseline is read before River's listener looks: a commit
-		// after it is either seen by that look or wakes the next one.
+		// The watch is made and the baseline read before River's listener
+		// looks: a commit after it is either seen by that look or wakes
+		// the next one.
+		wal := newWALNotifier(l.d.path)
 		var base int64
 		if err := db.QueryRowContext(ctx, "PRAGMA data_version").Scan(&base); err != nil {
+			if wal != nil {
+				wal.close()
+			}
 			return l.Listener.WaitForNotification(ctx)
 		}
 		wctx, cancel := context.WithCancel(ctx)
 		woke := make(chan struct{})
-		go watchVersion(wctx, db, base, &l.d.lastChange, cancel, woke)
+		go watchVersion(wctx, db, wal, base, &l.d.lastChange, cancel, woke)
 		n, err := l.Listener.WaitForNotification(wctx)
 		cancel()
 		<-woke
+		if wal != nil {
+			wal.close()
+		}
 		if err != nil && ctx.Err() == nil && errors.Is(err, context.Canceled) {
 			continue // the database changed: look again now
 		}
@@ -108,18 +123,30 @@ func (l *wakeListener) WaitForNotification(ctx context.Context) (*riverdriver.No
 	}
 }
 
-// watchVersion cancels when data_version moves from first (or ctx ends),
-// looking every WakePoll while the database changed within WakeIdleAfter,
-// every WakeIdlePoll otherwise. It records in lastChange when it saw one.
-func watchVersion(ctx context.Context, db *sql.DB, first int64, lastChange *atomic.Int64, cancel context.CancelFunc, done chan<- struct{}) {
+// watchVersion cancels when data_version moves from first (or ctx ends).
+// With a watch of the -wal file it looks after each write to it (and every
+// WakeNotifiedPoll); without, every WakePoll while the database changed
+// within WakeIdleAfter, every WakeIdlePoll otherwise. It records in
+// lastChange when it saw one.
+func watchVersion(ctx context.Context, db *sql.DB, wal *walNotifier, first int64, lastChange *atomic.Int64, cancel context.CancelFunc, done chan<- struct{}) {
 	defer close(done)
-	t := time.NewTimer(pollAfter(lastChange.Load(), time.Now()))
-	defer t.Stop()
+	var t *time.Timer
+	if wal == nil {
+		t = time.NewTimer(pollAfter(lastChange.Load(), time.Now()))
+		defer t.Stop()
+	}
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+		if wal != nil {
+			wal.wait(ctx, WakeNotifiedPoll)
+			if ctx.Err() != nil {
+				return
+			}
+		} else {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
 		}
 		var v int64
 		if err := db.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v); err != nil {
@@ -131,7 +158,9 @@ func watchVersion(ctx context.Context, db *sql.DB, first int64, lastChange *atom
 			cancel()
 			return
 		}
-		t.Reset(pollAfter(lastChange.Load(), now))
+		if t != nil {
+			t.Reset(pollAfter(lastChange.Load(), now))
+		}
 	}
 }
 
