@@ -20,6 +20,8 @@ import numbers
 import struct
 from typing import Any, NamedTuple
 
+from crewcore._floats import f32_bytes
+
 from crewcore.errors import (
     InvalidArgumentError,
     InvalidRecordError,
@@ -317,6 +319,9 @@ def vector_bytes(
         raise err(f"{what} has {n} dimensions, over the limit of {MAX_DIM}")
     if hasattr(vec, "tolist") and not isinstance(vec, list):
         vec = vec.tolist()
+    fast = f32_bytes(vec, check)
+    if fast is not None:
+        return fast
     try:
         b = _packer(n).pack(*vec)
     except (struct.error, TypeError, OverflowError) as e:
