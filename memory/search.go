@@ -261,10 +261,9 @@ func dotsOf(ix *index, rows []int32, q []float32, out, norms []float32, bad *bad
 			lr = append(lr, int32(r))
 		}
 		*local = lr
-		vec.DotMany(sg.vecs, sg.dim, lr, q, out[i:j])
-		for t, r := range lr {
-			norms[i+t] = vec.SquaredNorm(sg.vector(int(r)))
-		}
+		// One pass over each vector for its dot and its norm: this stage
+		// reads every candidate's float32 row, and is bound by that.
+		vec.DotNormMany(sg.vecs, sg.dim, lr, q, out[i:j], norms[i:j])
 		i = j
 	}
 }

@@ -43,3 +43,13 @@ func dotInt8Many(codes []int8, dim int, rows []int32, q []int8, out []int32) {
 func hammingManyStride(codes []uint64, stride, words int, rows []int32, q []uint64, out []uint32) {
 	hammingManyStrideGeneric(codes, stride, words, rows, q, out)
 }
+
+func dotNormMany(arena []float32, dim int, rows []int32, q, dots, norms []float32) {
+	q = q[:dim]
+	for i, r := range rows {
+		off := int(r) * dim
+		row := arena[off : off+dim : off+dim]
+		dots[i] = dotGeneric(row, q)
+		norms[i] = dotGeneric(row, row)
+	}
+}

@@ -306,3 +306,27 @@ func hammingManyStride(codes []uint64, stride, words int, rows []int32, q []uint
 	}
 	hammingManyStrideGeneric(codes, stride, words, rows[i:], q, out[i:])
 }
+
+func dotNormMany(arena []float32, dim int, rows []int32, q, dots, norms []float32) {
+	q = q[:dim]
+	n8 := dim &^ 7
+	q8, qt := q[:n8], q[n8:]
+	dots, norms = dots[:len(rows)], norms[:len(rows)]
+	switch active {
+	case levelAVX2:
+		var r [2]float32
+		for i, rw := range rows {
+			row := arena[int(rw)*dim : (int(rw)+1)*dim]
+			dotNormAVX2(row[:n8], q8, &r)
+			dots[i] = r[0] + dotTail(row[n8:], qt)
+			norms[i] = r[1] + dotTail(row[n8:], row[n8:])
+		}
+	default:
+		// AVX-512 and generic: the row's second pass reads it from L1/L2.
+		for i, rw := range rows {
+			row := arena[int(rw)*dim : (int(rw)+1)*dim]
+			dots[i] = dot(row, q)
+			norms[i] = dot(row, row)
+		}
+	}
+}

@@ -91,6 +91,28 @@ func DotAll(arena []float32, dim int, q []float32, out []float32) {
 	dotAll(arena[:n*dim], dim, q, out[:n])
 }
 
+// DotNormMany is DotMany that also returns each selected row's squared
+// norm: dots[i] = Dot(row, q) and norms[i] = SquaredNorm(row) for row r =
+// rows[i], reading each row once where the CPU allows. It panics like
+// DotMany, and if len(norms) < len(rows).
+func DotNormMany(arena []float32, dim int, rows []int32, q []float32, dots, norms []float32) {
+	if dim <= 0 {
+		panic("vec: DotNormMany with non-positive dim")
+	}
+	if len(q) != dim {
+		panic("vec: DotNormMany query length differs from dim")
+	}
+	if len(dots) < len(rows) || len(norms) < len(rows) {
+		panic("vec: DotNormMany output shorter than rows")
+	}
+	for _, r := range rows {
+		if r < 0 || (int(r)+1)*dim > len(arena) {
+			panic("vec: DotNormMany row outside the arena")
+		}
+	}
+	dotNormMany(arena, dim, rows, q, dots, norms)
+}
+
 // DotMany computes the dot product of q with selected rows of a contiguous
 // arena of row-major vectors of dimension dim: for each i,
 // out[i] = Dot(arena[r*dim:(r+1)*dim], q) with r = rows[i]. It panics if

@@ -105,6 +105,36 @@ func BenchmarkDotMany(b *testing.B) {
 	})
 }
 
+// BenchmarkDotNormMany is a search's exact stage: 3000 candidates of
+// 10,000 x 3072, each scored with its dot and squared norm, fused and as
+// DotMany followed by SquaredNorm (the rows read twice).
+func BenchmarkDotNormMany(b *testing.B) {
+	const n, dim = 10_000, 3072
+	arena := benchArena(n, dim)
+	q := benchArena(1, dim)
+	rows := make([]int32, 0, 3000)
+	for i := 0; len(rows) < 3000; i += 3 {
+		rows = append(rows, int32(i))
+	}
+	dots := make([]float32, len(rows))
+	norms := make([]float32, len(rows))
+	benchLevels(b, "fused", func(b *testing.B) {
+		b.SetBytes(int64(len(rows) * dim * 4))
+		for b.Loop() {
+			DotNormMany(arena, dim, rows, q, dots, norms)
+		}
+	})
+	benchLevels(b, "twopass", func(b *testing.B) {
+		b.SetBytes(int64(len(rows) * dim * 4))
+		for b.Loop() {
+			DotMany(arena, dim, rows, q, dots)
+			for i, r := range rows {
+				norms[i] = SquaredNorm(arena[int(r)*dim : int(r+1)*dim])
+			}
+		}
+	})
+}
+
 func BenchmarkBinarize(b *testing.B) {
 	const dim = 3072
 	v := benchArena(1, dim)

@@ -170,6 +170,36 @@ func TestDotMany(t *testing.T) {
 	})
 }
 
+func TestDotNormMany(t *testing.T) {
+	eachLevel(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(9, 10))
+		for _, dim := range testDims {
+			const n = 23
+			arena := randVec(r, n*dim)
+			q := randVec(r, dim)
+			rows := []int32{n - 1, 0, 4, 4, 11}
+			for range 15 {
+				rows = append(rows, int32(r.IntN(n)))
+			}
+			dots := make([]float32, len(rows)+1)
+			norms := make([]float32, len(rows)+1)
+			dots[len(rows)], norms[len(rows)] = 42, 42
+			DotNormMany(arena, dim, rows, q, dots, norms)
+			for i, row := range rows {
+				v := arena[int(row)*dim : int(row+1)*dim]
+				want, scale := refDot(v, q)
+				checkDot(t, fmt.Sprintf("DotNormMany dim %d row %d dot", dim, row), dots[i], want, scale)
+				want, scale = refDot(v, v)
+				checkDot(t, fmt.Sprintf("DotNormMany dim %d row %d norm", dim, row), norms[i], want, scale)
+			}
+			if dots[len(rows)] != 42 || norms[len(rows)] != 42 {
+				t.Errorf("DotNormMany dim %d wrote past len(rows)", dim)
+			}
+			DotNormMany(arena, dim, nil, q, nil, nil) // no rows: no-op
+		}
+	})
+}
+
 // TestLevelsAgree runs every implementation on the same inputs and checks
 // they agree with each other (not only with the float64 reference).
 func TestLevelsAgree(t *testing.T) {
