@@ -51,7 +51,7 @@ MODULES = _modules()
 def _layer(mod: str) -> int:
     if mod in ("crewcore.errors", "crewcore._sqlitedb", "crewcore._redact"):
         return 0
-    if mod == "crewcore._bridge":
+    if mod in ("crewcore._bridge", "crewcore._floats"):
         return 1
     if mod == "crewcore._backend":
         return 2
