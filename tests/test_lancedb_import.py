@@ -226,6 +226,24 @@ def test_records_crewcore_refuses_are_listed_and_the_rest_imported(tmp_path: Pat
     assert "imported 0 of 8" in out.getvalue() and "6 already there" in out.getvalue()
 
 
+def test_an_interrupted_command_in_process_leaves_sigint_as_it_found_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C during ``main()`` called inside a program: exit status 130,
+    the message, and the program's SIGINT handler back afterwards (left
+    ignored, every later child process would inherit Ctrl-C ignored)."""
+    import signal
+
+    def interrupted(*a: Any, **k: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lancedb_import, "import_lancedb", interrupted)
+    before = signal.getsignal(signal.SIGINT)
+    out, err = io.StringIO(), io.StringIO()
+    assert cli_main(["import", "--from-lancedb", str(tmp_path), "--to", str(tmp_path / "cc")], out, err) == 130
+    assert "interrupted; the batches written so far are kept" in err.getvalue()
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 # --------------------------------------------------------------------------
 # bad input: typed errors, nothing lost
 

@@ -406,6 +406,10 @@ def test_runs_share_one_memory_safely(server: str, tmp_path: Path) -> None:
 CTRL_C_CHILD = r"""
 import json, os, signal, sys, threading, time, logging
 logging.disable(logging.WARNING)
+# A user at a terminal has SIGINT at its default; a test run started with
+# `cmd &` from a non-interactive shell inherits it ignored (POSIX), and
+# Python then keeps it ignored: restore what a terminal gives.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from crewai import LLM, Agent, Crew, Task
 import crewcore
 url = sys.argv[1]

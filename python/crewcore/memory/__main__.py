@@ -70,9 +70,14 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
     except KeyboardInterrupt:
         import signal
 
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        err.write("\ncrewcore memory import: interrupted; the batches written so far are kept, "
-                  "and running the same command again imports the rest\n")
+        # A second Ctrl-C must not cut the message short; the caller's
+        # handler comes back after it (main() may run inside a program).
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            err.write("\ncrewcore memory import: interrupted; the batches written so far are kept, "
+                      "and running the same command again imports the rest\n")
+        finally:
+            signal.signal(signal.SIGINT, previous)
         return 130
     for rid, reason in summary.refused:
         err.write(f"crewcore memory import: refused record {rid}: {reason}\n")
