@@ -241,7 +241,8 @@ func (c *coll) scan(rows []int32, out []int32, parallel bool, f func(rs []int32,
 	}
 	chunks := int64((m + scanChunk - 1) / scanChunk)
 	helpers = min(helpers, int(chunks)-1)
-	var next atomic.Int64
+	var next, done atomic.Int64
+	finished := make(chan struct{})
 	work := func() {
 		for {
 			i := next.Add(1) - 1
@@ -255,18 +256,18 @@ func (c *coll) scan(rows []int32, out []int32, parallel bool, f func(rs []int32,
 				rs = rows[lo:hi]
 			}
 			f(rs, lo, hi, out[lo:hi])
+			if done.Add(1) == chunks {
+				close(finished)
+			}
 		}
 	}
-	var wg sync.WaitGroup
-	wg.Add(helpers)
 	for range helpers {
-		go func() {
-			defer wg.Done()
-			work()
-		}()
+		go work()
 	}
 	work()
-	wg.Wait()
+	// Wait for the chunks, not for the helpers: one that has not started
+	// yet finds nothing left and returns on its own.
+	<-finished
 }
 
 // exactTop scores rows exactly and merges them with prev (already exact),

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/crewcore/crewcore/internal/vec"
 )
@@ -15,6 +16,9 @@ import (
 // parallelWork is the scan size (in bytes) above which one search splits
 // its scan across all cores.
 const parallelWork = 1 << 20
+
+// parallelPieces is how many pieces per core parallel cuts a range into.
+const parallelPieces = 8
 
 var (
 	f32Pool  = sync.Pool{New: func() any { return new([]float32) }}
@@ -408,22 +412,40 @@ func selectSmallest(dist []uint32, maxD, c int, rows []int32, filtered bool, out
 	return out, true
 }
 
-// parallel splits [0,n) across the cores when work is large enough.
+// parallel splits [0,n) across the cores when work is large enough. The
+// range is cut in pieces that the calling goroutine and one helper per
+// further core take in turn, and the caller returns when every piece is
+// done: a helper that a busy or slow-to-wake core starts late finds less
+// (or nothing) left to do, instead of the caller waiting for it to start
+// on a fixed half (in a library called from Python, that wait was the slow
+// tail of searches: about one in ten ran at one core's speed).
 func parallel(n, work int, fn func(lo, hi int)) {
 	workers := runtime.GOMAXPROCS(0)
 	if work < parallelWork || workers < 2 || n < 2*workers {
 		fn(0, n)
 		return
 	}
-	var wg sync.WaitGroup
-	chunk := (n + workers - 1) / workers
-	for lo := 0; lo < n; lo += chunk {
-		hi := min(lo+chunk, n)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			fn(lo, hi)
-		}()
+	pieces := min(n, workers*parallelPieces)
+	chunk := (n + pieces - 1) / pieces
+	pieces = (n + chunk - 1) / chunk
+	var next, done atomic.Int32
+	finished := make(chan struct{})
+	run := func() {
+		for {
+			i := int(next.Add(1)) - 1
+			if i >= pieces {
+				return
+			}
+			lo := i * chunk
+			fn(lo, min(lo+chunk, n))
+			if int(done.Add(1)) == pieces {
+				close(finished)
+			}
+		}
 	}
-	wg.Wait()
+	for range workers - 1 {
+		go run()
+	}
+	run()
+	<-finished
 }
