@@ -184,6 +184,19 @@ const WaitPoll = time.Millisecond
 // the watch cannot see.
 const WaitNotifiedPoll = 50 * time.Millisecond
 
+// coalesce is how long Wait on SQLite lets commits gather after the first
+// wakes it, by the number of runs awaited: nothing for a few (a single run's
+// result is seen at once), 20 us more per run, at most 25 ms. A look reads
+// every awaited id, and each run commits several times (fetched, running,
+// finished), so waiting for 1,500 runs looked after every commit of every
+// worker.
+func coalesce(ids int) time.Duration {
+	if ids <= 4 {
+		return 0
+	}
+	return min(time.Duration(ids)*20*time.Microsecond, 25*time.Millisecond)
+}
+
 // pgPoll is Wait's interval on PostgreSQL, where every look is a query over
 // the ids: 2 ms for a few runs, growing with their number up to 50 ms.
 func pgPoll(ids int) time.Duration {
@@ -224,8 +237,15 @@ func (q *Queue) Wait(ctx context.Context, ids []int64, maxWait time.Duration) ([
 		case !ok:
 			err = sleep(ctx, min(pgPoll(len(ids)), left))
 		case wal != nil:
-			wal.wait(ctx, min(WaitNotifiedPoll, left))
-			err = ctx.Err()
+			if wal.wait(ctx, min(WaitNotifiedPoll, left)) && coalesce(len(ids)) > 0 {
+				// Woken by a commit: when many runs are awaited, let a
+				// few more commits land before the look, which reads
+				// every awaited id (each run commits several times).
+				err = sleep(ctx, min(coalesce(len(ids)), time.Until(deadline)))
+			}
+			if err == nil {
+				err = ctx.Err()
+			}
 		default:
 			err = sleep(ctx, min(WaitPoll, left))
 		}

@@ -88,6 +88,22 @@ func dropSchema(t *testing.T, s Spec) {
 	}
 }
 
+// TestCoalesce checks Wait's gathering time on SQLite: none for a few runs
+// (one run's result is seen at once), growing with the runs awaited, capped.
+func TestCoalesce(t *testing.T) {
+	for _, tc := range []struct {
+		ids  int
+		want time.Duration
+	}{
+		{0, 0}, {1, 0}, {4, 0}, {5, 100 * time.Microsecond}, {100, 2 * time.Millisecond},
+		{1000, 20 * time.Millisecond}, {1250, 25 * time.Millisecond}, {100000, 25 * time.Millisecond},
+	} {
+		if got := coalesce(tc.ids); got != tc.want {
+			t.Errorf("coalesce(%d) = %v, want %v", tc.ids, got, tc.want)
+		}
+	}
+}
+
 func TestParseSpec(t *testing.T) {
 	cases := []struct {
 		in      string

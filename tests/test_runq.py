@@ -88,7 +88,14 @@ def test_bad_input_is_refused_at_submit_with_typed_errors(tmp_path: Path, qpath:
     with pytest.raises(InvalidArgumentError, match="timeout"):
         runs.submit("runq_crews:plain", [{}], queue=qpath, timeout=-1)
     # Nothing was queued by the refused calls.
-    assert runs.Queue(qpath).list() == []
+    q = runs.Queue(qpath)
+    assert q.list() == []
+    # wait() takes run ids or handles; a list of plain ints skips the
+    # per-item conversion, and anything else in it is still refused.
+    for bad in ([1, True], [1, "2"], [1.0]):
+        with pytest.raises(InvalidArgumentError, match="a run id is an int"):
+            q.wait(bad, timeout=0)
+    assert q.wait([123456789], timeout=0) == []
 
 
 def test_bad_queues_are_refused_with_typed_errors(tmp_path: Path) -> None:

@@ -309,7 +309,10 @@ class Queue:
     def wait(self, run_ids: Iterable[int], timeout: float = 1.0) -> list[RunInfo]:
         """The final runs among ``run_ids``, waiting up to ``timeout`` seconds
         for at least one (an empty list if none ended meanwhile)."""
-        ids = [_id(i) for i in run_ids]
+        if type(run_ids) is list and all(type(i) is int for i in run_ids):
+            ids = run_ids  # already ids (wait_all's pending set): no per-item conversion
+        else:
+            ids = [_id(i) for i in run_ids]
         end = time.monotonic() + max(0.0, float(timeout))
         while True:
             left = end - time.monotonic()
