@@ -10,7 +10,8 @@
 //
 // The tool executor adds crewcore_tool_begin, its per-call policy check
 // (tools_fast.go), and the Python package's vector conversion adds
-// crewcore_f32_list (floats.c: C only, no Go, called with the GIL held).
+// crewcore_f32_list and its batch form crewcore_f32_lists (floats.c: C only,
+// no Go, called with the GIL held).
 //
 // crewcore_count is a fast path for the hottest scalar call (CrewAI asks
 // for counts on every recall): no request encoding, no response buffer. It

@@ -32,7 +32,8 @@ def test_only_the_bridge_is_exported() -> None:
     names = {line.split()[-1] for line in out.splitlines() if line.strip()}
     assert {"crewcore_call", "crewcore_free"} <= names
     assert not [n for n in names if "sqlite" in n.lower()], "SQLite symbols leak"
-    exported = ("crewcore_call", "crewcore_free", "crewcore_count", "crewcore_tool_begin", "crewcore_f32_list")
+    exported = ("crewcore_call", "crewcore_free", "crewcore_count", "crewcore_tool_begin", "crewcore_f32_list",
+                "crewcore_f32_lists")
     assert not [n for n in names if n.startswith("crewcore_") and n not in exported]
 
 

@@ -95,3 +95,80 @@ def test_float_subclass_is_left_to_struct() -> None:
 def test_vector_bytes_errors_unchanged(vec: list[object], words: str) -> None:
     with pytest.raises(InvalidRecordError, match=words):
         validate.vector_bytes(vec)
+
+
+# --------------------------------------------------------------------------
+# the batch form (crewcore_f32_lists) and to_rows(batch_vectors=True)
+
+
+def test_batch_equals_list_by_list() -> None:
+    rnd = random.Random(5)
+    for n, count in ((1, 2), (7, 3), (3072, 100)):
+        vecs = [[rnd.gauss(0, 1) for _ in range(n)] for _ in range(count)]
+        buf = _floats.f32_many(vecs, n, True)
+        assert buf is not None, "the batch conversion is not in use on this interpreter"
+        assert bytes(buf) == b"".join(_pack(v) for v in vecs)
+
+
+@pytest.mark.parametrize(
+    "vecs, n, check",
+    [
+        ([[1.0, 2.0], [1.0, 2]], 2, True),  # an int in the second list
+        ([[1.0, 2.0], [1.0]], 2, True),  # another length
+        ([[1.0, 2.0], (1.0, 2.0)], 2, True),  # not a list
+        ([[1.0, 2.0], None], 2, True),
+        ([[1.0, 2.0], [1.0, float("nan")]], 2, True),
+        ([[1.0, 2.0], [1.0, 1e39]], 2, False),  # out of float32's range
+        ([[1.0, _Float(2.0)], [1.0, 2.0]], 2, True),  # a float subclass
+    ],
+)
+def test_batch_refuses_what_a_single_list_would(vecs: list[object], n: int, check: bool) -> None:
+    assert _floats.f32_many(vecs, n, check) is None
+
+
+def _rows_plain(records: list[object], check: bool) -> list[validate.Row]:
+    return [validate.to_row(r, check) for r in records]
+
+
+def test_to_rows_batch_gives_the_same_rows() -> None:
+    from conftest import rec
+
+    rnd = random.Random(9)
+    records = [rec(f"r{k}", [rnd.uniform(-1, 1) for _ in range(64)], scope="/a") for k in range(20)]
+    for check in (True, False):
+        fast = validate.to_rows(records, check, batch_vectors=True)
+        assert all(isinstance(r.embedding, memoryview) for r in fast), "the batch path was not taken"
+        plain = _rows_plain(records, check)
+        assert [r._replace(embedding=bytes(r.embedding)) for r in fast] == plain
+
+
+def test_to_rows_batch_falls_back_with_the_same_errors() -> None:
+    from conftest import rec
+
+    good = [0.5] * 8
+    cases = [
+        ([rec("a", good), rec("b", good[:-1] + [float("nan")])], "non-finite"),
+        ([rec("a", good), rec("b", good[:-1] + [1e39])], "not a float32"),
+    ]
+    for records, words in cases:
+        with pytest.raises(InvalidRecordError, match=words):
+            validate.to_rows(records, True, batch_vectors=True)
+    # mixed lengths and records without a vector: record by record, as before
+    mixed = [rec("a", good), rec("b", good[:4]), rec("c", None)]
+    rows = validate.to_rows(mixed, True, batch_vectors=True)
+    assert [r.embedding for r in rows] == [_pack(good), _pack(good[:4]), None]
+
+
+def test_native_save_of_a_batch_stores_the_exact_vectors(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from conftest import rec
+
+    from crewcore import MemoryStorage
+
+    rnd = random.Random(3)
+    vecs = [[rnd.uniform(-1, 1) for _ in range(256)] for _ in range(50)]
+    st = MemoryStorage(tmp_path / "m.db", engine="native", return_embeddings=True)
+    st.save([rec(f"r{k}", v, scope="/a") for k, v in enumerate(vecs)])
+    for k in (0, 17, 49):
+        got = st.get_record(f"r{k}")
+        assert got is not None and _pack(got.embedding) == _pack(vecs[k])
+    st.close()

@@ -29,9 +29,11 @@ from typing import Any
 from crewcore import _bridge
 
 _fn: Any = None
+_many: Any = None  # crewcore_f32_lists, when the library has it
 _state = 0  # 0: not tried, 1: usable, -1: not usable here
 _lock = threading.Lock()
 _FLOAT = id(float)  # the address of PyFloat_Type in CPython
+_LIST = id(list)
 _arrays: dict[int, Any] = {}
 
 
@@ -73,6 +75,34 @@ def _setup() -> None:
             return  # an int must be refused
         del buf2
         _fn, _state = fn, 1
+        _setup_many()
+
+
+def _setup_many() -> None:
+    """The batch form, after the same kind of self-test (an older library
+    has none: batches then go list by list)."""
+    global _many
+    try:
+        many = ctypes.PyDLL(str(_bridge.library_path())).crewcore_f32_lists
+    except (OSError, AttributeError):
+        return
+    many.argtypes = [ctypes.py_object, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                     ctypes.c_int64, ctypes.c_int64, ctypes.c_int32]
+    many.restype = ctypes.c_int64
+    probe = [[1.5, -2.25], [3.0e38, 0.1]]
+    out = bytearray(16)
+    buf = (ctypes.c_char * 16).from_buffer(out)
+    ok = many(probe, _LIST, _FLOAT, ctypes.addressof(buf), 2, 2, 1) == 2 and _same(probe, out)
+    # an int in the second list, and a list of another length, are refused
+    refused = many([[1.0, 2.0], [1.0, 2]], _LIST, _FLOAT, ctypes.addressof(buf), 2, 2, 1) == -2
+    refused = refused and many([[1.0, 2.0], [1.0]], _LIST, _FLOAT, ctypes.addressof(buf), 2, 2, 1) == -2
+    del buf
+    if ok and refused:
+        _many = many
+
+
+def _same(lists: list[list[float]], out: bytearray) -> bool:
+    return bytes(out) == b"".join(struct.pack(f"<{len(v)}f", *v) for v in lists)
 
 
 def f32_bytes(vec: Any, check_finite: bool) -> bytes | None:
@@ -95,3 +125,21 @@ def f32_bytes(vec: Any, check_finite: bool) -> bytes | None:
     got = _fn(vec, _FLOAT, ctypes.addressof(view), n, 1 if check_finite else 0)
     del view
     return bytes(out) if got == n else None
+
+
+def f32_many(vecs: list[Any], n: int, check_finite: bool) -> bytearray | None:
+    """The lists in ``vecs`` (each a list of ``n`` floats) as one buffer of
+    little-endian float32, one vector after the other, or None when the
+    batch conversion is unavailable or does not accept one of them (the
+    caller then converts them one by one, which names the problem)."""
+    if _state != 1:
+        if _state == -1 or _bridge._lib is None:
+            return None
+        _setup()
+    if _many is None or type(vecs) is not list or n <= 0:
+        return None
+    out = bytearray(4 * n * len(vecs))
+    view = (ctypes.c_char * len(out)).from_buffer(out)
+    got = _many(vecs, _LIST, _FLOAT, ctypes.addressof(view), len(vecs), n, 1 if check_finite else 0)
+    del view
+    return out if got == len(vecs) else None

@@ -113,7 +113,8 @@ class NativeStore:
         return self._h
 
     def save(self, records: list[Any]) -> None:
-        wire = [_wire_record(row) for row in v.to_rows(records)]  # the data contract (validate.py)
+        # the data contract (validate.py); the vectors converted in one call
+        wire = [_wire_record(row) for row in v.to_rows(records, batch_vectors=True)]
         if not wire:
             self._handle()
             return

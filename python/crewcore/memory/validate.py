@@ -20,7 +20,7 @@ import numbers
 import struct
 from typing import Any, NamedTuple
 
-from crewcore._floats import f32_bytes
+from crewcore._floats import f32_bytes, f32_many
 
 from crewcore.errors import (
     InvalidArgumentError,
@@ -455,9 +455,10 @@ def _importance(value: Any, rid: str) -> float:
     return f
 
 
-def to_row(record: Any, check_vector: bool = True) -> Row:
+def to_row(record: Any, check_vector: bool = True, vec: Any = None) -> Row:
     """Validate a MemoryRecord and return its stored form (``check_vector``
-    False leaves the NaN/Inf check to the native engine)."""
+    False leaves the NaN/Inf check to the native engine). ``vec``: the
+    record's embedding already converted (``to_rows``' batch), or None."""
     try:
         rid = record.id
         content = record.content
@@ -521,20 +522,46 @@ def to_row(record: Any, check_vector: bool = True) -> Row:
         fmt_dt(accessed, f"record {rid}: last_accessed"),
         source,
         private,
-        vector_bytes(emb, f"record {rid}: embedding", check_vector),
+        vec if vec is not None else vector_bytes(emb, f"record {rid}: embedding", check_vector),
         cats,
     )
 
 
-def to_rows(records: Any, check_vector: bool = True) -> list[Row]:
-    """Validate a batch for ``save``: a list (or other iterable) of records."""
+def to_rows(records: Any, check_vector: bool = True, batch_vectors: bool = False) -> list[Row]:
+    """Validate a batch for ``save``: a list (or other iterable) of records.
+
+    ``batch_vectors``: convert the embeddings in one native call when they
+    are all lists of floats of one length (their bytes are then memoryview
+    slices of one buffer, for a caller that only packs them); anything else
+    goes record by record, with the same errors."""
     if records is None:
         return []
     if isinstance(records, (str, bytes, bytearray, Mapping)) or not isinstance(records, Iterable) or (
         hasattr(records, "model_fields") and hasattr(records, "content")
     ):
         raise InvalidRecordError(f"records must be a list of MemoryRecord, got {type(records).__name__}")
-    return [to_row(r, check_vector) for r in records]
+    vecs = _batch_vectors(records, check_vector) if batch_vectors and isinstance(records, list) else None
+    if vecs is None:
+        return [to_row(r, check_vector) for r in records]
+    return [to_row(r, check_vector, v) for r, v in zip(records, vecs)]
+
+
+def _batch_vectors(records: list[Any], check: bool) -> list[memoryview] | None:
+    """Every record's embedding converted in one call, or None (then each
+    record's is converted with the others' checks, as without the batch)."""
+    if len(records) < 2:
+        return None
+    embs = [getattr(r, "embedding", None) for r in records]
+    first = embs[0]
+    n = len(first) if type(first) is list else 0
+    if not 0 < n <= MAX_DIM or not all(type(e) is list and len(e) == n for e in embs):
+        return None
+    buf = f32_many(embs, n, check)
+    if buf is None:
+        return None
+    mv = memoryview(buf)
+    step = 4 * n
+    return [mv[k * step:(k + 1) * step] for k in range(len(embs))]
 
 
 _record_cls: Any = None
