@@ -9,6 +9,7 @@ import (
 	"math"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/crewcore/crewcore/internal/vec"
 	"github.com/crewcore/crewcore/internal/version"
@@ -282,11 +283,24 @@ func (r *reader) vector(what string) []float32 {
 	} else {
 		v = make([]float32, len(b)/4)
 	}
+	if littleEndian && len(v) > 0 {
+		// The wire's little-endian float32 is the machine's own layout:
+		// one copy instead of a conversion per value.
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), len(b)), b)
+		return v
+	}
 	for i := range v {
 		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[i*4:]))
 	}
 	return v
 }
+
+// littleEndian reports whether this machine stores a float32 as the
+// wire does.
+var littleEndian = func() bool {
+	x := uint16(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}()
 
 func (r *reader) jsonMap(what string) map[string]any {
 	s := r.str(what)
