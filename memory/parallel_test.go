@@ -2,8 +2,10 @@ package memory
 
 import (
 	"runtime"
+	"runtime/debug"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestParallelCoversEachIndexOnce checks that parallel hands every index of
@@ -38,4 +40,46 @@ func TestParallelCoversEachIndexOnce(t *testing.T) {
 			}
 		}
 	}
+}
+
+// gcPercent reads the collector's setting.
+func gcPercent() int {
+	p := debug.SetGCPercent(100)
+	debug.SetGCPercent(p)
+	return p
+}
+
+// TestWithoutGCRestoresTheSettingAfterItsGrace checks that a decode turns
+// the collector off, leaves it on with a raised goal for gcGrace, and then
+// restores the setting it found, also when another decode starts during
+// the grace (which must not take the raised goal for the setting to keep).
+func TestWithoutGCRestoresTheSettingAfterItsGrace(t *testing.T) {
+	prevGrace := gcGrace
+	gcGrace = 50 * time.Millisecond
+	defer func() { gcGrace = prevGrace }()
+	prev := debug.SetGCPercent(150)
+	defer debug.SetGCPercent(prev)
+	var keep [][]byte
+	grow := func() {
+		if gcPercent() != -1 {
+			t.Error("the collector is on during a decode")
+		}
+		for range 64 {
+			keep = append(keep, make([]byte, 1<<20))
+		}
+	}
+	withoutGC(grow)
+	if p := gcPercent(); p < 150 {
+		t.Fatalf("right after a decode the setting is %d, want at least 150", p)
+	}
+	time.Sleep(10 * time.Millisecond)
+	withoutGC(grow) // during the first one's grace
+	deadline := time.Now().Add(5 * time.Second)
+	for gcPercent() != 150 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if p := gcPercent(); p != 150 {
+		t.Fatalf("after the grace the setting is %d, want the 150 found before the decodes", p)
+	}
+	runtime.KeepAlive(keep)
 }
