@@ -16,6 +16,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/crewcore/crewcore/internal/vec"
 	"github.com/crewcore/crewcore/sqlitedb"
 	sqlite3 "github.com/mattn/go-sqlite3"
 )
@@ -515,13 +516,7 @@ func (s *Store) entryOf(ctx context.Context, q querier, ix *index, row *storedRo
 
 // decodeVector copies little-endian float32 bytes into v.
 func decodeVector(b []byte, v []float32) {
-	if nativeLittleEndian {
-		copy(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), len(v)*4), b)
-		return
-	}
-	for i := range v {
-		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[i*4:]))
-	}
+	vec.FromLittleEndian(v, b[:min(len(b), 4*len(v))])
 }
 
 // encodeVector returns v as little-endian float32 bytes.
