@@ -9,7 +9,6 @@ import (
 	"math"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/crewcore/crewcore/internal/vec"
 	"github.com/crewcore/crewcore/internal/version"
@@ -139,6 +138,17 @@ func (a *floatArena) take(n int) []float32 {
 	off := len(a.cur)
 	a.cur = a.cur[:off+n]
 	return a.cur[off : off+n : off+n]
+}
+
+// useArena makes the reader decode vectors into a pooled arena until the
+// function it returns is called, which releases the arena.
+func (r *reader) useArena() func() {
+	r.arena = arenas.Get().(*floatArena)
+	return func() {
+		a := r.arena
+		r.arena = nil
+		a.release()
+	}
 }
 
 // release returns the arena to the pool, keeping its largest buffer.
@@ -283,24 +293,9 @@ func (r *reader) vector(what string) []float32 {
 	} else {
 		v = make([]float32, len(b)/4)
 	}
-	if littleEndian && len(v) > 0 {
-		// The wire's little-endian float32 is the machine's own layout:
-		// one copy instead of a conversion per value.
-		copy(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), len(b)), b)
-		return v
-	}
-	for i := range v {
-		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[i*4:]))
-	}
+	vec.FromLittleEndian(v, b)
 	return v
 }
-
-// littleEndian reports whether this machine stores a float32 as the
-// wire does.
-var littleEndian = func() bool {
-	x := uint16(1)
-	return *(*byte)(unsafe.Pointer(&x)) == 1
-}()
 
 func (r *reader) jsonMap(what string) map[string]any {
 	s := r.str(what)
@@ -478,8 +473,7 @@ var ops = map[string]opFunc{
 		// embedded store has written them to its segment, PostgreSQL has
 		// sent them), and the writer answers every queued job before it
 		// returns (sqlitedb.DB.submit).
-		r.arena = arenas.Get().(*floatArena)
-		defer func() { a := r.arena; r.arena = nil; a.release() }()
+		defer r.useArena()()
 		n, _ := r.arrayLen("records")
 		recs := make([]memory.Record, 0, n)
 		for range n {
@@ -494,8 +488,7 @@ var ops = map[string]opFunc{
 		return msgp.AppendInt(nil, s.Dim()), nil
 	},
 	"update": func(ctx context.Context, s memory.Backend, r *reader) ([]byte, error) {
-		r.arena = arenas.Get().(*floatArena) // as in "save"
-		defer func() { a := r.arena; r.arena = nil; a.release() }()
+		defer r.useArena()() // as in "save"
 		rec := r.record()
 		if r.err != nil {
 			return nil, r.err

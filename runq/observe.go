@@ -237,11 +237,11 @@ func (q *Queue) Wait(ctx context.Context, ids []int64, maxWait time.Duration) ([
 		case !ok:
 			err = sleep(ctx, min(pgPoll(len(ids)), left))
 		case wal != nil:
-			if wal.wait(ctx, min(WaitNotifiedPoll, left)) && coalesce(len(ids)) > 0 {
+			if gather := coalesce(len(ids)); wal.wait(ctx, min(WaitNotifiedPoll, left)) && gather > 0 {
 				// Woken by a commit: when many runs are awaited, let a
 				// few more commits land before the look, which reads
 				// every awaited id (each run commits several times).
-				err = sleep(ctx, min(coalesce(len(ids)), time.Until(deadline)))
+				err = sleep(ctx, min(gather, time.Until(deadline)))
 			}
 			if err == nil {
 				err = ctx.Err()
