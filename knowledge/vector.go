@@ -5,8 +5,8 @@ import (
 	"runtime"
 	"sort"
 	"sync"
-	"sync/atomic"
 
+	"github.com/crewcore/crewcore/internal/par"
 	"github.com/crewcore/crewcore/internal/vec"
 )
 
@@ -225,9 +225,8 @@ func (c *coll) topVectorStats(q []float32, rows []int32, k int) ([]scored, passS
 
 // scan runs f over the candidates (rows, or all rows [0, len(out)) when
 // rows is nil) writing out. When parallel, the work is cut in chunks of
-// scanChunk rows claimed from a shared counter by this goroutine and by one
-// helper per other core; the helpers that start late find less (or no)
-// work left, so the scan never waits on a helper that did not run.
+// scanChunk rows that this goroutine and one helper per other core claim in
+// turn (par.Pieces: the scan never waits on a helper that did not start).
 func (c *coll) scan(rows []int32, out []int32, parallel bool, f func(rs []int32, lo, hi int, out []int32)) {
 	m := len(out)
 	helpers := runtime.GOMAXPROCS(0) - 1
@@ -239,35 +238,16 @@ func (c *coll) scan(rows []int32, out []int32, parallel bool, f func(rs []int32,
 		f(rs, 0, m, out)
 		return
 	}
-	chunks := int64((m + scanChunk - 1) / scanChunk)
-	helpers = min(helpers, int(chunks)-1)
-	var next, done atomic.Int64
-	finished := make(chan struct{})
-	work := func() {
-		for {
-			i := next.Add(1) - 1
-			if i >= chunks {
-				return
-			}
-			lo := int(i) * scanChunk
-			hi := min(m, lo+scanChunk)
-			var rs []int32
-			if rows != nil {
-				rs = rows[lo:hi]
-			}
-			f(rs, lo, hi, out[lo:hi])
-			if done.Add(1) == chunks {
-				close(finished)
-			}
+	chunks := (m + scanChunk - 1) / scanChunk
+	par.Pieces(chunks, helpers, func(i int) {
+		lo := i * scanChunk
+		hi := min(m, lo+scanChunk)
+		var rs []int32
+		if rows != nil {
+			rs = rows[lo:hi]
 		}
-	}
-	for range helpers {
-		go work()
-	}
-	work()
-	// Wait for the chunks, not for the helpers: one that has not started
-	// yet finds nothing left and returns on its own.
-	<-finished
+		f(rs, lo, hi, out[lo:hi])
+	})
 }
 
 // exactTop scores rows exactly and merges them with prev (already exact),

@@ -8,8 +8,8 @@ import (
 	"runtime"
 	"sort"
 	"sync"
-	"sync/atomic"
 
+	"github.com/crewcore/crewcore/internal/par"
 	"github.com/crewcore/crewcore/internal/vec"
 )
 
@@ -412,13 +412,9 @@ func selectSmallest(dist []uint32, maxD, c int, rows []int32, filtered bool, out
 	return out, true
 }
 
-// parallel splits [0,n) across the cores when work is large enough. The
-// range is cut in pieces that the calling goroutine and one helper per
-// further core take in turn, and the caller returns when every piece is
-// done: a helper that a busy or slow-to-wake core starts late finds less
-// (or nothing) left to do, instead of the caller waiting for it to start
-// on a fixed half (in a library called from Python, that wait was the slow
-// tail of searches: about one in ten ran at one core's speed).
+// parallel splits [0,n) across the cores when work is large enough: in
+// parallelPieces pieces per core that the calling goroutine and one helper
+// per further core claim in turn (par.Pieces).
 func parallel(n, work int, fn func(lo, hi int)) {
 	workers := runtime.GOMAXPROCS(0)
 	if work < parallelWork || workers < 2 || n < 2*workers {
@@ -428,24 +424,8 @@ func parallel(n, work int, fn func(lo, hi int)) {
 	pieces := min(n, workers*parallelPieces)
 	chunk := (n + pieces - 1) / pieces
 	pieces = (n + chunk - 1) / chunk
-	var next, done atomic.Int32
-	finished := make(chan struct{})
-	run := func() {
-		for {
-			i := int(next.Add(1)) - 1
-			if i >= pieces {
-				return
-			}
-			lo := i * chunk
-			fn(lo, min(lo+chunk, n))
-			if int(done.Add(1)) == pieces {
-				close(finished)
-			}
-		}
-	}
-	for range workers - 1 {
-		go run()
-	}
-	run()
-	<-finished
+	par.Pieces(pieces, workers-1, func(i int) {
+		lo := i * chunk
+		fn(lo, min(lo+chunk, n))
+	})
 }
