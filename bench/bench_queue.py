@@ -14,7 +14,13 @@ Three measurements, each on a SQLite queue file and on PostgreSQL (the
    of ``--runs`` CrewAI runs (tests/runq_crews.py:build_crew: one agent, one
    task, one LLM call, against ``crewcore mockllm --latency 50ms``) worked by a
    ``crewcore worker`` started and ready beforehand with 1 and with 2 Python
-   processes (4 runs at once each). Target: 2 processes >= 1.8x 1 process.
+   processes, at each ``--crew-concurrency`` (runs at once per process;
+   default 4 and 8), as ``--pairs`` interleaved pairs (1 process, then 2),
+   each on a fresh queue: this shared machine's speed drifts by 10-20%
+   within minutes, so one pair proves little; the verdict is the median of
+   the pairs' ratios. Target: 2 processes >= 1.8x 1 process, judged at the
+   highest concurrency given (at 4, two processes hold only 8 runs in
+   flight and leave part of the cores idle: see the report).
    Side by side on the same crew and server: CrewAI's own serial
    ``kickoff_for_each`` (on the first ``--serial-runs`` inputs) and
    ``crewcore.kickoff_many(processes=2)`` (forked workers, no queue).
@@ -109,11 +115,11 @@ def overhead(queue: str, n: int, tmp: Path) -> dict[str, Any]:
     }
 
 
-def crew_runs(queue: str, n: int, processes: int, tmp: Path, label: str) -> dict[str, Any]:
+def crew_runs(queue: str, n: int, processes: int, tmp: Path, label: str, concurrency: int) -> dict[str, Any]:
     import crewcore
     import crewcore.runs as runs
 
-    w = start_worker(queue, tmp / f"{label}.log", processes=processes, concurrency=4)
+    w = start_worker(queue, tmp / f"{label}.log", processes=processes, concurrency=concurrency)
     try:
         # One warm-up run per process (first LLM client, first Flow), not counted.
         crewcore.kickoff_many("runq_crews:build_crew", topics(2 * processes, f"warm-{label}"), queue=queue,
@@ -221,6 +227,9 @@ def main() -> int:
     ap.add_argument("--serial-runs", type=int, default=100)
     ap.add_argument("--overhead-runs", type=int, default=300)
     ap.add_argument("--ceiling-runs", type=int, default=2000)
+    ap.add_argument("--crew-concurrency", default="4,8",
+                    help="runs at once per worker process for the CrewAI runs (comma-separated)")
+    ap.add_argument("--pairs", type=int, default=3, help="interleaved (1 process, 2 processes) pairs per setting")
     ap.add_argument("--no-pg", action="store_true")
     ap.add_argument("--parts", default="overhead,ceiling,crew",
                     help="which measurements to run (comma-separated: overhead, ceiling, crew; none: only rewrite the report)")
@@ -242,7 +251,8 @@ def main() -> int:
     pg = None if a.no_pg else pg_spec("q")
     if pg:
         queues.append(("PostgreSQL", pg[2].replace(f"schema={pg[1]}", f"schema={pg[1]}_{{}}")))
-    schemas = [f"{pg[1]}_{k}" for k in ("ovh", "one", "two", "ceil")] if pg else []
+    schemas = [f"{pg[1]}_{k}" for k in ("ovh", "ceil")] if pg else []
+    schemas += [f"{pg[1]}_{k}{c}_{i}" for k in ("one", "two") for c in concurrencies(a) for i in range(a.pairs)] if pg else []
     try:
         for name, tmpl in queues:
             if "overhead" in parts:
@@ -255,9 +265,19 @@ def main() -> int:
             queues = []
         with mockllm("50ms"):
             for name, tmpl in queues:
-                for procs, key in ((1, "one"), (2, "two")):
-                    progress(f"{name}: {a.runs} CrewAI runs, {procs} worker process(es)")
-                    out[f"crew_{name}_{procs}"] = stamp(crew_runs(tmpl.format(key), a.runs, procs, tmp, f"{name}-{procs}"))
+                for conc in concurrencies(a):
+                    pairs = []
+                    for k in range(a.pairs):
+                        pair = {}
+                        for procs, key in ((1, "one"), (2, "two")):
+                            progress(f"{name}: {a.runs} CrewAI runs, {procs} worker process(es) x {conc}, pair {k + 1}/{a.pairs}")
+                            q = tmpl.format(f"{key}{conc}_{k}")
+                            pair[key] = stamp(crew_runs(q, a.runs, procs, tmp, f"{name}-{procs}-{conc}-{k}", conc))
+                            if q.endswith(".db"):
+                                for f in Path(q).parent.glob(Path(q).name + "*"):
+                                    f.unlink()
+                        pairs.append(pair)
+                    out[f"crew_{name}_c{conc}"] = {"concurrency": conc, "pairs": pairs}
             if "crew" in parts:
                 progress(f"CrewAI kickoff_for_each, {a.serial_runs} runs")
                 out["serial"] = stamp(run_child("baseline_serial", a.serial_runs))
@@ -279,6 +299,19 @@ def main() -> int:
 
         write_section(a.write, "queue", text)
     return 0
+
+
+def concurrencies(a: argparse.Namespace) -> list[int]:
+    return sorted({int(x) for x in str(a.crew_concurrency).split(",") if x.strip()})
+
+
+def median_pair(c: dict[str, Any]) -> tuple[dict[str, Any], float, list[float]]:
+    """The pair whose ratio is the median (the lower middle one for an
+    even count), that ratio, and every pair's ratio in run order."""
+    ratios = [p["two"]["rps"] / p["one"]["rps"] for p in c["pairs"]]
+    order = sorted(range(len(ratios)), key=ratios.__getitem__)
+    mid = order[(len(order) - 1) // 2]
+    return c["pairs"][mid], ratios[mid], ratios
 
 
 def stamp(r: dict[str, Any]) -> dict[str, Any]:
@@ -337,7 +370,9 @@ def report(o: dict[str, Any], a: argparse.Namespace) -> str:
               "5 s measured 2 s after the last run (its Python worker process sleeps in a read)."]
     lines += [
         "",
-        f"### {a.runs} CrewAI runs at 50 ms LLM latency (one agent, one task; worker ready, 4 runs at once per process)",
+        f"### {a.runs} CrewAI runs at 50 ms LLM latency (one agent, one task; worker ready)",
+        "",
+        "Each queue row is the median pair of its setting (the pair whose ratio is the median).",
         "",
         "| how | runs | wall s | runs/s | vs CrewAI serial | run time p50 / p95 | load |",
         "|---|---|---|---|---|---|---|",
@@ -353,17 +388,50 @@ def report(o: dict[str, Any], a: argparse.Namespace) -> str:
         pp = f"{r['p50'] * 1000:.0f} / {r['p95'] * 1000:.0f} ms" if "p50" in r else ""
         lines.append(f"| {label} | {r['ok']}/{r['n']} | {r['seconds']:.1f} | {r['rps']:.1f} | {ratio} | {pp} | {r['load']}{at(r)} |")
 
+    settings = sorted((c for k, c in o.items() if k.startswith("crew_") and isinstance(c, dict) and "pairs" in c),
+                      key=lambda c: c["concurrency"])
+    judged = max((c["concurrency"] for c in settings), default=0)
     row("CrewAI `kickoff_for_each` (serial)", serial)
     row("`kickoff_many(processes=2)` (forked workers, no queue)", o.get("fork"))
     for name in ("SQLite", "PostgreSQL"):
-        row(f"queue on {name}, 1 worker process", o.get(f"crew_{name}_1"))
-        row(f"queue on {name}, 2 worker processes", o.get(f"crew_{name}_2"))
-    lines += ["", "| queue | 2 processes / 1 process | target | met |", "|---|---|---|---|"]
+        for c in (o.get(f"crew_{name}_c{n}") for n in sorted({c["concurrency"] for c in settings})):
+            if not c:
+                continue
+            pair, _, _ = median_pair(c)
+            for procs, key in ((1, "one"), (2, "two")):
+                row(f"queue on {name}, {procs} worker process{'es' if procs > 1 else ''} x {c['concurrency']}", pair[key])
+    lines += ["", "| queue | runs at once per process | 1 process runs/s, each pair | 2 processes runs/s, each pair "
+              "| ratio, each pair | median ratio | target | met |", "|---|---|---|---|---|---|---|---|"]
+    best_one: dict[str, float] = {}
     for name in ("SQLite", "PostgreSQL"):
-        one, two = o.get(f"crew_{name}_1"), o.get(f"crew_{name}_2")
-        if one and two:
-            sp = two["rps"] / one["rps"]
-            lines.append(f"| {name} | **{sp:.2f}x** (load {one['load']} / {two['load']}) | >= 1.8x | {'yes' if sp >= 1.8 else 'NO'} |")
+        for c in settings:
+            if o.get(f"crew_{name}_c{c['concurrency']}") is not c:
+                continue
+            _, med, ratios = median_pair(c)
+            ones = [p["one"]["rps"] for p in c["pairs"]]
+            twos = [p["two"]["rps"] for p in c["pairs"]]
+            best_one[name] = max(best_one.get(name, 0.0), statistics.median(ones))
+            verdict = ("yes" if med >= 1.8 else "NO") if c["concurrency"] == judged else "(not judged)"
+            lines.append(
+                f"| {name} | {c['concurrency']} | {', '.join(f'{x:.1f}' for x in ones)} "
+                f"| {', '.join(f'{x:.1f}' for x in twos)} | {', '.join(f'{x:.2f}' for x in ratios)} "
+                f"| **{med:.2f}x** | >= 1.8x | {verdict} |")
+    for name in ("SQLite", "PostgreSQL"):
+        c = o.get(f"crew_{name}_c{judged}")
+        if c and name in best_one:
+            two = statistics.median(p["two"]["rps"] for p in c["pairs"])
+            lines.append(f"\n{name}: 2 processes x {judged} (median {two:.1f} runs/s) against 1 process at its best "
+                         f"concurrency here (median {best_one[name]:.1f} runs/s): {two / best_one[name]:.2f}x.")
+    lines += [
+        "",
+        "Why the concurrency matters. A run is one 50 ms LLM call and ~27-35 ms of Python CPU. At 4 runs at once per"
+        " process, 2 processes hold 8 runs in flight, and at the ~145 ms a run then takes (its CPU shares a GIL with"
+        " 3 others) that is at most 8 / 0.145 s = 55 runs/s (Little's law) with ~15% of the 2 cores idle: a bound of"
+        " the runs in flight, not of the processes. At 8 at once both settings keep the cores busy, which is what"
+        " process scaling is about; one process then pays more GIL hand-offs per run (futex waits and context switches"
+        " were a third of its CPU under `perf`), which is the cost processes remove. With real LLM latencies (seconds)"
+        " far more runs at once per process are needed to use a core.",
+    ]
     lines += [
         "",
         f"### The queue's own ceiling ({a.ceiling_runs} instant runs, 2 processes x 8)",
@@ -377,8 +445,8 @@ def report(o: dict[str, Any], a: argparse.Namespace) -> str:
             lines.append(f"| {name} | {r['rps']:.0f} | {r['submit_s']:.2f} | {r['load']}{at(r)} |")
     lines += [
         "",
-        "Scaling. A CrewAI run costs ~100 ms of Python CPU under one GIL, so each worker process"
-        " adds about one core's worth of runs (at most ~10 runs/s per core for this crew) until the machine's"
+        "Scaling. A run of this crew costs ~30 ms of Python CPU under one GIL, so each worker process"
+        " adds about one core's worth of runs (~30 runs/s per core for this crew) until the machine's"
         " cores are used; more machines add theirs on one PostgreSQL queue. What limits it past that: the queue's"
         " ceiling above (every run is a fetch, a completion and a result read: one SQLite writer per file on one"
         " machine; on PostgreSQL, River fetches in batches with `FOR UPDATE SKIP LOCKED`, so the server's write"

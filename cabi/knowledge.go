@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -15,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/crewcore/crewcore/internal/vec"
 	"github.com/crewcore/crewcore/knowledge"
 	"github.com/crewcore/crewcore/pgknowledge"
 	"github.com/tinylib/msgp/msgp"
@@ -193,9 +193,7 @@ func opKnSave(ctx context.Context, h int64, r *reader) ([]byte, error) {
 	}
 	chunks := make([]knowledge.Chunk, n)
 	arena := make([]float32, int64(n)*dim)
-	for i := range arena {
-		arena[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
-	}
+	vec.FromLittleEndian(arena, raw)
 	for i := range chunks {
 		chunks[i] = knowledge.Chunk{ID: ids[i], Content: contents[i], Metadata: metas[i],
 			Embedding: arena[int64(i)*dim : int64(i+1)*dim]}

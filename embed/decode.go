@@ -3,11 +3,12 @@ package embed
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
+
+	"github.com/crewcore/crewcore/internal/vec"
 )
 
 // Response is a decoded embeddings answer: one vector per input, in input
@@ -93,9 +94,7 @@ func decodeVector(raw json.RawMessage) ([]float32, error) {
 			return nil, fmt.Errorf("%d bytes is not a whole number of float32", len(b))
 		}
 		v = make([]float32, len(b)/4)
-		for i := range v {
-			v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-		}
+		vec.FromLittleEndian(v, b)
 	} else {
 		var f []float64
 		if err := json.Unmarshal(raw, &f); err != nil {

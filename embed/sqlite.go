@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/crewcore/crewcore/internal/vec"
 	"github.com/crewcore/crewcore/sqlitedb"
 )
 
@@ -177,9 +178,7 @@ func decodeVec(b []byte, dim int) []float32 {
 		return nil
 	}
 	v := make([]float32, dim)
-	for i := range v {
-		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-	}
+	vec.FromLittleEndian(v, b)
 	return v
 }
 

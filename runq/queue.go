@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -48,6 +49,11 @@ type Queue struct {
 
 	mu     sync.Mutex
 	closed bool
+
+	// lastLook is when Wait last read awaited runs (unix nanoseconds; 0:
+	// never): a Wait called again at once (wait_all calls it after every
+	// run that ends) waits out the look interval first (firstLook).
+	lastLook atomic.Int64
 }
 
 // backend is what a Queue does through River's client, whatever the

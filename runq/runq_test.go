@@ -104,6 +104,45 @@ func TestCoalesce(t *testing.T) {
 	}
 }
 
+func TestPgPoll(t *testing.T) {
+	for _, tc := range []struct {
+		ids  int
+		want time.Duration
+	}{
+		{0, 2 * time.Millisecond}, {1, 2100 * time.Microsecond}, {100, 12 * time.Millisecond},
+		{1000, 102 * time.Millisecond}, {2480, 250 * time.Millisecond}, {100000, 250 * time.Millisecond},
+	} {
+		if got := pgPoll(tc.ids); got != tc.want {
+			t.Errorf("pgPoll(%d) = %v, want %v", tc.ids, got, tc.want)
+		}
+	}
+}
+
+func TestFirstLookWaitsOutTheInterval(t *testing.T) {
+	now := time.Unix(1000, 0)
+	for _, tc := range []struct {
+		name     string
+		last     time.Time
+		interval time.Duration
+		want     time.Duration
+	}{
+		{"never looked", time.Time{}, pgPoll(1000), 0},
+		{"looked just now", now, pgPoll(1000), 102 * time.Millisecond},
+		{"looked 40 ms ago", now.Add(-40 * time.Millisecond), pgPoll(1000), 62 * time.Millisecond},
+		{"interval passed", now.Add(-time.Second), pgPoll(1000), 0},
+		{"one run on PostgreSQL, looked just now", now, pgPoll(1), 2100 * time.Microsecond},
+		{"a few runs on SQLite: no wait", now, coalesce(3), 0},
+	} {
+		last := int64(0)
+		if !tc.last.IsZero() {
+			last = tc.last.UnixNano()
+		}
+		if got := firstLook(last, now, tc.interval); got != tc.want {
+			t.Errorf("%s: firstLook = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
 func TestParseSpec(t *testing.T) {
 	cases := []struct {
 		in      string

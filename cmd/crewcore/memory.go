@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/crewcore/crewcore/internal/vec"
 	"github.com/crewcore/crewcore/memory"
 )
 
@@ -322,9 +321,7 @@ func embedText(ctx context.Context, base, model, text string, dim int) ([]float3
 			return nil, fmt.Errorf("embed --text: bad base64 embedding")
 		}
 		v := make([]float32, len(bs)/4)
-		for i := range v {
-			v[i] = math.Float32frombits(binary.LittleEndian.Uint32(bs[i*4:]))
-		}
+		vec.FromLittleEndian(v, bs)
 		return v, nil
 	}
 	var v []float32
