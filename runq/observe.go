@@ -234,6 +234,7 @@ func (q *Queue) Wait(ctx context.Context, ids []int64, maxWait time.Duration) ([
 		}
 	}
 	seen, looked := int64(0), false
+	var settleUntil time.Time // see WALSettle
 	interval := coalesce(len(ids))
 	if q.spec.IsPostgres() {
 		interval = pgPoll(len(ids))
@@ -249,7 +250,7 @@ func (q *Queue) Wait(ctx context.Context, ids []int64, maxWait time.Duration) ([
 			return nil, fmt.Errorf("runq: wait on %s: %w", q.spec, classify(q.spec, err))
 		}
 		if !ok || !looked || v != seen {
-			seen, looked = v, true
+			seen, looked, settleUntil = v, true, time.Time{}
 			q.lastLook.Store(time.Now().UnixNano())
 			done, err := q.Finished(ctx, ids)
 			if err != nil || len(done) > 0 {
@@ -263,12 +264,19 @@ func (q *Queue) Wait(ctx context.Context, ids []int64, maxWait time.Duration) ([
 		switch {
 		case !ok:
 			err = sleep(ctx, min(pgPoll(len(ids)), left))
+		case wal != nil && time.Now().Before(settleUntil):
+			// Woken by a write whose commit was not visible yet.
+			err = sleep(ctx, min(WALSettlePoll, left))
 		case wal != nil:
-			if gather := coalesce(len(ids)); wal.wait(ctx, min(WaitNotifiedPoll, left)) && gather > 0 {
-				// Woken by a commit: when many runs are awaited, let a
-				// few more commits land before the look, which reads
-				// every awaited id (each run commits several times).
-				err = sleep(ctx, min(gather, time.Until(deadline)))
+			if wal.wait(ctx, min(WaitNotifiedPoll, left)) {
+				settleUntil = time.Now().Add(WALSettle)
+				if gather := coalesce(len(ids)); gather > 0 {
+					// Woken by a commit: when many runs are awaited, let
+					// a few more commits land before the look, which
+					// reads every awaited id (each run commits several
+					// times).
+					err = sleep(ctx, min(gather, time.Until(deadline)))
+				}
 			}
 			if err == nil {
 				err = ctx.Err()
