@@ -28,6 +28,12 @@ const (
 	// walCheckpointBytes is the size of the frames in the WAL from which a
 	// write wakes the checkpointer.
 	walCheckpointBytes = 4 << 20
+	// walHardBytes is the size of the frames in the WAL from which the
+	// writer no longer leaves the checkpoint to the background: the write
+	// that left the WAL there runs the RESTART checkpoint itself before it
+	// returns (as SQLite's automatic checkpoint would), so a checkpointer
+	// starved of CPU, or slowed by readers, cannot let the WAL run on.
+	walHardBytes = 16 << 20
 	// walSizeLimit is journal_size_limit of the writer connection: when
 	// that connection starts the WAL over, the file is truncated to it.
 	walSizeLimit = 4 << 20
@@ -52,8 +58,14 @@ type walKeeper struct {
 	stopOnce  sync.Once
 	dirty     atomic.Bool  // written since the last idle checkpoint
 	lastWrite atomic.Int64 // unix nanoseconds of the last write of this process
+	// hardFrom is the WAL size from which a write checkpoints inline:
+	// walHardBytes, moved up by walHardBytes after an inline checkpoint
+	// that others kept busy (so a reader that never leaves costs one
+	// wait per walHardBytes written, not one per write), reset to
+	// walHardBytes by any checkpoint that completes.
+	hardFrom atomic.Int64
 	// checkpoints counts the checkpoints run, by mode (tests).
-	restarts, truncates atomic.Int64
+	restarts, truncates, inline atomic.Int64
 }
 
 // startCheckpointer starts the background checkpointer of s.
@@ -63,6 +75,7 @@ func (s *Store) startCheckpointer() {
 	k.wrote = make(chan struct{}, 1)
 	k.stop = make(chan struct{})
 	k.done = make(chan struct{})
+	k.hardFrom.Store(walHardBytes)
 	go s.checkpointer()
 }
 
@@ -89,7 +102,16 @@ func (s *Store) afterWrite() {
 		default:
 		}
 	}
-	if s.walBytes() >= walCheckpointBytes {
+	n := s.walBytes()
+	if n >= k.hardFrom.Load() && k.stop != nil {
+		// s.writeMu is held: no write of this process can append meanwhile.
+		k.inline.Add(1)
+		if !s.runCheckpoint("RESTART") {
+			k.hardFrom.Store(n + walHardBytes)
+		}
+		return
+	}
+	if n >= walCheckpointBytes {
 		select {
 		case k.over <- struct{}{}:
 		default:
@@ -211,7 +233,11 @@ func (s *Store) runCheckpoint(mode string) bool {
 	case "TRUNCATE":
 		s.walk.truncates.Add(1)
 	}
-	return err == nil && busy == 0
+	ok := err == nil && busy == 0
+	if ok && (mode == "RESTART" || mode == "TRUNCATE") {
+		s.walk.hardFrom.Store(walHardBytes)
+	}
+	return ok
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -146,3 +146,103 @@ func TestWALStaysBounded(t *testing.T) {
 		t.Errorf("count = %d, %v; want 501", n, err)
 	}
 }
+
+// The writer bounds the WAL on its own when the background checkpointer
+// does not keep up (here: it is stopped, as if starved of CPU): a write
+// that leaves walHardBytes of frames runs the RESTART checkpoint itself.
+// CI once saw the WAL reach 36 MiB in TestWALStaysBounded on a loaded
+// machine, where the checkpointer alone had bounded it at 5-7 MiB here.
+func TestWALHardBoundWithoutCheckpointer(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "memory.db")
+	s, err := Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.stopCheckpointer()
+	content := strings.Repeat("x", 4096)
+	var peak int64
+	for i := range 2500 { // ~50 MiB through the WAL
+		vec := make([]float32, 4096)
+		vec[i%4096] = 1
+		r := rec(fmt.Sprintf("r%d", i%300), "/w", vec...)
+		r.Content = content
+		if err := s.Save(ctx, []Record{r}); err != nil {
+			t.Fatal(err)
+		}
+		peak = max(peak, s.walBytes())
+	}
+	t.Logf("WAL frames peak %.1f MiB, %d inline checkpoints", float64(peak)/(1<<20), s.walk.inline.Load())
+	if limit := int64(walHardBytes + 1<<20); peak > limit {
+		t.Errorf("WAL frames reached %.1f MiB without the checkpointer, want at most %.1f", float64(peak)/(1<<20), float64(limit)/(1<<20))
+	}
+	if s.walk.inline.Load() == 0 {
+		t.Error("no inline checkpoint ran")
+	}
+	if n, err := s.Count(ctx, ""); err != nil || n != 300 {
+		t.Errorf("count = %d, %v; want 300", n, err)
+	}
+}
+
+// A reader that never leaves the WAL makes every RESTART checkpoint wait
+// walCheckpointWait and fail; the writer then tries again only after
+// another walHardBytes, not on every write.
+func TestWALHardBoundBacksOffWhileReaderStays(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out walCheckpointWait twice")
+	}
+	path := filepath.Join(t.TempDir(), "memory.db")
+	s, err := Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.stopCheckpointer()
+	vec := make([]float32, 4096)
+	vec[0] = 1
+	if err := s.Save(ctx, []Record{rec("seed", "/w", vec...)}); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=10000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	tx, err := raw.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := tx.QueryRow(`SELECT count(*) FROM records`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	content := strings.Repeat("x", 4096)
+	for i := range 1800 { // ~36 MiB: past walHardBytes twice
+		vec := make([]float32, 4096)
+		vec[i%4096] = 1
+		r := rec(fmt.Sprintf("r%d", i%300), "/w", vec...)
+		r.Content = content
+		if err := s.Save(ctx, []Record{r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := s.walk.inline.Load()
+	t.Logf("%d inline checkpoints with a reader holding its snapshot", got)
+	if got < 1 || got > 2 {
+		t.Errorf("inline checkpoints = %d, want 1 or 2 (one per %d MiB written)", got, walHardBytes>>20)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	// Once the reader has gone, the next write past the bound checkpoints.
+	for i := range 50 {
+		r := rec(fmt.Sprintf("r%d", i), "/w", vec...)
+		r.Content = content
+		if err := s.Save(ctx, []Record{r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.walBytes() > walHardBytes*3 {
+		t.Errorf("WAL frames %.1f MiB after the reader left", float64(s.walBytes())/(1<<20))
+	}
+}
