@@ -73,6 +73,23 @@ func walSize(path string) int64 {
 	return st.Size()
 }
 
+// walContent is the content of saveWALRecord's records.
+var walContent = strings.Repeat("x", 4096)
+
+// saveWALRecord saves the i-th record of a steady write load: about 20 KiB
+// (a 4096-dimension vector and 4 KiB of content) under one of ids ids, so
+// the WAL takes every write while the database stays small.
+func saveWALRecord(t *testing.T, s *Store, i, ids int) {
+	t.Helper()
+	vec := make([]float32, 4096)
+	vec[i%4096] = 1
+	r := rec(fmt.Sprintf("r%d", i%ids), "/w", vec...)
+	r.Content = walContent
+	if err := s.Save(ctx, []Record{r}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // The WAL of a store written without pause, while two other processes read
 // it, stays bounded, and shrinks once the writes stop (issue 18, item 1).
 // Before the fix the background checkpoint copied every frame, but the
@@ -111,18 +128,11 @@ func TestWALStaysBounded(t *testing.T) {
 
 	// About 60 MiB of records through the WAL (20 KiB each), one per save,
 	// over 500 ids (so the database itself stays near 10 MiB).
-	content := strings.Repeat("x", 4096)
 	const saves = 3000
 	start := time.Now()
 	var peak int64
 	for i := range saves {
-		vec := make([]float32, 4096)
-		vec[i%4096] = 1
-		r := rec(fmt.Sprintf("r%d", i%500), "/w", vec...)
-		r.Content = content
-		if err := s.Save(ctx, []Record{r}); err != nil {
-			t.Fatal(err)
-		}
+		saveWALRecord(t, s, i, 500)
 		if i%100 == 0 {
 			peak = max(peak, walSize(path))
 		}
@@ -160,16 +170,9 @@ func TestWALHardBoundWithoutCheckpointer(t *testing.T) {
 	}
 	defer s.Close()
 	s.stopCheckpointer()
-	content := strings.Repeat("x", 4096)
 	var peak int64
 	for i := range 2500 { // ~50 MiB through the WAL
-		vec := make([]float32, 4096)
-		vec[i%4096] = 1
-		r := rec(fmt.Sprintf("r%d", i%300), "/w", vec...)
-		r.Content = content
-		if err := s.Save(ctx, []Record{r}); err != nil {
-			t.Fatal(err)
-		}
+		saveWALRecord(t, s, i, 300)
 		peak = max(peak, s.walBytes())
 	}
 	t.Logf("WAL frames peak %.1f MiB, %d inline checkpoints", float64(peak)/(1<<20), s.walk.inline.Load())
@@ -216,15 +219,8 @@ func TestWALHardBoundBacksOffWhileReaderStays(t *testing.T) {
 	if err := tx.QueryRow(`SELECT count(*) FROM records`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
-	content := strings.Repeat("x", 4096)
 	for i := range 1800 { // ~36 MiB: past walHardBytes twice
-		vec := make([]float32, 4096)
-		vec[i%4096] = 1
-		r := rec(fmt.Sprintf("r%d", i%300), "/w", vec...)
-		r.Content = content
-		if err := s.Save(ctx, []Record{r}); err != nil {
-			t.Fatal(err)
-		}
+		saveWALRecord(t, s, i, 300)
 	}
 	got := s.walk.inline.Load()
 	t.Logf("%d inline checkpoints with a reader holding its snapshot", got)
@@ -236,11 +232,7 @@ func TestWALHardBoundBacksOffWhileReaderStays(t *testing.T) {
 	}
 	// Once the reader has gone, the next write past the bound checkpoints.
 	for i := range 50 {
-		r := rec(fmt.Sprintf("r%d", i), "/w", vec...)
-		r.Content = content
-		if err := s.Save(ctx, []Record{r}); err != nil {
-			t.Fatal(err)
-		}
+		saveWALRecord(t, s, i, 300)
 	}
 	if s.walBytes() > walHardBytes*3 {
 		t.Errorf("WAL frames %.1f MiB after the reader left", float64(s.walBytes())/(1<<20))
