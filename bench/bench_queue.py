@@ -115,11 +115,12 @@ def overhead(queue: str, n: int, tmp: Path) -> dict[str, Any]:
     }
 
 
-def crew_runs(queue: str, n: int, processes: int, tmp: Path, label: str, concurrency: int) -> dict[str, Any]:
+def crew_runs(queue: str, n: int, processes: int, tmp: Path, label: str, concurrency: int,
+              pin: str = "on") -> dict[str, Any]:
     import crewcore
     import crewcore.runs as runs
 
-    w = start_worker(queue, tmp / f"{label}.log", processes=processes, concurrency=concurrency)
+    w = start_worker(queue, tmp / f"{label}.log", processes=processes, concurrency=concurrency, pin=pin)
     try:
         # One warm-up run per process (first LLM client, first Flow), not counted.
         crewcore.kickoff_many("runq_crews:build_crew", topics(2 * processes, f"warm-{label}"), queue=queue,

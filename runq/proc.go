@@ -65,6 +65,9 @@ type SupervisorConfig struct {
 	StartTimeout time.Duration
 	// Stderr receives the processes' stdout and stderr (default os.Stderr).
 	Stderr io.Writer
+	// CPUs, when set, pins the process of slot i (and every thread it
+	// starts) to CPU CPUs[i % len(CPUs)] (see [PinCPUs]); Linux only.
+	CPUs []int
 }
 
 // Supervisor runs crews in Python worker processes and replaces processes
@@ -223,6 +226,9 @@ func (s *Supervisor) spawn(slot int) error {
 		fmt.Sprintf("CREWCORE_RUNQ_STOP_GRACE=%g", s.cfg.StopGrace.Seconds()),
 		"PYTHONUNBUFFERED=1",
 	)
+	if len(s.cfg.CPUs) > 0 {
+		env = append(env, fmt.Sprintf("CREWCORE_RUNQ_CPU=%d", s.cfg.CPUs[slot%len(s.cfg.CPUs)]))
+	}
 	if len(s.cfg.CrewPath) > 0 {
 		env = append(env, "CREWCORE_RUNQ_CREW_PATH="+strings.Join(s.cfg.CrewPath, string(os.PathListSeparator)))
 	}

@@ -346,6 +346,9 @@ func openPostgres(ctx context.Context, spec Spec, opts Options) (kit, error) {
 	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > opts.ConnectTimeout {
 		cfg.ConnConfig.ConnectTimeout = opts.ConnectTimeout
 	}
+	if _, set := cfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !set {
+		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
+	}
 	cfg.MaxConns = opts.MaxConns
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = 4

@@ -51,3 +51,28 @@ class _Plain:
 
 def plain() -> _Plain:
     return _Plain()
+
+
+class _Where:
+    """Not a CrewAI crew: reports the CPUs its process and threads may use,
+    and whether asyncio.to_thread in two asyncio.run calls used one pool."""
+
+    def kickoff(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        import asyncio
+        import threading
+
+        async def name() -> str:
+            return await asyncio.to_thread(lambda: threading.current_thread().name)
+
+        names = [asyncio.run(name()) for _ in range(2)]
+        threads = {}
+        for t in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{t}/status") as f:
+                for line in f:
+                    if line.startswith("Cpus_allowed_list:"):
+                        threads[t] = line.split(":", 1)[1].strip()
+        return {"pid": os.getpid(), "threads": threads, "to_thread": names}
+
+
+def where() -> _Where:
+    return _Where()

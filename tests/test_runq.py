@@ -31,6 +31,7 @@ from crewcore.errors import (
     QueueUnavailableError,
     RunFailedError,
     RunNotFoundError,
+    WorkerStartError,
 )
 from conftest import read_only
 from runq_support import (
@@ -270,6 +271,52 @@ def test_kickoff_many_queue_deadline_on_error_and_worker_arguments(tmp_path: Pat
                 dict(periodic=[{"id": "x", "crew": "not a spec", "every": 1}])):
         with pytest.raises(InvalidArgumentError):
             runs.Worker(qpath, **bad)
+
+
+def _cpu_list(s: str) -> set[int]:
+    out: set[int] = set()
+    for part in s.split(","):
+        lo, _, hi = part.partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or not os.path.isdir("/proc/self/task"),
+                    reason="CPU affinity is Linux's")
+def test_worker_pins_its_processes_and_their_threads_to_one_cpu_each(tmp_path: Path, qpath: str) -> None:
+    allowed = sorted(os.sched_getaffinity(0))
+    with _plain_worker(qpath, tmp_path, processes=2, concurrency=2, pin="on") as w:
+        assert "pinned to CPUs" in w.ready_line, w.ready_line
+        batch = runs.submit("runq_crews:where", [{"k": i} for i in range(8)], queue=qpath)
+        outs = [i.value() for i in batch.wait(timeout=120)]
+    by_pid: dict[int, set[str]] = {}
+    for o in outs:
+        for tid, cpus in o["threads"].items():
+            by_pid.setdefault(o["pid"], set()).add(cpus)
+        # asyncio.to_thread of two asyncio.run calls: one shared pool
+        assert all(n.startswith("crewcore-asyncio") for n in o["to_thread"]), o["to_thread"]
+    assert len(by_pid) == 2, by_pid
+    want = [{allowed[0]}, {allowed[1 % len(allowed)]}]
+    got = []
+    for pid, lists in by_pid.items():
+        assert len(lists) == 1, f"process {pid}'s threads are on different CPU sets: {lists}"
+        got.append(_cpu_list(lists.pop()))
+    assert sorted(got, key=min) == sorted(want, key=min)
+    # pin="off": the processes keep every CPU the worker has.
+    q2 = str(tmp_path / "off.db")
+    with _plain_worker(q2, tmp_path, processes=1, pin="off") as w:
+        assert "pinned" not in w.ready_line
+        out = runs.submit("runq_crews:where", [{}], queue=q2).wait(timeout=120)[0].value()
+    assert all(_cpu_list(c) == set(allowed) for c in out["threads"].values()), out["threads"]
+
+
+def test_worker_pin_refuses_a_bad_cpu_list(tmp_path: Path, qpath: str) -> None:
+    for bad in ("zero", "3-1", "99999"):
+        w = runs.Worker(qpath, pin=bad, install=False, log=open(os.devnull, "w"))  # noqa: SIM115
+        with pytest.raises(WorkerStartError, match="--pin"):
+            w.start(ready_timeout=60)
+    with pytest.raises(InvalidArgumentError, match="pin"):
+        runs.Worker(qpath, pin=[0, "x"])
 
 
 # ---------------------------------------------------------------- CrewAI runs

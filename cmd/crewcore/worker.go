@@ -75,6 +75,7 @@ func parseWorkerFlags(args []string, stderr io.Writer) (*workerFlags, int) {
 	riverQueue := fs.String("river-queue", runq.DefaultRiverQueue, "the River queue to work")
 	poll := fs.Duration("poll", 0, "how often to look for new runs without a notification (default 1s: a fallback, inserts notify the workers)")
 	keep := fs.Duration("keep", 24*time.Hour, "how long completed and cancelled runs (and their results) stay before River's cleaner deletes them")
+	pin := fs.String("pin", "auto", `pin each Python process to one CPU: "auto" (when --processes equals the CPUs this worker may use, e.g. --processes auto), "on", "off", or CPU numbers ("0,2", "4-7")`)
 	noInstall := fs.Bool("no-install", false, "do not call crewcore.install() in the processes")
 	stdinEOF := fs.Bool("stop-on-stdin-eof", false, "stop gracefully when stdin reaches end of file (crewcore.runs.Worker: its Python owner is gone)")
 	var periodic listFlag
@@ -106,6 +107,11 @@ func parseWorkerFlags(args []string, stderr io.Writer) (*workerFlags, int) {
 			return nil, 2
 		}
 	}
+	cpus, err := runq.PinCPUs(*pin, n, runq.AllowedCPUs())
+	if err != nil {
+		fmt.Fprintf(stderr, "crewcore worker: %v\n", err)
+		return nil, 2
+	}
 	var specs []runq.PeriodicSpec
 	for _, p := range periodic {
 		var ps runq.PeriodicSpec
@@ -126,6 +132,7 @@ func parseWorkerFlags(args []string, stderr io.Writer) (*workerFlags, int) {
 		RiverQueue: *riverQueue,
 		Supervisor: runq.SupervisorConfig{
 			Processes: n, Concurrency: *conc, Python: *python, CrewPath: crewPath, Env: env, StopGrace: *stopGrace,
+			CPUs: cpus,
 		},
 		RunTimeout:    *timeout,
 		RescueAfter:   *rescue,
@@ -155,9 +162,13 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 1
 	}
 	ready := func() {
-		fmt.Fprintf(stdout, "crewcore worker ready: queue %s, river queue %s, %d processes x %d runs, pids %v, client %s\n",
+		pinned := ""
+		if cpus := wf.cfg.Supervisor.CPUs; len(cpus) > 0 {
+			pinned = ", pinned to CPUs " + runq.FormatCPUList(cpus[:min(len(cpus), wf.cfg.Supervisor.Processes)])
+		}
+		fmt.Fprintf(stdout, "crewcore worker ready: queue %s, river queue %s, %d processes x %d runs, pids %v, client %s%s\n",
 			wf.cfg.Spec, wf.cfg.RiverQueue, wf.cfg.Supervisor.Processes, wf.cfg.Supervisor.Concurrency,
-			w.Supervisor().PIDs(), w.ClientID())
+			w.Supervisor().PIDs(), w.ClientID(), pinned)
 	}
 	wctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

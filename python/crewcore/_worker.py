@@ -209,12 +209,27 @@ class _Process:
             _tls.run = None
 
 
+def _pin(cpu: str) -> None:
+    """Pin this process, every thread it has and (by inheritance) every
+    thread it starts, to one CPU (the supervisor's choice, runq.PinCPUs)."""
+    if not cpu or not hasattr(os, "sched_setaffinity"):
+        return
+    try:
+        mask = {int(cpu)}
+        tids = [int(t) for t in os.listdir("/proc/self/task")] if os.path.isdir("/proc/self/task") else [0]
+        for tid in tids:
+            os.sched_setaffinity(tid, mask)
+    except (OSError, ValueError) as e:
+        sys.stderr.write(f"crewcore worker process {os.getpid()}: cannot pin to CPU {cpu}: {e}; running unpinned\n")
+
+
 def main() -> None:
     fds = os.environ.get("CREWCORE_RUNQ_FDS", "")
     if not fds:
         sys.stderr.write("crewcore._worker is started by `crewcore worker`, not by hand\n")
         raise SystemExit(2)
     rfd, wfd = (int(x) for x in fds.split(","))
+    _pin(os.environ.get("CREWCORE_RUNQ_CPU", ""))
     concurrency = max(1, int(os.environ.get("CREWCORE_RUNQ_CONCURRENCY", "1")))
     stop_grace = float(os.environ.get("CREWCORE_RUNQ_STOP_GRACE", "2"))
     crews.add_crew_path(os.environ.get("CREWCORE_RUNQ_CREW_PATH", ""))
@@ -233,6 +248,9 @@ def main() -> None:
             sys.stderr.write(f"crewcore worker process {os.getpid()}: {info}\n")
     else:
         info = "crewcore not installed (CREWCORE_RUNQ_INSTALL=0)"
+    from crewcore.runs.loops import install_shared_executor
+
+    install_shared_executor()
     chan = _Channel(rfd, wfd)
     chan.send({"op": "ready", "pid": os.getpid(), "info": info})
     proc = _Process(chan, concurrency, stop_grace)

@@ -60,6 +60,11 @@ class Worker:
       (only the elected leader among the workers enqueues).
     - ``keep``: seconds completed and cancelled runs (and results) stay in
       the queue before River's cleaner deletes them (default 24 h).
+    - ``pin``: pin each process to one CPU (``"auto"``: when ``processes``
+      equals the CPUs the worker may use, e.g. ``"auto"``; ``"on"``; ``"off"``;
+      or CPU numbers like ``[0, 2]`` or ``"4-7"``). A pinned interpreter's
+      threads hand the GIL over on one CPU: less CPU per run and more runs
+      per second (docs/architecture.md, "Scaling and its limits").
     - ``log``: where the command's stderr goes (default ``sys.stderr``).
     """
 
@@ -82,6 +87,7 @@ class Worker:
         install: bool = True,
         log: IO[str] | None = None,
         env: dict[str, str] | None = None,
+        pin: str | Iterable[int] = "auto",
     ) -> None:
         from crewcore.runs.queue import _spec
 
@@ -96,6 +102,12 @@ class Worker:
             "--stop-grace", _dur("stop_grace", stop_grace), "--river-queue", str(river_queue),
             "--python", python or sys.executable, "--stop-on-stdin-eof",
         ]
+        if not isinstance(pin, str):
+            try:
+                pin = ",".join(str(int(c)) for c in pin)
+            except (TypeError, ValueError):
+                raise InvalidArgumentError(f'pin must be "auto", "on", "off" or CPU numbers, got {pin!r}') from None
+        args += ["--pin", pin]
         if rescue_after is not None:
             args += ["--rescue-after", _dur("rescue_after", rescue_after)]
         if poll is not None:
