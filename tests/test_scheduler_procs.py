@@ -200,3 +200,45 @@ def test_without_install_warns_about_crewais_file_lock(server: str) -> None:
     with pytest.warns(RuntimeWarning, match="0.25 s between processes"):
         res = crewcore.kickoff_many(crew, topics(4, "w"), concurrency=2, processes=2, progress=False)
     assert_in_order(res, topics(4, "w"))
+
+
+def cpu_crew(url: str, log: Path) -> Any:
+    """A one-task crew whose task callback records its process and the CPUs
+    its thread may run on."""
+    from crewai import LLM, Agent, Crew, Task
+
+    def note(output: Any) -> None:
+        cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()} {cpus}\n")
+
+    llm = LLM(model="gpt-4o-mini", base_url=url, api_key="sk-mockllm")
+    agent = Agent(role="Researcher", goal="Research {topic}", backstory="b", llm=llm, verbose=False, max_iter=3)
+    task = Task(description="Write one line about {topic}.", expected_output="One line.", agent=agent, callback=note)
+    return Crew(agents=[agent], tasks=[task], verbose=False)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="pinning needs 2 CPUs or more (Linux)")
+@pytest.mark.parametrize("pin", ["auto", "off"])
+def test_workers_are_pinned_one_per_cpu_when_they_are_as_many_as_the_cpus(
+        server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pin: str) -> None:
+    allowed = sorted(os.sched_getaffinity(0))
+    monkeypatch.setenv("CREWCORE_PIN", pin)
+    log = tmp_path / "cpus"
+    res = crewcore.kickoff_many(cpu_crew(server, log), topics(4 * len(allowed)), processes="auto",
+                                concurrency=2 * len(allowed), progress=False)
+    assert all(res), res
+    seen: dict[int, set[str]] = {}
+    for row in log.read_text().splitlines():
+        pid, cpus = row.split()
+        seen.setdefault(int(pid), set()).add(cpus)
+    assert os.getpid() not in seen and len(seen) >= 2, seen
+    full = ",".join(str(c) for c in allowed)
+    if pin == "off":
+        assert all(s == {full} for s in seen.values()), seen
+    else:
+        # each worker on one CPU of its own, every run of it there
+        assert all(len(s) == 1 and len(next(iter(s)).split(",")) == 1 for s in seen.values()), seen
+        assert len({next(iter(s)) for s in seen.values()}) == len(seen), seen
+    assert sorted(os.sched_getaffinity(0)) == allowed  # the parent stays unpinned

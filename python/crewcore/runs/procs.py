@@ -55,7 +55,7 @@ import warnings
 from typing import Any
 
 from crewcore.errors import WorkerProcessError
-from crewcore.runs import context, relay
+from crewcore.runs import context, loops, relay
 
 _HDR = struct.Struct("!I")
 
@@ -116,6 +116,31 @@ class _Worker:
         self.status = ""
 
 
+def pin_plan(processes: int) -> list[int]:
+    """The CPU of each worker process (worker i: ``cpus[i % len(cpus)]``),
+    by the rule of ``crewcore worker --pin auto`` (runq.PinCPUs): one CPU
+    per worker when the workers are as many as the CPUs this process may use
+    (``processes="auto"``), none otherwise. A pinned interpreter hands its
+    GIL between its threads on one CPU, which costs less CPU per run than
+    waking threads across CPUs (docs/architecture.md, "Scaling and its
+    limits"). ``CREWCORE_PIN=off`` turns it off."""
+    if os.environ.get("CREWCORE_PIN", "auto") == "off" or not hasattr(os, "sched_getaffinity"):
+        return []
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) >= 2 and processes == len(allowed):
+        return allowed
+    return []
+
+
+def _pin(cpu: int) -> None:
+    """Pin this (just forked, one-threaded) process and the threads it will
+    start to cpu; a failure leaves it unpinned."""
+    try:
+        os.sched_setaffinity(0, {cpu})
+    except OSError:
+        pass
+
+
 class Pool:
     """N forked worker processes running one batch's runs."""
 
@@ -134,10 +159,11 @@ class Pool:
         # Objects alive now are shared copy-on-write with the workers; moved
         # out of the collector's reach while forking, the workers' collections
         # do not touch (and so copy) them.
+        cpus = pin_plan(processes)
         gc.freeze()
         try:
-            for _ in range(processes):
-                self.workers.append(self._fork())
+            for i in range(processes):
+                self.workers.append(self._fork(cpus[i % len(cpus)] if cpus else None))
         finally:
             gc.unfreeze()  # the parent's collector as before
         for w in self.workers:
@@ -146,7 +172,7 @@ class Pool:
             self._readers.append(t)
 
     # -- parent -----------------------------------------------------------
-    def _fork(self) -> _Worker:
+    def _fork(self, cpu: int | None = None) -> _Worker:
         parent_end, child_end = socket.socketpair()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -158,6 +184,8 @@ class Pool:
         if pid == 0:  # the worker: never returns (its objects stay frozen)
             code = 0
             try:
+                if cpu is not None:
+                    _pin(cpu)
                 parent_end.close()
                 for w in self.workers:
                     w.sock.close()
@@ -418,6 +446,9 @@ class _Child:
     def main(self) -> None:
         _reset_after_fork()
         relay.install_child(self.hazards, self.relay, self.knowledge)
+        # This process is crewcore's: its asyncio loops (CrewAI makes several
+        # per run) share one thread pool instead of starting one each.
+        loops.install_shared_executor()
         while True:
             msg = _recv(self.sock)
             if msg is None or msg[0] == "exit":
