@@ -403,6 +403,46 @@ def test_runs_share_one_memory_safely(server: str, tmp_path: Path) -> None:
     store.close()
 
 
+def test_a_run_waits_for_its_own_memory_saves_only(server: str, tmp_path: Path) -> None:
+    """Copies share the crew's Memory (one store) but not one save queue: a
+    run whose save is stuck does not hold up another run's end (CrewAI's
+    single save thread would: every kickoff waits for all pending saves)."""
+    from crewai import LLM
+    from crewai.memory import Memory
+
+    store = crewcore.MemoryStorage(tmp_path / "mem")
+    slow_started, release = threading.Event(), threading.Event()
+    real_save = store.save
+
+    def save(records: Any) -> Any:
+        text = " ".join(r.content for r in records)
+        if "slowtopic" in text:
+            slow_started.set()
+            release.wait(60)
+        elif "fasttopic" in text:
+            slow_started.wait(60)  # saves only while the slow save is stuck
+        return real_save(records)
+
+    store.save = save  # type: ignore[method-assign]
+    mem = Memory(storage=store, embedder=_embed, llm=LLM(model="gpt-4o-mini", base_url=server, api_key="sk-mockllm"))
+    crew = make_crew(server, memory=mem)
+    h = crewcore.start_many(crew, [{"topic": "slowtopic"}, {"topic": "fasttopic"}], concurrency=2, progress=False)
+    try:
+        end = time.monotonic() + 60
+        while h.summary().done < 1 and time.monotonic() < end:
+            time.sleep(0.05)
+        finished_first = h.summary().done
+    finally:
+        release.set()
+    res = h.result(120)
+    assert finished_first == 1, "the fast run waited for the other run's stuck save"
+    assert_in_order(res, [{"topic": "slowtopic"}, {"topic": "fasttopic"}])
+    mem.drain_writes()
+    texts = " ".join(r.content for r in store.list_records(limit=100))
+    assert "slowtopic" in texts and "fasttopic" in texts
+    store.close()
+
+
 CTRL_C_CHILD = r"""
 import json, os, signal, sys, threading, time, logging
 logging.disable(logging.WARNING)

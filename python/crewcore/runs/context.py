@@ -17,7 +17,7 @@ import ctypes
 import threading
 from typing import Any, Protocol
 
-from crewcore.runs.lean import share_generic_types
+from crewcore.runs.lean import own_save_queue, share_generic_types
 
 
 class _RunBatch(Protocol):
@@ -164,13 +164,18 @@ def _kickoff_copy(r: _Run, crew: Any, inputs: dict[str, Any], kw: dict[str, Any]
     _tls.run = r
     share_generic_types()
     try:
+        done = None
         try:
             c = crew.copy()
+            done = own_save_queue(c)
             r.crew_id = id(c)
             _by_crew[r.crew_id] = r
             return True, c.kickoff(inputs=inputs, **kw)
         except BaseException as e:  # noqa: BLE001 - every failure is a result
             return False, e
+        finally:
+            if done is not None:
+                done()
     except BaseException as e:  # noqa: BLE001 - the stop exception landed late
         return False, e
     finally:

@@ -32,6 +32,20 @@ run computes:
   left to CrewAI (a class per flow, as without crewcore).
 
 ``uninstall_lean()`` (and ``crewcore.uninstall()``) removes the hook.
+
+- **A save queue per run in ``kickoff_many``.** ``Crew.copy()`` hands every
+  copy the crew's own ``Memory``, whose background saves go through one
+  single-thread pool, and every kickoff ends by waiting for all of that
+  pool's pending saves (``Crew._drain_memory_writes``; ``recall`` waits the
+  same way). With many copies running at once in one interpreter, each run
+  therefore waits for every other run's saves, one after another (each one
+  or two LLM calls), and the CPU idles: the batch goes no faster than one
+  save at a time. :func:`own_save_queue` gives a run's copy a view of the
+  same ``Memory`` (same storage, embedder, LLM and settings) with a save
+  queue of its own, so a run waits for its own saves only; the saves of one
+  run keep their order. Runs in separate processes (``processes=N``,
+  ``crewcore worker``) already saved independently of each other; now runs
+  on threads of one process do too.
 """
 
 from __future__ import annotations
@@ -124,6 +138,40 @@ def _override(flow_cls: type) -> Any:
     return _create_default_extension_state
 
 
+def own_save_queue(crew: Any) -> Any:
+    """Give crew (a fresh ``Crew.copy()``) a view of its ``Memory`` with its
+    own save queue (see the module doc); return a function to call when the
+    run is over (it lets the queue's thread end), or None when the crew has
+    no plain ``Memory`` (none, a scope or slice view, another layout)."""
+    mem = getattr(crew, "_memory", None)
+    try:
+        from crewai.memory.unified_memory import Memory
+    except ImportError:
+        return None
+    if type(mem) is not Memory or not all(hasattr(mem, a) for a in ("_save_pool", "_pending_saves", "_pending_lock")):
+        return None
+    import concurrent.futures
+
+    try:
+        view = mem.model_copy()  # shallow: the same storage, embedder, LLM and settings
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="memory-save")
+        view._save_pool = pool
+        view._pending_saves = []
+        view._pending_lock = threading.Lock()
+        crew._memory = view
+        if getattr(crew, "memory", None) is mem:
+            crew.__dict__["memory"] = view
+    except Exception:  # noqa: BLE001 - another CrewAI layout: share the crew's queue as before
+        crew._memory = mem
+        return None
+
+    def done() -> None:
+        view.drain_writes()
+        pool.shutdown(wait=False)
+
+    return done
+
+
 def install_lean() -> None:
     """Install the items of the module doc (idempotent)."""
     import importlib
@@ -157,4 +205,4 @@ def installed() -> bool:
     return bool(_patched)
 
 
-__all__ = ["install_lean", "installed", "share_generic_types", "uninstall_lean"]
+__all__ = ["install_lean", "installed", "own_save_queue", "share_generic_types", "uninstall_lean"]
