@@ -346,9 +346,7 @@ func openPostgres(ctx context.Context, spec Spec, opts Options) (kit, error) {
 	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > opts.ConnectTimeout {
 		cfg.ConnConfig.ConnectTimeout = opts.ConnectTimeout
 	}
-	if _, set := cfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !set {
-		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
-	}
+	genericPlans(cfg)
 	cfg.MaxConns = opts.MaxConns
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = 4
@@ -391,6 +389,22 @@ func openPostgres(ctx context.Context, spec Spec, opts Options) (kit, error) {
 		closeFn: pool.Close,
 	}
 	return k, nil
+}
+
+// genericPlans makes the pool's connections use generic plans unless the
+// DSN chooses (plan_cache_mode=...): River plans its completion query anew
+// on every run otherwise (0.79 ms of server CPU at bind; 0.19 generic). It
+// is set after connecting, not as a startup parameter, which PgBouncer
+// refuses; a server without the setting (before PostgreSQL 12) keeps its
+// default.
+func genericPlans(cfg *pgxpool.Config) {
+	if _, set := cfg.ConnConfig.RuntimeParams["plan_cache_mode"]; set {
+		return
+	}
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		_, _ = c.Exec(ctx, "SET plan_cache_mode = force_generic_plan")
+		return nil
+	}
 }
 
 // migratePostgres creates the schema and brings River's tables up to date

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river/riverdriver"
 )
 
@@ -769,6 +770,38 @@ func TestWakePollBacksOffWhenIdle(t *testing.T) {
 	for _, c := range cases {
 		if got := pollAfter(c.last, now); got != c.want {
 			t.Errorf("%s: pollAfter = %s, want %s", c.name, got, c.want)
+		}
+	}
+}
+
+func TestGenericPlans(t *testing.T) {
+	dsn := os.Getenv("CREWCORE_PG_DSN")
+	if dsn == "" {
+		t.Skip("CREWCORE_PG_DSN is not set (make pg-up prints a DSN)")
+	}
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	for _, tc := range []struct{ dsn, want string }{
+		{dsn, "force_generic_plan"},
+		{dsn + sep + "plan_cache_mode=force_custom_plan", "force_custom_plan"}, // the DSN chooses
+	} {
+		cfg, err := pgxpool.ParseConfig(tc.dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		genericPlans(cfg)
+		ctx := context.Background()
+		pool, err := pgxpool.NewWithConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		err = pool.QueryRow(ctx, "SHOW plan_cache_mode").Scan(&got)
+		pool.Close()
+		if err != nil || got != tc.want {
+			t.Errorf("%s: plan_cache_mode = %q, %v; want %q", tc.dsn, got, err, tc.want)
 		}
 	}
 }
