@@ -31,7 +31,7 @@ func TestWALReaderProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	raw, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=10000")
+	raw, err := sql.Open("sqlite3", "file:"+s.Path()+"?_busy_timeout=10000")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,12 +163,7 @@ func TestWALStaysBounded(t *testing.T) {
 // CI once saw the WAL reach 36 MiB in TestWALStaysBounded on a loaded
 // machine, where the checkpointer alone had bounded it at 5-7 MiB here.
 func TestWALHardBoundWithoutCheckpointer(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "memory.db")
-	s, err := Open(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openT(t, nil)
 	s.stopCheckpointer()
 	var peak int64
 	for i := range 2500 { // ~50 MiB through the WAL
@@ -194,19 +189,14 @@ func TestWALHardBoundBacksOffWhileReaderStays(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits out walCheckpointWait twice")
 	}
-	path := filepath.Join(t.TempDir(), "memory.db")
-	s, err := Open(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openT(t, nil)
 	s.stopCheckpointer()
 	vec := make([]float32, 4096)
 	vec[0] = 1
 	if err := s.Save(ctx, []Record{rec("seed", "/w", vec...)}); err != nil {
 		t.Fatal(err)
 	}
-	raw, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=10000")
+	raw, err := sql.Open("sqlite3", "file:"+s.Path()+"?_busy_timeout=10000")
 	if err != nil {
 		t.Fatal(err)
 	}
