@@ -210,15 +210,13 @@ class _Process:
 
 
 def _pin(cpu: str) -> None:
-    """Pin this process, every thread it has and (by inheritance) every
-    thread it starts, to one CPU (the supervisor's choice, runq.PinCPUs)."""
+    """Pin this process to the CPU its supervisor chose (runq.PinCPUs)."""
     if not cpu or not hasattr(os, "sched_setaffinity"):
         return
+    from crewcore.runs.procs import pin_process
+
     try:
-        mask = {int(cpu)}
-        tids = [int(t) for t in os.listdir("/proc/self/task")] if os.path.isdir("/proc/self/task") else [0]
-        for tid in tids:
-            os.sched_setaffinity(tid, mask)
+        pin_process(int(cpu))
     except (OSError, ValueError) as e:
         sys.stderr.write(f"crewcore worker process {os.getpid()}: cannot pin to CPU {cpu}: {e}; running unpinned\n")
 

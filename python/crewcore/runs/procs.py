@@ -132,13 +132,15 @@ def pin_plan(processes: int) -> list[int]:
     return []
 
 
-def _pin(cpu: int) -> None:
-    """Pin this (just forked, one-threaded) process and the threads it will
-    start to cpu; a failure leaves it unpinned."""
-    try:
-        os.sched_setaffinity(0, {cpu})
-    except OSError:
-        pass
+def pin_process(cpu: int) -> None:
+    """Pin this process, every thread it has and (by inheritance) every
+    thread it starts, to one CPU; OSError when it cannot (the process then
+    stays as it was). Used by the forked workers here and by the processes
+    of ``crewcore worker`` (crewcore._worker)."""
+    tasks = "/proc/self/task"
+    tids = [int(t) for t in os.listdir(tasks)] if os.path.isdir(tasks) else [0]
+    for tid in tids:
+        os.sched_setaffinity(tid, {cpu})
 
 
 class Pool:
@@ -185,7 +187,10 @@ class Pool:
             code = 0
             try:
                 if cpu is not None:
-                    _pin(cpu)
+                    try:
+                        pin_process(cpu)
+                    except OSError:
+                        pass  # unpinned, as before
                 parent_end.close()
                 for w in self.workers:
                     w.sock.close()
