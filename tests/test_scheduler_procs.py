@@ -60,13 +60,15 @@ def children() -> set[int]:
     return out
 
 
-def pid_crew(url: str, log: Path) -> Any:
-    """A one-task crew whose task callback records which process ran it."""
+def pid_crew(url: str, log: Path, cpus: bool = False) -> Any:
+    """A one-task crew whose task callback records which process ran it
+    (with cpus: and the CPUs its thread may run on, after a space)."""
     from crewai import LLM, Agent, Crew, Task
 
     def note(output: Any) -> None:
+        where = f" {','.join(str(c) for c in sorted(os.sched_getaffinity(0)))}" if cpus else ""
         with open(log, "a") as f:
-            f.write(f"{os.getpid()}\n")
+            f.write(f"{os.getpid()}{where}\n")
 
     llm = LLM(model="gpt-4o-mini", base_url=url, api_key="sk-mockllm")
     agent = Agent(role="Researcher", goal="Research {topic}", backstory="b", llm=llm, verbose=False, max_iter=3)
@@ -202,22 +204,6 @@ def test_without_install_warns_about_crewais_file_lock(server: str) -> None:
     assert_in_order(res, topics(4, "w"))
 
 
-def cpu_crew(url: str, log: Path) -> Any:
-    """A one-task crew whose task callback records its process and the CPUs
-    its thread may run on."""
-    from crewai import LLM, Agent, Crew, Task
-
-    def note(output: Any) -> None:
-        cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
-        with open(log, "a") as f:
-            f.write(f"{os.getpid()} {cpus}\n")
-
-    llm = LLM(model="gpt-4o-mini", base_url=url, api_key="sk-mockllm")
-    agent = Agent(role="Researcher", goal="Research {topic}", backstory="b", llm=llm, verbose=False, max_iter=3)
-    task = Task(description="Write one line about {topic}.", expected_output="One line.", agent=agent, callback=note)
-    return Crew(agents=[agent], tasks=[task], verbose=False)
-
-
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
                     reason="pinning needs 2 CPUs or more (Linux)")
 @pytest.mark.parametrize("pin", ["auto", "off"])
@@ -226,7 +212,7 @@ def test_workers_are_pinned_one_per_cpu_when_they_are_as_many_as_the_cpus(
     allowed = sorted(os.sched_getaffinity(0))
     monkeypatch.setenv("CREWCORE_PIN", pin)
     log = tmp_path / "cpus"
-    res = crewcore.kickoff_many(cpu_crew(server, log), topics(4 * len(allowed)), processes="auto",
+    res = crewcore.kickoff_many(pid_crew(server, log, cpus=True), topics(4 * len(allowed)), processes="auto",
                                 concurrency=2 * len(allowed), progress=False)
     assert all(res), res
     seen: dict[int, set[str]] = {}
