@@ -83,6 +83,11 @@ type index struct {
 	staleAny bool
 	// corrupt maps the id of every bad entry to why (checksum.go).
 	corrupt map[string]string
+	// snap is the mapped index snapshot this index was decoded from
+	// (snapshot.go), nil otherwise. Its entries' strings point into it, so
+	// it is unmapped with the segments, when the index is dropped, and
+	// nothing the package hands out may point into it (record clones).
+	snap []byte
 }
 
 func newIndex(dim int) *index {
@@ -372,7 +377,14 @@ func (ix *index) categories(prefix string) map[string]int {
 			}
 		}
 	}
-	return out
+	// The keys are handed out: copies (see record). Cloned after the
+	// counting, as assigning to a string key that is already there stores
+	// the new key.
+	res := make(map[string]int, len(out))
+	for c, n := range out {
+		res[strings.Clone(c)] = n
+	}
+	return res
 }
 
 // children lists the immediate child scopes of parent ("/" for the root).
@@ -431,7 +443,7 @@ func (ix *index) scopeInfo(scope string) ScopeInfo {
 		}
 	}
 	for c := range cats {
-		info.Categories = append(info.Categories, c)
+		info.Categories = append(info.Categories, strings.Clone(c)) // handed out (see record)
 	}
 	sort.Strings(info.Categories)
 	if oldest != "" {
@@ -441,14 +453,20 @@ func (ix *index) scopeInfo(scope string) ScopeInfo {
 	return info
 }
 
-// record converts an entry back to a Record.
+// record converts an entry back to a Record. Its strings are copies: an
+// index decoded from the snapshot holds views of the mapped file, which is
+// unmapped when the index is dropped (snapshot.go).
 func (ix *index) record(e *entry, withVector bool) Record {
+	cats := make([]string, len(e.cats))
+	for i, c := range e.cats {
+		cats[i] = strings.Clone(c)
+	}
 	r := Record{
-		ID: e.id, Content: e.content, Scope: ix.scopes[e.scopeID].path,
-		Categories: slices.Clone(e.cats), Metadata: json.RawMessage(e.meta),
+		ID: strings.Clone(e.id), Content: strings.Clone(e.content), Scope: strings.Clone(ix.scopes[e.scopeID].path),
+		Categories: cats, Metadata: json.RawMessage(e.meta),
 		Importance: e.importance,
 		CreatedAt:  parseTime(e.created), LastAccessed: parseTime(e.accessed),
-		Source: e.source, Private: e.private,
+		Source: strings.Clone(e.source), Private: e.private,
 	}
 	if withVector && e.slot >= 0 {
 		r.Embedding = slices.Clone(ix.vector(e.slot))
@@ -504,6 +522,8 @@ func (ix *index) unmapAll() {
 	}
 	ix.segs = nil
 	ix.segByID = map[int64]*segment{}
+	unmapSnapshot(ix.snap)
+	ix.snap = nil
 }
 
 // retire drops an index replaced by a reload.

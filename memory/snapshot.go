@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 	"unsafe"
 )
@@ -28,7 +29,9 @@ import (
 //	memory.db-index   every record's fields and vector address, as the index
 //	                  held them when the change log stood at seq
 //
-// Open reads it in one read, takes its strings as views of the buffer, and
+// Open maps it (mapSnapshot: shared by every process, no copy), takes its
+// strings as views of the mapping (so whatever the package hands out is a
+// copy, index.record), and
 // replays the change log after seq (the same path that brings a store up to
 // date with other processes' writes), inside one read transaction. It is
 // only a cache of the database: any doubt (another store, a change log that
@@ -341,10 +344,18 @@ func (s *Store) snapshotStale() bool {
 }
 
 func (s *Store) trySnapshot(ctx context.Context) (bool, bool, error) {
-	b, err := os.ReadFile(snapshotPath(s.path))
+	b, err := mapSnapshot(snapshotPath(s.path))
 	if err != nil {
 		return false, false, nil
 	}
+	// The decoded index takes the mapping (its strings point into it);
+	// until then every return unmaps it.
+	owned := false
+	defer func() {
+		if !owned {
+			unmapSnapshot(b)
+		}
+	}()
 	r, h, err := decodeSnapshotHeader(b)
 	if err != nil {
 		return false, false, nil
@@ -387,6 +398,7 @@ func (s *Store) trySnapshot(ctx context.Context) (bool, bool, error) {
 	if err != nil || ix == nil {
 		return false, false, err
 	}
+	ix.snap, owned = b, true // unmapped with ix from here on (unmapAll)
 	old, oldSeq := s.ix, s.lastSeq
 	s.ix, s.lastSeq = ix, h.seq
 	fail := func() {
@@ -423,6 +435,36 @@ func (s *Store) trySnapshot(ctx context.Context) (bool, bool, error) {
 	}
 	s.snapSeq.Store(h.seq)
 	return true, true, nil
+}
+
+// mapSnapshot maps the snapshot file at path read-only. The mapping is
+// shared with every process that opens the store (the page cache holds one
+// copy) and costs no copy nor fresh memory: reading the 40 MB snapshot of a
+// 100k-record store into the heap took about 20 ms of page faults in a VM
+// and 40 MB in every process. The file is never written in place
+// (saveSnapshot writes a new file and renames it over), so the mapping
+// stays valid until unmapSnapshot.
+func mapSnapshot(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close() // the mapping outlives the descriptor
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.Size() < 36 || st.Size() > math.MaxInt32 {
+		return nil, fmt.Errorf("%w: %d bytes", errSnapshot, st.Size())
+	}
+	return syscall.Mmap(int(f.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
+}
+
+// unmapSnapshot releases a mapping from mapSnapshot (nil: nothing).
+func unmapSnapshot(b []byte) {
+	if b != nil {
+		syscall.Munmap(b) //nolint:errcheck // nothing to do about it
+	}
 }
 
 // gcPause counts the decodes running with the collector off.
