@@ -454,7 +454,7 @@ func mapSnapshot(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if st.Size() < 36 || st.Size() > math.MaxInt32 {
+	if st.Size() < 36 || uint64(st.Size()) > uint64(math.MaxInt) {
 		return nil, fmt.Errorf("%w: %d bytes", errSnapshot, st.Size())
 	}
 	return syscall.Mmap(int(f.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_SHARED)

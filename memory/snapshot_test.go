@@ -176,6 +176,12 @@ func TestSnapshotOpen(t *testing.T) {
 			must(t, err)
 			must(t, os.Truncate(snapshotPath(path), st.Size()/3))
 		}},
+		{name: "empty", change: func(t *testing.T, path string) {
+			must(t, os.Truncate(snapshotPath(path), 0)) // nothing to map
+		}},
+		{name: "shorter than its header", change: func(t *testing.T, path string) {
+			must(t, os.Truncate(snapshotPath(path), 20))
+		}},
 		{name: "another store's snapshot", change: func(t *testing.T, path string) {
 			other := filepath.Join(t.TempDir(), "memory.db")
 			o := openPath(t, other)
