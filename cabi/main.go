@@ -46,6 +46,10 @@ func main() {}
 //export crewcore_call
 func crewcore_call(req *C.uint8_t, reqLen C.int64_t, resp **C.uint8_t, respLen *C.int64_t) (status C.int32_t) {
 	var out []byte
+	// A memory fault (a mapped store file cut short under a read) becomes
+	// a panic the recover below turns into an error, not the end of the
+	// process; the parallel scans' helpers do the same (internal/par).
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if p := recover(); p != nil {
 			out = encodeError(&bridgeError{kind: "engine", msg: fmt.Sprintf("crewcore engine panic: %v\n%s", p, debug.Stack())})
@@ -87,6 +91,7 @@ func writeOut(out []byte, resp **C.uint8_t, respLen *C.int64_t) {
 //
 //export crewcore_count
 func crewcore_count(h C.int64_t, prefix *C.char, n C.int64_t) (out C.int64_t) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true)) // see crewcore_call
 	defer func() {
 		if recover() != nil {
 			out = -1

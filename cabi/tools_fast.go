@@ -32,6 +32,7 @@ import (
 func crewcore_tool_begin(h C.int64_t, req *C.uint8_t, reqLen C.int64_t, buf *C.uint8_t, bufCap C.int64_t,
 	resp **C.uint8_t, respLen *C.int64_t) (out C.int64_t) {
 	var b []byte
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true)) // see crewcore_call
 	defer func() {
 		if p := recover(); p != nil {
 			b = encodeError(&bridgeError{kind: "engine", msg: fmt.Sprintf("crewcore engine panic: %v\n%s", p, debug.Stack())})

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strconv"
@@ -472,7 +473,7 @@ func (s *Store) Touch(ctx context.Context, ids []string) error {
 }
 
 // read runs fn with the index current and read-locked.
-func (s *Store) read(ctx context.Context, fn func(ix *index) error) error {
+func (s *Store) read(ctx context.Context, fn func(ix *index) error) (err error) {
 	if err := s.sync(ctx); err != nil {
 		return err
 	}
@@ -484,7 +485,29 @@ func (s *Store) read(ctx context.Context, fn func(ix *index) error) error {
 	if err := s.corruptErr("read", s.ix); err != nil { // checksum.go
 		return err
 	}
+	// Reads touch the mapped segment and snapshot files. If something
+	// other than crewcore cut one short under the mapping, the read faults:
+	// an error, not the end of the process (internal/par brings a fault in
+	// a scan's helper goroutine here too).
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if p := recover(); p != nil {
+			err = s.faultError(p)
+		}
+	}()
 	return fn(s.ix)
+}
+
+// faultError is the error of a read that faulted on a mapped file of the
+// store; any other panic goes on.
+func (s *Store) faultError(p any) error {
+	f, ok := p.(interface{ Addr() uintptr })
+	if !ok {
+		panic(p)
+	}
+	return fmt.Errorf("read store %s: %w: a mapped file of the store (a segment or the index snapshot) was cut "+
+		"short or changed by something other than crewcore (memory fault at %#x); reopen the store and run "+
+		"`crewcore memory check %s`", s.path, ErrCorrupt, f.Addr(), s.path)
 }
 
 // Get returns the record with id (with its vector) and whether it exists.

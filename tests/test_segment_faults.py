@@ -336,3 +336,39 @@ def test_delete_frees_vector_space_on_a_disk_the_vectors_filled(tmp_path: Path, 
     assert k >= 20 and got["deleted"] == 50 * (k // 2) and got["saved_after"] == k // 4, got
     assert got["count"] == 50 * (k - k // 2 + k // 4) and got["kept"], got
     assert code == 0, rep
+
+
+_CUT_UNDER = _COMMON + """
+    import glob, os
+    engine, path = sys.argv[1], sys.argv[2]
+    s = MemoryStorage(path, engine=engine)
+    s.save(recs(1))
+    s.search(vec(3), limit=3)  # the segments are open (mapped) now
+    for f in glob.glob(path + "-seg-*"):
+        os.truncate(f, 0)  # something other than crewcore cuts them short
+    out = {}
+    try:
+        s.search(vec(5), limit=3)  # another query: nothing cached answers it
+        out["search"] = "no error"
+    except StoreCorruptError as e:
+        out["search"] = str(e)
+    out["count"] = s.count()
+    s.close()
+    print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_segments_cut_short_under_an_open_store(tmp_path: Path, engine: str) -> None:
+    # A read of a mapped file past its end is a memory fault: the process
+    # must not die of it. The native engine reads the vectors through its
+    # mappings: StoreCorruptError naming the store. The pure-Python engine
+    # scans the copy of the vectors it read at open, which stays right.
+    path = str(tmp_path / "memory.db")
+    p = run_py(_CUT_UNDER, engine, path, check=False)
+    assert p.returncode == 0, f"the process died ({p.returncode}):\n{p.stderr[-2000:]}"
+    out = last_json(p.stdout)
+    if engine == "native":
+        assert out["search"] != "no error", out
+        assert path in out["search"] and "cut short" in out["search"], out
+    assert out["count"] == SEG1, out
