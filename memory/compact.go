@@ -98,7 +98,10 @@ func (s *Store) compact(ctx context.Context) error {
 			abort() // the new segment is mapped again by the reload
 			s.lastSeq = seq - 1
 			if err := s.reload(ctx, s.db); err != nil {
-				s.ix = newIndex(s.opts.Dim) // the next read reloads (lastSeq is behind)
+				// The next read reloads (lastSeq is behind); the old
+				// index's mappings (segments, snapshot) go with it.
+				s.ix.retire()
+				s.ix = newIndex(s.opts.Dim)
 			}
 			removeSegmentFiles(s.path, old)
 		}, nil
