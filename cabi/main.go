@@ -52,7 +52,7 @@ func crewcore_call(req *C.uint8_t, reqLen C.int64_t, resp **C.uint8_t, respLen *
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if p := recover(); p != nil {
-			out = encodeError(&bridgeError{kind: "engine", msg: fmt.Sprintf("crewcore engine panic: %v\n%s", p, debug.Stack())})
+			out = panicError(p)
 			status = 1
 		}
 		writeOut(out, resp, respLen)
@@ -69,6 +69,12 @@ func crewcore_call(req *C.uint8_t, reqLen C.int64_t, resp **C.uint8_t, respLen *
 	}
 	out = res
 	return 0
+}
+
+// panicError is the error response of a recovered panic p, with the stack
+// of the goroutine that panicked (call it from the deferred function).
+func panicError(p any) []byte {
+	return encodeError(&bridgeError{kind: "engine", msg: fmt.Sprintf("crewcore engine panic: %v\n%s", p, debug.Stack())})
 }
 
 func writeOut(out []byte, resp **C.uint8_t, respLen *C.int64_t) {

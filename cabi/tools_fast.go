@@ -9,7 +9,6 @@ package main
 import "C"
 
 import (
-	"fmt"
 	"runtime/debug"
 	"unsafe"
 
@@ -35,7 +34,7 @@ func crewcore_tool_begin(h C.int64_t, req *C.uint8_t, reqLen C.int64_t, buf *C.u
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true)) // see crewcore_call
 	defer func() {
 		if p := recover(); p != nil {
-			b = encodeError(&bridgeError{kind: "engine", msg: fmt.Sprintf("crewcore engine panic: %v\n%s", p, debug.Stack())})
+			b = panicError(p)
 			out = -2
 		}
 		if out < 0 {
